@@ -1,0 +1,268 @@
+"""The warehouse build: merge semantics, comments, ops tables, atomicity and the lock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import warehouse.build as build_module
+from warehouse_fixtures import NOTICE, ORGANIZATION, REGISTRY, land, notice_rows
+from warehouse.build import BuildError, build
+from warehouse.catalog import Catalog
+from warehouse.landing import ParquetSink
+from warehouse.layout import Lake
+
+UTC = timezone.utc
+
+
+def query(home: Path, sql: str) -> list[tuple]:
+    """Rows via Arrow: DuckDB's Python fetch of TIMESTAMPTZ would need pytz, Arrow does not."""
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        table = con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_latest_version_wins_and_deletes_become_tombstones(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "2025-03-01", notice_rows("lingang", [
+        {"notice_id": "N1", "title": "临港新片区产教融合项目申报通知"},
+        {"notice_id": "N2", "title": "人才需求征集"},
+        {"notice_id": "N3", "title": "校企合作签约"},
+        {"notice_id": "N4", "title": "旧标题"},
+        {"notice_id": "N4", "title": "同一文件中较后的版本"},  # later row in the same file wins
+    ]))
+    land(home, catalog, "lingang", "2025-03-02", notice_rows("lingang", [
+        {"notice_id": "N1", "title": "临港新片区产教融合项目申报通知（更正）"},
+        {"notice_id": "N2", "_is_deleted": True, "updated_at": datetime(2025, 3, 2, 9, 30, tzinfo=UTC)},
+        {"notice_id": "N3", "_is_deleted": True},  # no updated_at: deleted_at falls back to _extracted_at
+    ], extracted=datetime(2025, 3, 2, 10, 0, tzinfo=UTC)))
+    # The same notice id from another source is another key.
+    land(home, catalog, "municipal", "2025-03-01", notice_rows("municipal", [{"notice_id": "N2", "title": "市级通知"}]))
+
+    result = build(home, catalog, registry=REGISTRY)
+
+    assert query(home, "SELECT _source, notice_id, title FROM core.notice ORDER BY _source, notice_id") == [
+        ("lingang", "N1", "临港新片区产教融合项目申报通知（更正）"),
+        ("lingang", "N4", "同一文件中较后的版本"),
+        ("municipal", "N2", "市级通知"),
+    ]
+    tombstones = query(home, "SELECT entity, natural_key, _source, deleted_at FROM core._tombstones ORDER BY natural_key")
+    assert [(e, json.loads(k), s, d) for e, k, s, d in tombstones] == [
+        ("notice", {"_source": "lingang", "notice_id": "N2"}, "lingang", datetime(2025, 3, 2, 9, 30, tzinfo=UTC)),
+        ("notice", {"_source": "lingang", "notice_id": "N3"}, "lingang", datetime(2025, 3, 2, 10, 0, tzinfo=UTC)),
+    ]
+    assert result.entities["notice"].rows == 3
+    assert result.entities["notice"].files == 3
+    assert result.entities["notice"].tombstones == 2
+
+
+def test_rerun_of_an_older_window_wins_because_it_landed_later(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "title": "v1"}]))
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N1", "title": "v2"}]))
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "title": "v1 rerun"}]))
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT title FROM core.notice") == [("v1 rerun",)]
+
+
+def test_deleted_then_recreated_key_is_current_again(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "_is_deleted": True}]))
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N1", "title": "恢复发布"}]))
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT title FROM core.notice") == [("恢复发布",)]
+    assert query(home, "SELECT count(*) FROM core._tombstones") == [(0,)]
+
+
+def test_unledgered_orphan_file_is_ignored(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "title": "已入账"}]))
+    orphan = Lake(home).std_path("notice", "lingang", date(2025, 3, 1), "lingang-notice-0000000000000000")
+    with ParquetSink(orphan, NOTICE.arrow_schema()) as sink:  # landed, but its run died before the ledger
+        sink.write(notice_rows("lingang", [{"notice_id": "N1", "title": "孤儿"}, {"notice_id": "N9"}]))
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT notice_id, title FROM core.notice") == [("N1", "已入账")]
+
+
+def test_every_entity_is_present_typed_and_commented(home: Path, catalog: Catalog) -> None:
+    result = build(home, catalog, registry=REGISTRY)  # nothing landed at all
+    assert result.entities["organization"].rows == 0
+    columns = query(home, """
+        SELECT table_name, column_name, data_type, comment FROM duckdb_columns()
+        WHERE schema_name = 'core' AND table_name IN ('notice', 'organization') ORDER BY table_name, column_index
+    """)
+    by_table: dict[str, list[tuple]] = {}
+    for table, *rest in columns:
+        by_table.setdefault(table, []).append(tuple(rest))
+    expected_notice = [f.name for f in NOTICE.arrow_schema()][:-1]  # without _is_deleted
+    assert [c[0] for c in by_table["notice"]] == expected_notice
+    assert [c[0] for c in by_table["organization"]] == [f.name for f in ORGANIZATION.arrow_schema()][:-1]
+    types = {c[0]: c[1] for c in by_table["notice"]}
+    assert types["budget_amount"] == "DECIMAL(18,2)"
+    assert types["publish_date"] == "DATE"
+    assert types["updated_at"] == "TIMESTAMP WITH TIME ZONE"
+    comments = {c[0]: c[2] for c in by_table["notice"]}
+    assert comments["title"] == "标题 / title"
+    assert comments["contact_phone"] == "联系电话 / contact phone. PII: personal"
+    assert all(comments.values()), comments
+    tables = dict(query(home, "SELECT schema_name || '.' || table_name, comment FROM duckdb_tables()"))
+    assert "Grain: one row per source and notice" in tables["core.notice"]
+    assert tables["core.notice"].startswith("通知公告 / notice published on the platform")
+    assert set(tables) >= {"core.notice", "core.organization", "core._tombstones", "ops.batches", "ops.sync_state", "ops.builds"}
+    assert all(tables.values()), tables
+
+
+def test_values_keep_their_types(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [
+        {"notice_id": "N1", "budget_amount": Decimal("35000000.00"), "updated_at": datetime(2025, 3, 1, 1, 2, 3, tzinfo=UTC)},
+    ]))
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT budget_amount, publish_date, updated_at FROM core.notice") == [
+        (Decimal("35000000.00"), date(2025, 3, 1), datetime(2025, 3, 1, 1, 2, 3, tzinfo=UTC)),
+    ]
+
+
+def test_ops_tables_copy_the_catalog_and_log_builds(home: Path, catalog: Catalog) -> None:
+    bid, seq = land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]),
+                    state={"updated_since": "2025-03-01 00:00:00"})
+    catalog.record_failure("lingang-notice-failed", "lingang", "notice", datetime.now(UTC), "token expired")
+    build(home, catalog, registry=REGISTRY)
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT batch_id, status, landed_seq FROM ops.batches ORDER BY batch_id") == [
+        (bid, "landed", seq),
+        ("lingang-notice-failed", "failed", None),
+    ]
+    assert query(home, "SELECT source, entity, cursor FROM ops.sync_state") == [
+        ("lingang", "notice", '{"updated_since": "2025-03-01 00:00:00"}'),
+    ]
+    builds = query(home, "SELECT entities, rows FROM ops.builds ORDER BY started_at")
+    assert builds == [(["notice", "organization"], 1), (["notice", "organization"], 1)]
+
+
+def test_partial_build_carries_other_entities_over(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "_is_deleted": True}, {"notice_id": "N2"}]))
+    build(home, catalog, registry=REGISTRY)
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N3"}]))  # not merged below
+    result = build(home, catalog, registry=REGISTRY, entities=["organization"])
+    assert result.entities["notice"].carried_over
+    assert query(home, "SELECT notice_id FROM core.notice") == [("N2",)]
+    assert query(home, "SELECT count(*) FROM core._tombstones") == [(1,)]
+    with pytest.raises(BuildError, match="unknown entities"):
+        build(home, catalog, registry=REGISTRY, entities=["notices"])
+
+
+def test_missing_file_fails_naming_entity_and_file_and_keeps_previous_build(home: Path, catalog: Catalog) -> None:
+    bid, _ = land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
+    build(home, catalog, registry=REGISTRY)
+    before = digest(home / "warehouse.duckdb")
+    std = Lake(home).std_path("notice", "lingang", date(2025, 3, 1), bid)
+    std.unlink()
+    with pytest.raises(BuildError, match=rf"entity notice: std file .*{bid}\.parquet of batch {bid} is missing"):
+        build(home, catalog, registry=REGISTRY)
+    std.write_bytes(b"PAR1 not really")
+    with pytest.raises(BuildError, match=rf"entity notice: std file .*{bid}\.parquet .* is unreadable"):
+        build(home, catalog, registry=REGISTRY)
+    assert digest(home / "warehouse.duckdb") == before
+    assert not (home / "warehouse.duckdb.building").exists()
+
+
+def test_file_overwritten_by_an_uncommitted_rerun_is_detected(home: Path, catalog: Catalog) -> None:
+    bid, _ = land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
+    std = Lake(home).std_path("notice", "lingang", date(2025, 3, 1), bid)
+    with ParquetSink(std, NOTICE.arrow_schema()) as sink:  # rerun landed its file, then died before the ledger
+        sink.write(notice_rows("lingang", [{"notice_id": "N1"}, {"notice_id": "N2"}]))
+    with pytest.raises(BuildError, match="has 2 rows but the ledger says 1"):
+        build(home, catalog, registry=REGISTRY)
+
+
+def test_failure_late_in_a_build_leaves_the_previous_file_unchanged(
+    home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
+    build(home, catalog, registry=REGISTRY)
+    before = digest(home / "warehouse.duckdb")
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2"}]))
+
+    def broken_ops(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("killed while writing ops")
+
+    monkeypatch.setattr(build_module, "build_ops", broken_ops)
+    with pytest.raises(RuntimeError, match="killed while writing ops"):
+        build(home, catalog, registry=REGISTRY)
+    assert digest(home / "warehouse.duckdb") == before
+    assert query(home, "SELECT notice_id FROM core.notice") == [("N1",)]
+    assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
+
+
+def test_leftover_of_a_killed_build_is_discarded(home: Path, catalog: Catalog) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "warehouse.duckdb.building").write_bytes(b"half a build")
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT count(*) FROM core.notice") == [(0,)]
+    assert not (home / "warehouse.duckdb.building").exists()
+
+
+def test_reader_of_the_old_file_is_not_disturbed_by_a_new_build(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
+    build(home, catalog, registry=REGISTRY)
+    reader = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2"}]))
+        build(home, catalog, registry=REGISTRY)
+        assert reader.execute("SELECT count(*) FROM core.notice").fetchall() == [(1,)]
+    finally:
+        reader.close()
+    assert query(home, "SELECT count(*) FROM core.notice") == [(2,)]
+
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+handle.seek(0); handle.truncate(); handle.write(str(os.getpid())); handle.flush()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_lock_prevents_two_builders(home: Path, catalog: Catalog) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(home / "warehouse.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(BuildError, match=rf"another warehouse build holds .*warehouse\.lock \(pid {holder.pid}\)"):
+            build(home, catalog, registry=REGISTRY)
+        assert not (home / "warehouse.duckdb").exists()
+    finally:
+        holder.communicate(input="", timeout=30)
+    build(home, catalog, registry=REGISTRY)  # released: the next build proceeds
+    assert (home / "warehouse.duckdb").exists()
+
+
+def test_builds_with_the_real_schema_registry(home: Path, catalog: Catalog) -> None:
+    """Every canonical entity gets its (empty) core table with the lineage columns."""
+    from schemas import ENTITIES
+
+    result = build(home, catalog)
+    names = [e.name for e in (ENTITIES.values() if isinstance(ENTITIES, dict) else ENTITIES)]
+    assert len(names) == 13
+    assert sorted(result.entities) == sorted(names)
+    tables = {t for (t,) in query(home, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core'")}
+    assert tables == set(names) | {"_tombstones"}
+    lineage = query(home, "SELECT DISTINCT column_name FROM duckdb_columns() WHERE schema_name = 'core' "
+                          "AND table_name = 'notice' AND column_name LIKE '\\_%' ESCAPE '\\'")
+    assert {c for (c,) in lineage} == {"_source", "_source_key", "_batch_id", "_extracted_at", "_record_hash"}

@@ -1,0 +1,142 @@
+"""Test helpers for the warehouse: a tiny stand-in for two schemas entities and a lander.
+
+The merge semantics are tested on hand-made data whose shape we control; one test in
+test_warehouse_build.py also builds with the real ``schemas.ENTITIES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from schemas import LINEAGE_FIELDS
+
+from warehouse.catalog import BatchRecord, Catalog
+from warehouse.landing import ParquetSink
+from warehouse.layout import Lake, batch_id
+
+UTC = timezone.utc
+
+LINEAGE = [pa.field(f.name, f.type, nullable=not f.required) for f in LINEAGE_FIELDS]
+
+
+@dataclass(frozen=True)
+class FakeField:
+    name: str
+    type: pa.DataType
+    zh: str
+    en: str
+    pii: str = "none"
+    required: bool = False
+    code_list: str | None = None
+
+
+@dataclass(frozen=True)
+class FakeEntity:
+    name: str
+    zh: str
+    en: str
+    grain: str
+    key: tuple[str, ...]
+    fields: tuple[FakeField, ...]
+
+    def arrow_schema(self, lineage: bool = True) -> pa.Schema:
+        business = [pa.field(f.name, f.type) for f in self.fields]
+        return pa.schema(business + (LINEAGE if lineage else []))
+
+
+NOTICE = FakeEntity(
+    name="notice",
+    zh="通知公告",
+    en="notice published on the platform",
+    grain="one row per source and notice",
+    key=("_source", "notice_id"),
+    fields=(
+        FakeField("notice_id", pa.string(), "公告编号", "notice id", required=True),
+        FakeField("title", pa.string(), "标题", "title"),
+        FakeField("budget_amount", pa.decimal128(18, 2), "预算金额(元)", "budget in yuan"),
+        FakeField("publish_date", pa.date32(), "发布日期", "publish date"),
+        FakeField("contact_phone", pa.string(), "联系电话", "contact phone", pii="personal"),
+        FakeField("updated_at", pa.timestamp("us", tz="UTC"), "更新时间", "last update (UTC)"),
+    ),
+)
+
+ORGANIZATION = FakeEntity(
+    name="organization",
+    zh="机构",
+    en="organisation",
+    grain="one row per organisation (USCC)",
+    key=("uscc",),
+    fields=(
+        FakeField("uscc", pa.string(), "统一社会信用代码", "unified social credit code", required=True),
+        FakeField("org_name", pa.string(), "机构名称", "organisation name"),
+    ),
+)
+
+REGISTRY = {"notice": NOTICE, "organization": ORGANIZATION}
+
+
+def notice_rows(source: str, rows: list[dict[str, Any]], *, extracted: datetime | None = None) -> pa.Table:
+    """Notice rows with lineage filled in; each dict needs notice_id, may set title/_is_deleted."""
+    extracted = extracted or datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+    full = []
+    for r in rows:
+        full.append(
+            {
+                "notice_id": r["notice_id"],
+                "title": r.get("title"),
+                "budget_amount": r.get("budget_amount", Decimal("1200.50")),
+                "publish_date": r.get("publish_date", date(2025, 3, 1)),
+                "contact_phone": r.get("contact_phone", "13800138000"),
+                "updated_at": r.get("updated_at"),
+                "_source": source,
+                "_source_key": r["notice_id"],
+                "_batch_id": r.get("_batch_id", "b"),
+                "_extracted_at": extracted,
+                "_record_hash": "h-" + r["notice_id"],
+                "_is_deleted": r.get("_is_deleted", False),
+            }
+        )
+    return pa.Table.from_pylist(full, schema=NOTICE.arrow_schema())
+
+
+def land(
+    home: Path,
+    catalog: Catalog,
+    source: str,
+    window: str,
+    table: pa.Table,
+    *,
+    entity: FakeEntity = NOTICE,
+    state: dict[str, Any] | None = None,
+) -> tuple[str, int]:
+    """Land one std file and ledger it, as the pipeline will; returns (batch_id, landed_seq)."""
+    lake = Lake(home)
+    bid = batch_id(source, entity.name, window)
+    path = lake.std_path(entity.name, source, date(2025, 3, 1), bid)
+    with ParquetSink(path, entity.arrow_schema()) as sink:
+        sink.write(table.set_column(table.schema.get_field_index("_batch_id"), "_batch_id",
+                                    pa.array([bid] * table.num_rows, pa.string())))
+    now = datetime.now(UTC)
+    seq = catalog.commit_batch(
+        BatchRecord(
+            batch_id=bid,
+            source=source,
+            entity=entity.name,
+            window_start=window,
+            window_end=window,
+            rows_in=table.num_rows,
+            rows_loaded=table.num_rows,
+            rows_quarantined=0,
+            started_at=now,
+            finished_at=now,
+            std_path=lake.relative(path),
+        ),
+        state=state,
+    )
+    return bid, seq

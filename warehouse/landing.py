@@ -1,0 +1,241 @@
+"""Atomic, streaming Parquet landing.
+
+A reader (the warehouse build, a Spark job, an analyst) must never see half a file, and a
+rerun must replace its own output rather than add to it. So every file is streamed to a
+temporary name in the target directory, fsynced, and renamed onto its final name in one
+``os.replace``; a crash leaves at worst an orphaned ``*.tmp`` that :func:`sweep_temp_files`
+removes later, never a truncated ``.parquet``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "LandedFile",
+    "LandingError",
+    "ParquetSink",
+    "ROW_GROUP_ROWS",
+    "fsync_dir",
+    "sweep_temp_files",
+]
+
+#: Rows per Parquet row group: large enough for good zstd ratios and fast scans,
+#: small enough that the sink's buffer stays modest.
+ROW_GROUP_ROWS = 128 * 1024
+
+# ".<final name>.<pid>.<random hex>.tmp", written by ParquetSink only.
+_TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8,}\.tmp$")
+
+
+class LandingError(ValueError):
+    """A batch does not fit the file's schema, or the sink was used out of order."""
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """What a committed file holds; the ledger and the bulk exports quote it."""
+
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX needs the directory itself fsynced)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_and_hash(path: Path) -> tuple[int, str]:
+    """fsync a closed file and return (size, sha256), reading it back in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class ParquetSink:
+    """Streams record batches into one Parquet file that appears atomically on commit.
+
+    Use as a context manager: an exception inside the block aborts (the temp file goes,
+    the final path keeps whatever it held before); a clean exit commits if the caller has
+    not already, and the result is then in :attr:`landed`.
+    """
+
+    def __init__(self, final_path: Path, schema: pa.Schema) -> None:
+        self.final_path = Path(final_path)
+        self.schema = schema
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        self.temp_path = self.final_path.with_name(
+            f".{self.final_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        )
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self.temp_path, schema, compression="zstd"
+        )
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows = 0
+        self.landed: LandedFile | None = None
+        self._closed = False
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append rows, cast to the file's schema; flushes whole row groups as they fill."""
+        self._require_open("write to")
+        table = self._conform(batch)
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _conform(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+        """Select and cast the schema's columns; name the file and column on any mismatch."""
+        if isinstance(batch, pa.RecordBatch):
+            table = pa.Table.from_batches([batch])
+        elif isinstance(batch, pa.Table):
+            table = batch
+        else:
+            raise LandingError(
+                f"{self.final_path}: expected a pyarrow RecordBatch or Table, got {type(batch).__name__}"
+            )
+        names = set(table.column_names)
+        expected = set(self.schema.names)
+        missing = [n for n in self.schema.names if n not in names]
+        extra = [n for n in table.column_names if n not in expected]
+        if missing or extra:
+            raise LandingError(
+                f"{self.final_path}: batch does not match the file schema"
+                + (f"; missing column(s) {missing}" if missing else "")
+                + (f"; unexpected column(s) {extra}" if extra else "")
+            )
+        columns = []
+        for field in self.schema:
+            column = table.column(field.name)
+            if not column.type.equals(field.type):
+                try:
+                    column = column.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                    raise LandingError(
+                        f"{self.final_path}: column {field.name!r} cannot be cast from "
+                        f"{column.type} to {field.type}: {exc}"
+                    ) from exc
+            if not field.nullable and column.null_count:
+                raise LandingError(
+                    f"{self.final_path}: column {field.name!r} is not nullable but has "
+                    f"{column.null_count} null value(s)"
+                )
+            columns.append(column)
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def _flush(self, *, final: bool) -> None:
+        """Write whole row groups; on the final flush also the remainder."""
+        assert self._writer is not None
+        if not self._pending:
+            return
+        buffered = pa.concat_tables(self._pending)
+        cut = buffered.num_rows if final else (buffered.num_rows // ROW_GROUP_ROWS) * ROW_GROUP_ROWS
+        if cut:
+            self._writer.write_table(buffered.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        rest = buffered.slice(cut)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    # -- finishing -------------------------------------------------------------------------
+
+    def commit(self) -> LandedFile:
+        """Close, fsync, rename onto the final path and fsync the directory.
+
+        After this returns the file is complete and durable under its final name; before it,
+        the final path still holds its previous content (or nothing).
+        """
+        self._require_open("commit")
+        try:
+            self._flush(final=True)
+            assert self._writer is not None
+            self._writer.close()
+            self._writer = None
+            size, sha256 = _fsync_and_hash(self.temp_path)
+            os.replace(self.temp_path, self.final_path)
+            fsync_dir(self.final_path.parent)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self.landed = LandedFile(self.final_path, self.rows, size, sha256)
+        return self.landed
+
+    def abort(self) -> None:
+        """Drop everything written so far; the final path is left as it was. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending = []
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            self.temp_path.unlink(missing_ok=True)
+
+    def _require_open(self, action: str) -> None:
+        if self._closed:
+            raise LandingError(f"{self.final_path}: cannot {action} a sink that is already committed or aborted")
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.commit()
+
+
+def sweep_temp_files(home: Path, older_than_minutes: float = 60) -> int:
+    """Remove sink temp files left by killed processes; returns how many were removed.
+
+    Only names the sink itself creates are touched, and only when older than the threshold,
+    so a write still in progress (its mtime keeps moving) is never pulled from under it.
+    """
+    cutoff = time.time() - older_than_minutes * 60
+    removed = 0
+    for directory, _dirs, files in os.walk(home):
+        for name in files:
+            if not _TEMP_NAME.match(name):
+                continue
+            path = Path(directory) / name
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # another sweeper or the writer's own abort got there first
+    return removed

@@ -1,0 +1,124 @@
+"""Where things live under ``IEHUB_HOME``: the lake layout of DESIGN.md in one place.
+
+Every other module asks :class:`Lake` for a path instead of joining strings, so the layout
+can change in one file, and the catalog can store paths relative to the home (a home can be
+moved or mounted elsewhere without rewriting the ledger).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date, datetime
+from pathlib import Path, PurePosixPath
+
+__all__ = ["Lake", "batch_id"]
+
+# Names become directory and file names: keep them to one safe path segment.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _segment(kind: str, value: str) -> str:
+    """Refuse names that would escape their directory or be ambiguous on disk."""
+    if not isinstance(value, str) or not _SEGMENT.match(value) or ".." in value:
+        raise ValueError(
+            f"{kind} {value!r} is not a safe path segment: use letters, digits, '_', '-' or '.'"
+        )
+    return value
+
+
+def _day(dt: date) -> str:
+    """``dt=YYYY-MM-DD``; a datetime counts by its own calendar day (callers pass UTC)."""
+    if isinstance(dt, datetime):
+        dt = dt.date()
+    if not isinstance(dt, date):
+        raise TypeError(f"dt must be a date, got {type(dt).__name__}")
+    return f"dt={dt.isoformat()}"
+
+
+def batch_id(source: str, entity: str, window: str) -> str:
+    """A batch id derived from (source, entity, window).
+
+    Deterministic on purpose: rerunning the same window yields the same id, so its files
+    land on the same paths (replacing the earlier output) and its ledger row is replaced,
+    instead of the rerun adding a second copy of the same data.
+    """
+    _segment("source", source)
+    _segment("entity", entity)
+    digest = hashlib.sha256(f"{source}|{entity}|{window}".encode("utf-8")).hexdigest()
+    return f"{source}-{entity}-{digest[:16]}"
+
+
+class Lake:
+    """The paths of one hub home (``IEHUB_HOME``)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.home)!r})"
+
+    @staticmethod
+    def batch_id(source: str, entity: str, window: str) -> str:
+        """:func:`batch_id`, reachable from a Lake for callers that only hold one."""
+        return batch_id(source, entity, window)
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    def raw_path(self, source: str, entity: str, dt: date, batch_id: str) -> Path:
+        """Data as received, partitioned by source first (that is how it arrives)."""
+        return (
+            self.lake_dir / "raw" / _segment("source", source) / _segment("entity", entity)
+            / _day(dt) / f"{_segment('batch_id', batch_id)}.parquet"
+        )
+
+    def std_path(self, entity: str, source: str, dt: date, batch_id: str) -> Path:
+        """Canonical rows, partitioned by entity first (that is how they are read)."""
+        return (
+            self.lake_dir / "std" / _segment("entity", entity) / f"source={_segment('source', source)}"
+            / _day(dt) / f"{_segment('batch_id', batch_id)}.parquet"
+        )
+
+    def quarantine_path(self, entity: str, source: str, dt: date, batch_id: str) -> Path:
+        """Rejected rows with their rule and reason, laid out like std for replay."""
+        return (
+            self.lake_dir / "quarantine" / _segment("entity", entity)
+            / f"source={_segment('source', source)}" / _day(dt)
+            / f"{_segment('batch_id', batch_id)}.parquet"
+        )
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The builder's DuckDB file (single writer)."""
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def building_path(self) -> Path:
+        """Where a build writes before it is renamed onto :attr:`warehouse_path`."""
+        return self.home / "warehouse.duckdb.building"
+
+    @property
+    def lock_path(self) -> Path:
+        """The builders' exclusive lock file."""
+        return self.home / "warehouse.lock"
+
+    @property
+    def catalog_path(self) -> Path:
+        """The embedded (SQLite) ops catalog."""
+        return self.home / "catalog.db"
+
+    def relative(self, path: Path) -> str:
+        """A path as the ledger stores it: POSIX, relative to the home."""
+        try:
+            return PurePosixPath(Path(path).relative_to(self.home)).as_posix()
+        except ValueError:
+            raise ValueError(f"{path} is not under the hub home {self.home}") from None
+
+    def resolve(self, relative: str) -> Path:
+        """The absolute path of a ledger path."""
+        rel = PurePosixPath(relative)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"ledger path {relative!r} must be relative to the hub home")
+        return self.home.joinpath(*rel.parts)
