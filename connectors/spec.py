@@ -1,0 +1,212 @@
+"""Typed source specs: one YAML file per source, validated before anything runs.
+
+Specs are plain configuration (dlt/Airbyte style) with a deliberately small vocabulary; the odd
+case escapes to a Python hook rather than growing the language. Validation errors point at the
+file, the key path and the line, and never echo secret values.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from connectors.errors import SpecError
+
+SPEC_DIR = Path(__file__).parent / "specs"
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def interpolate_env(value: str) -> str:
+    """Expand ${NAME} and ${NAME:-default} in non-secret strings (base URLs, paths)."""
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise SpecError(f"environment variable {name} is not set and has no default")
+
+    return _ENV_PATTERN.sub(repl, value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    env: str | None = None
+    airflow_conn: str | None = None
+    field: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "SecretRef":
+        if (self.env is None) == (self.airflow_conn is None):
+            raise ValueError("a secret names exactly one of env or airflow_conn")
+        return self
+
+    def as_ref(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class ClientCredentialsAuth(_Model):
+    kind: Literal["client_credentials"]
+    token_url: str
+    client_id: SecretRef
+    client_secret: SecretRef
+    token_path: str = "access_token"
+    expires_in_path: str = "expires_in"
+    # Refresh a little before the stated expiry so a page is not sent with a dying token.
+    refresh_margin_seconds: float = Field(default=30.0, ge=0)
+
+
+class NoAuth(_Model):
+    kind: Literal["none"]
+
+
+class HttpPolicy(_Model):
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    backoff_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    retry_after_max_seconds: float = Field(default=120.0, ge=0)
+    retry_budget: int = Field(default=200, ge=0, description="retries allowed over one stream pass")
+
+
+class Envelope(_Model):
+    """Where the platform puts its business status inside an HTTP 200."""
+
+    code_path: str | None = None
+    message_path: str | None = None
+    success_codes: tuple[int | str, ...] = (0,)
+    business_codes: dict[str, Literal["retry", "refresh", "fail"]] = Field(default_factory=dict)
+    records_path: str = "data.list"
+    total_path: str | None = None
+
+
+class PageNumberPaging(_Model):
+    kind: Literal["page_number"]
+    page_param: str = "page"
+    size_param: str = "pageSize"
+    page_size: int = Field(default=500, ge=1, le=100_000)
+    first_page: int = 1
+
+
+class CursorPaging(_Model):
+    kind: Literal["cursor"]
+    cursor_param: str = "cursor"
+    size_param: str | None = "limit"
+    page_size: int = Field(default=500, ge=1, le=100_000)
+    next_cursor_path: str = "nextCursor"
+
+
+class Incremental(_Model):
+    cursor_field: str
+    param: str
+    format: str = "%Y-%m-%d %H:%M:%S"
+    overlap_seconds: int = Field(default=300, ge=0)
+
+
+class StreamSpec(_Model):
+    entity: str
+    path: str
+    primary_key: str
+    params: dict[str, str] = Field(default_factory=dict)
+    mapping: dict[str, Any]
+
+
+class RestSourceSpec(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = ""
+    kind: Literal["rest"]
+    base_url: str
+    auth: ClientCredentialsAuth | NoAuth = Field(discriminator="kind")
+    http: HttpPolicy = HttpPolicy()
+    envelope: Envelope = Envelope()
+    paging: PageNumberPaging | CursorPaging = Field(discriminator="kind")
+    incremental: Incremental | None = None
+    streams: dict[str, StreamSpec]
+
+    @field_validator("streams")
+    @classmethod
+    def _some_streams(cls, value: dict[str, StreamSpec]) -> dict[str, StreamSpec]:
+        if not value:
+            raise ValueError("a source needs at least one stream")
+        return value
+
+    def resolved_base_url(self) -> str:
+        return interpolate_env(self.base_url).rstrip("/")
+
+
+SourceSpec = RestSourceSpec
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the deepest YAML node along a pydantic error location."""
+    node, line = root, None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key_node, value_node in node.value:
+            if key_node.value == str(part):
+                node, line = value_node, key_node.start_mark.line + 1
+                break
+        else:
+            break
+    return line
+
+
+def load_spec(name_or_path: str | Path) -> SourceSpec:
+    """Load and validate a spec by source name (connectors/specs/<name>.yaml) or path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SPEC_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.yaml")))
+        raise SpecError(f"no spec for source '{name_or_path}' ({path}); known sources: {known}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec is a mapping of keys, got {type(data).__name__}")
+    if data.get("kind") != "rest":
+        raise SpecError(f"{path}: kind: unknown source kind {data.get('kind')!r} (known: rest)")
+    try:
+        spec = RestSourceSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"client_credentials", "none", "page_number", "cursor"}))
+            line = _line_of(root, loc)
+            at = f" (line {line})" if line else ""
+            lines.append(f"{path}{at}: {'.'.join(str(p) for p in loc)}: {err['msg']}")
+        raise SpecError("invalid source spec:\n  " + "\n  ".join(lines)) from None
+    _check_mappings(spec, path, root)
+    return spec
+
+
+def _check_mappings(spec: SourceSpec, path: Path, root: yaml.Node | None) -> None:
+    """Validate each stream's mapping against its canonical entity before anything runs."""
+    from schemas.mapping import MappingSpecError, parse_mapping
+
+    for stream_name, stream in spec.streams.items():
+        loc = ("streams", stream_name, "mapping")
+        line = _line_of(root, loc)
+        where = f"{path}" + (f" (line {line})" if line else "")
+        try:
+            parse_mapping(stream.entity, stream.mapping, f"{where}: {'.'.join(loc)}")
+        except (MappingSpecError, KeyError) as exc:
+            raise SpecError(str(exc).strip("'\"")) from None
+
+
+def available_sources() -> list[str]:
+    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
