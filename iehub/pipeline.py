@@ -1,0 +1,332 @@
+"""One source's pipeline: extract → standardise → land, as three resumable steps.
+
+Each step reads and writes files under IEHUB_HOME and returns a small manifest (a dict of
+paths and counts), so Airflow tasks can run them one by one and pass references, never data,
+and the CLI can chain them without a scheduler. Nothing reaches the lake or moves a cursor
+until `land` commits the files and the ledger row in one step.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from connectors.records import flatten, parse_json_lines, to_json_lines
+from connectors.rest.client import RestClient
+from connectors.rest.stream import RestStream
+from connectors.spec import SourceSpec, load_spec
+from iehub.config import Settings
+from schemas import get_entity
+from schemas.lineage import add_lineage
+from schemas.mapping import apply_mapping, parse_mapping
+from warehouse.catalog import BatchRecord
+from warehouse.landing import ParquetSink
+
+log = logging.getLogger(__name__)
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+RAW_SCHEMA = pa.schema([
+    ("_page", pa.int32()), ("_row", pa.int32()), ("_key", pa.string()), ("_cursor", pa.string()),
+    ("_record", pa.string()), ("_extracted_at", UTC_TS),
+])
+QUARANTINE_SCHEMA = pa.schema([
+    ("_source", pa.string()), ("_batch_id", pa.string()), ("_extracted_at", UTC_TS),
+    ("_page", pa.int32()), ("_row", pa.int32()), ("_row_index", pa.int64()), ("_key", pa.string()),
+    ("field", pa.string()), ("rule", pa.string()), ("reason", pa.string()), ("_record", pa.string()),
+])
+STANDARDISE_CHUNK_ROWS = 50_000
+
+ProgressFn = Callable[[int, int | None], None]  # (rows so far, total or None)
+
+
+class PipelineError(RuntimeError):
+    """A step failed; the message names source, stream, batch and what to do."""
+
+
+def _record_digest(line: str) -> str:
+    return hashlib.md5(line.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class _Boundary:
+    """Keys and digests of the rows inside the overlap window behind the newest cursor.
+
+    The next pass re-reads that window; a row that comes back with the same digest was already
+    landed and is dropped, so re-running a sync adds nothing when nothing changed.
+    """
+
+    fmt: str
+    overlap: int
+    rows: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (cursor, digest)
+    newest: str | None = None
+
+    def add(self, key: str, cursor: str, digest: str) -> None:
+        self.rows[key] = (cursor, digest)
+        if self.newest is None or cursor > self.newest:
+            self.newest = cursor
+
+    def prune(self) -> None:
+        if self.newest is None:
+            return
+        try:
+            floor = (datetime.strptime(self.newest, self.fmt) - timedelta(seconds=self.overlap)).strftime(self.fmt)
+        except ValueError:
+            return
+        self.rows = {k: v for k, v in self.rows.items() if v[0] >= floor}
+
+
+def _staging_dir(settings: Settings, source: str, stream: str) -> Path:
+    path = settings.staging / source / stream
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_manifest(manifest: dict[str, Any]) -> None:
+    path = Path(manifest["manifest_path"])
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------- extract
+def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
+            spec: SourceSpec | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Pull one stream into a staged raw Parquet file; returns the manifest."""
+    settings.ensure()
+    spec = spec or load_spec(source)
+    if stream not in spec.streams:
+        raise PipelineError(f"source {source} has no stream '{stream}' (streams: {', '.join(spec.streams)})")
+    stream_spec = spec.streams[stream]
+    entity = stream_spec.entity
+    catalog = settings.catalog()
+    state = None if full else catalog.get_state(source, entity)
+    cursor = (state or {}).get("cursor")
+    old_boundary: dict[str, list[str]] = (state or {}).get("boundary", {})
+    client = RestClient(spec)
+    reader = RestStream(spec, stream, client)
+    since = reader.start_anchor(cursor)
+    inc = spec.incremental
+    boundary = _Boundary(inc.format if inc else "", inc.overlap_seconds if inc else 0)
+    batch_id = settings.lake().batch_id(source, entity, f"{stream}|since={since or 'beginning'}")
+    staging = _staging_dir(settings, source, stream)
+    started_at = _now()
+    raw_path = staging / f"{batch_id}.raw.parquet"
+    rows_in = skipped = pages = 0
+    newest = cursor
+    key_field, cursor_field = stream_spec.primary_key, reader.cursor_field
+    log.info("extract %s.%s: batch %s, %s", source, stream, batch_id,
+             f"incremental from {since}" if since else "full read")
+    try:
+        with ParquetSink(raw_path, RAW_SCHEMA) as sink:
+            for page in reader.read(cursor):
+                pages += 1
+                lines = to_json_lines(page.records)
+                keys = [str(r.get(key_field)) if r.get(key_field) is not None else None for r in page.records]
+                cursors = [r.get(cursor_field) if cursor_field else None for r in page.records]
+                keep = []
+                for i, (key, cur, line) in enumerate(zip(keys, cursors, lines)):
+                    digest = None
+                    if key is not None and isinstance(cur, str):
+                        if cursor is not None and cur <= cursor and key in old_boundary \
+                                and old_boundary[key][1] == (digest := _record_digest(line)):
+                            skipped += 1
+                            continue
+                        if newest is None or cur > newest:
+                            newest = cur
+                        if inc is not None:
+                            boundary.add(key, cur, digest or _record_digest(line))
+                    keep.append(i)
+                boundary.prune()
+                if keep:
+                    extracted_at = _now()
+                    sink.write(pa.table({
+                        "_page": pa.array([page.number] * len(keep), pa.int32()),
+                        "_row": pa.array(keep, pa.int32()),
+                        "_key": pa.array([keys[i] for i in keep], pa.string()),
+                        "_cursor": pa.array([cursors[i] if isinstance(cursors[i], str) else None for i in keep], pa.string()),
+                        "_record": pa.array([lines[i] for i in keep], pa.string()),
+                        "_extracted_at": pa.array([extracted_at] * len(keep), UTC_TS),
+                    }, schema=RAW_SCHEMA))
+                    rows_in += len(keep)
+                if progress:
+                    progress(rows_in + skipped, None)
+            sink.commit()
+    finally:
+        client.close()
+    # Rows that were unchanged in the overlap keep their place in the boundary for next time.
+    for key, (cur, digest) in old_boundary.items():
+        if key not in boundary.rows:
+            boundary.rows[key] = (cur, digest)
+    boundary.newest = newest
+    boundary.prune()
+    manifest = {
+        "source": source, "stream": stream, "entity": entity, "batch_id": batch_id,
+        "window_start": since, "cursor_start": cursor, "cursor_end": newest,
+        "rows_in": rows_in, "skipped_unchanged": skipped, "pages": pages,
+        "started_at": started_at.isoformat(), "extracted_at": _now().isoformat(),
+        "raw_staging": str(raw_path), "boundary": {k: list(v) for k, v in boundary.rows.items()},
+        "http": {"requests": client.stats.requests, "retries": client.stats.retries,
+                 "token_refreshes": client.stats.token_refreshes, "retry_reasons": client.stats.reasons},
+        "manifest_path": str(staging / f"{batch_id}.manifest.json"),
+    }
+    _write_manifest(manifest)
+    log.info("extract %s.%s: %d rows in %d pages (%d unchanged overlap rows skipped; %d requests, %d retries)",
+             source, stream, rows_in, pages, skipped, client.stats.requests, client.stats.retries)
+    return manifest
+
+
+# ------------------------------------------------------------------------------ standardise
+def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec | None = None,
+                progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Map staged raw rows to canonical Arrow; unconvertible rows go to staged quarantine."""
+    source, stream, batch_id = manifest["source"], manifest["stream"], manifest["batch_id"]
+    spec = spec or load_spec(source)
+    stream_spec = spec.streams[stream]
+    entity = get_entity(stream_spec.entity)
+    mapping = parse_mapping(entity.name, stream_spec.mapping, f"spec {source}: streams.{stream}.mapping")
+    staging = Path(manifest["raw_staging"]).parent
+    std_path = staging / f"{batch_id}.std.parquet"
+    q_path = staging / f"{batch_id}.quarantine.parquet"
+    loaded = quarantined = done = 0
+    raw_file = pq.ParquetFile(manifest["raw_staging"])
+    extracted_at = datetime.fromisoformat(manifest["extracted_at"])
+    with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
+        for chunk in raw_file.iter_batches(batch_size=STANDARDISE_CHUNK_ROWS):
+            raw = pa.Table.from_batches([chunk])
+            flat = flatten(parse_json_lines(raw.column("_record")))
+            result = apply_mapping(flat, mapping)
+            accepted = result.accepted
+            if len(accepted):
+                std = add_lineage(result.table, entity, source=source, batch_id=batch_id,
+                                  extracted_at=extracted_at, source_key=raw.column("_key").take(accepted))
+                std_sink.write(std)
+                loaded += std.num_rows
+            if result.rejects.num_rows:
+                idx = result.rejects.column("row_index")
+                n = len(idx)
+                q_sink.write(pa.table({
+                    "_source": pa.array([source] * n, pa.string()),
+                    "_batch_id": pa.array([batch_id] * n, pa.string()),
+                    "_extracted_at": raw.column("_extracted_at").take(idx),
+                    "_page": raw.column("_page").take(idx),
+                    "_row": raw.column("_row").take(idx),
+                    "_row_index": pc.add(idx, done).cast(pa.int64()),
+                    "_key": raw.column("_key").take(idx),
+                    "field": result.rejects.column("field"),
+                    "rule": result.rejects.column("rule"),
+                    "reason": result.rejects.column("reason"),
+                    "_record": raw.column("_record").take(idx),
+                }, schema=QUARANTINE_SCHEMA))
+                quarantined += n
+            done += raw.num_rows
+            if progress:
+                progress(done, manifest["rows_in"])
+        std_sink.commit()
+        q_sink.commit()
+    if loaded + quarantined != manifest["rows_in"]:
+        raise PipelineError(f"standardise {source}.{stream} batch {batch_id}: {manifest['rows_in']} rows in but "
+                            f"{loaded} loaded + {quarantined} quarantined; nothing was landed")
+    manifest = {**manifest, "std_staging": str(std_path), "quarantine_staging": str(q_path),
+                "rows_loaded": loaded, "rows_quarantined": quarantined, "standardised_at": _now().isoformat()}
+    _write_manifest(manifest)
+    log.info("standardise %s.%s: %d rows → %d canonical, %d quarantined", source, stream, done, loaded, quarantined)
+    return manifest
+
+
+# ------------------------------------------------------------------------------------- land
+def _place(src: str, dst: Path) -> None:
+    """Move a staged file into the lake atomically (same filesystem rename, then dir fsync)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+    fd = os.open(dst.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Put the batch's files in the lake, then commit ledger row and cursor in one transaction."""
+    source, entity, batch_id = manifest["source"], manifest["entity"], manifest["batch_id"]
+    if "std_staging" not in manifest:
+        raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: not standardised yet; "
+                            "run standardise first")
+    lake = settings.lake()
+    catalog = settings.catalog()
+    dt = datetime.fromisoformat(manifest["started_at"]).date()
+    targets = {
+        "raw": lake.raw_path(source, entity, dt, batch_id),
+        "std": lake.std_path(entity, source, dt, batch_id),
+        "quarantine": lake.quarantine_path(entity, source, dt, batch_id),
+    }
+    previous = {b.batch_id: b for b in catalog.landed_batches(entity)}.get(batch_id)
+    for kind, staged in (("raw", manifest["raw_staging"]), ("std", manifest["std_staging"]),
+                         ("quarantine", manifest["quarantine_staging"])):
+        if Path(staged).exists():
+            _place(staged, targets[kind])
+        elif not targets[kind].exists():
+            raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: staged {kind} file "
+                                f"{staged} is missing; rerun the sync")
+    rel = {k: str(v.relative_to(settings.home)) for k, v in targets.items()}
+    state = {"cursor": manifest["cursor_end"], "boundary": manifest["boundary"], "batch_id": batch_id}
+    seq = catalog.commit_batch(BatchRecord(
+        batch_id=batch_id, source=source, entity=entity,
+        window_start=manifest["window_start"] or "", window_end=manifest["cursor_end"] or "",
+        rows_in=manifest["rows_in"], rows_loaded=manifest["rows_loaded"],
+        rows_quarantined=manifest["rows_quarantined"],
+        started_at=datetime.fromisoformat(manifest["started_at"]), finished_at=_now(), status="landed",
+        raw_path=rel["raw"], std_path=rel["std"], quarantine_path=rel["quarantine"], message=None,
+    ), state=state)
+    if previous is not None:  # a rerun of the same window on another day: drop the files it replaced
+        for old in (previous.raw_path, previous.std_path, previous.quarantine_path):
+            if old and old not in rel.values():
+                (settings.home / old).unlink(missing_ok=True)
+    Path(manifest["manifest_path"]).unlink(missing_ok=True)
+    result = {k: manifest[k] for k in ("source", "stream", "entity", "batch_id", "rows_in", "rows_loaded",
+                                       "rows_quarantined", "skipped_unchanged", "pages", "cursor_end")}
+    result.update(landed_seq=seq, std_path=rel["std"], http=manifest.get("http", {}))
+    log.info("land %s.%s: batch %s landed (seq %d): %d loaded, %d quarantined, cursor %s", source,
+             manifest["stream"], batch_id, seq, manifest["rows_loaded"], manifest["rows_quarantined"],
+             manifest["cursor_end"])
+    return result
+
+
+# ------------------------------------------------------------------------------------- sync
+def sync_stream(settings: Settings, source: str, stream: str, *, full: bool = False,
+                spec: SourceSpec | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
+    spec = spec or load_spec(source)
+    manifest = extract(settings, source, stream, full=full, spec=spec, progress=progress)
+    manifest = standardise(settings, manifest, spec=spec)
+    return land(settings, manifest)
+
+
+def sync(settings: Settings, sources: Iterable[str], *, streams: Iterable[str] | None = None,
+         full: bool = False, on_stream: Callable[[str, str], ProgressFn | None] | None = None) -> list[dict[str, Any]]:
+    """Sync every stream of each source, one after the other; the first failure stops the source."""
+    wanted = set(streams or [])
+    results = []
+    for source in sources:
+        spec = load_spec(source)
+        for name in spec.streams:
+            if wanted and name not in wanted:
+                continue
+            progress = on_stream(source, name) if on_stream else None
+            results.append(sync_stream(settings, source, name, full=full, spec=spec, progress=progress))
+    return results
