@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # After this many responses in a row that bring nothing new, the source is looping.
 MAX_STALLED_PAGES = 3
+# An empty page while the total says more remain is asked again this many times.
+MAX_EMPTY_RETRIES = 3
 
 
 @dataclass
@@ -44,6 +46,7 @@ class PageNumberPaginator:
     _seen_at_anchor: set[str] = field(init=False, default_factory=set)
     _stalled: int = field(init=False, default=0)
     _short_len: int | None = field(init=False, default=None)
+    _empty_retries: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.anchor = self.start_anchor
@@ -63,10 +66,15 @@ class PageNumberPaginator:
         covered = (self.page - self.first_page) * self.effective_size + len(records)
         fresh = [r for r in records if self._key(r) not in self._seen_at_anchor]
         if not records:
+            if total is not None and covered < total and self._empty_retries < MAX_EMPTY_RETRIES:
+                # A transient short page can come back empty; ask again before believing the end.
+                self._empty_retries += 1
+                return fresh
             if total is not None and covered < total:
-                log.warning("empty page %s while the source reports %d rows: treating as the end", self.page, total)
+                log.warning("page %s stays empty while the source reports %d rows: treating as the end", self.page, total)
             self.done = True
             return fresh
+        self._empty_retries = 0
         if total is None:
             end = len(records) < self.page_size
         else:

@@ -116,3 +116,20 @@ def test_cursor_paginator_stops_on_explicit_end_and_refuses_repeats() -> None:
     q.accept([], "c1")
     with pytest.raises(FatalError, match="second time"):
         q.accept([], "c1")
+
+
+def test_empty_page_while_rows_remain_is_asked_again() -> None:
+    src = FakeSource(_rows(30))
+    p = paginator(100)
+    first = p.next_request().params
+    assert p.accept([], 30) == [] and not p.done
+    assert p.next_request().params == first
+    got = drain(p, src)
+    assert len(got) == 30
+
+
+def test_empty_page_that_stays_empty_ends_with_warning(caplog: pytest.LogCaptureFixture) -> None:
+    p = paginator(100)
+    for _ in range(4):
+        p.accept([], 30)
+    assert p.done and "stays empty" in caplog.text
