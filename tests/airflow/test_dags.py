@@ -25,8 +25,8 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-dags = {d: {"tasks": [t.task_id for t in bag.get_dag(d).tasks],
-            "outlets": sorted(str(getattr(o, "uri", o)) for t in bag.get_dag(d).tasks for o in (t.outlets or []))}
+dags = {d: {"tasks": [t.task_id for t in bag.dags[d].tasks],
+            "outlets": sorted(str(getattr(o, "uri", o)) for t in bag.dags[d].tasks for o in (t.outlets or []))}
         for d in bag.dag_ids}
 print("RESULT" + json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags, "net": calls}))
 """

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 import warehouse.build as build_module
-from warehouse_fixtures import NOTICE, ORGANIZATION, REGISTRY, land, notice_rows
+from tests.unit.warehouse.warehouse_fixtures import NOTICE, ORGANIZATION, REGISTRY, land, notice_rows
 from warehouse.build import BuildError, build
 from warehouse.catalog import Catalog
 from warehouse.landing import ParquetSink
