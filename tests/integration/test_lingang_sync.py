@@ -16,7 +16,7 @@ import pytest
 from iehub import pipeline
 from iehub.config import Settings
 from tests.conftest import REPO, start_platform
-from tests.integration.helpers import SPEC, core_keys, core_snapshot, key_field, ledger_loaded, quarantined_keys
+from tests.integration.helpers import SPEC, core_keys, core_snapshot, ledger_loaded, quarantined_keys
 from warehouse.build import build
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,8 @@ drops it afterwards, so runs do not see each other's ledger.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-import warehouse
+from tests.unit.warehouse.test_warehouse_catalog import run_concurrent_commits
 from warehouse.catalog import BatchRecord, Catalog, LedgerError
 
 pytestmark = pytest.mark.integration
@@ -28,7 +25,6 @@ pytestmark = pytest.mark.integration
 SERVER = os.environ.get("IEHUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 UTC = timezone.utc
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
-WORKER = Path(__file__).resolve().parents[2] / "unit" / "warehouse" / "concurrent_commits.py"
 
 
 @pytest.fixture
@@ -112,24 +108,7 @@ def test_rerun_gets_a_new_seq_and_failures_never_hide_landed_rows(catalog: Catal
 
 def test_concurrent_processes_get_unique_increasing_seqs(pg_url: str, catalog: Catalog, tmp_path: Path) -> None:
     workers, count = 4, 25
-    repo = Path(warehouse.__file__).resolve().parents[1]
-    go = tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), pg_url, f"w{i}", str(count), str(go)],
-            env={**os.environ, "PYTHONPATH": str(repo)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(workers)
-    ]
-    go.touch()
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out))
+    results = run_concurrent_commits(pg_url, tmp_path, workers, count)
     for seqs in results:
         assert seqs == sorted(seqs) and len(set(seqs)) == count
     every = sorted(s for seqs in results for s in seqs)

@@ -1,4 +1,4 @@
-"""Test helpers for the warehouse: a tiny stand-in for two schemas entities and a lander.
+"""Test helpers for the warehouse: two small hand-made entities and a lander.
 
 The merge semantics are tested on hand-made data whose shape we control; one test in
 test_warehouse_build.py also builds with the real ``schemas.ENTITIES``.
@@ -6,7 +6,6 @@ test_warehouse_build.py also builds with the real ``schemas.ENTITIES``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas import LINEAGE_FIELDS
+from schemas.model import Entity, Field
 
 from warehouse.catalog import BatchRecord, Catalog
 from warehouse.landing import ParquetSink
@@ -22,59 +21,31 @@ from warehouse.layout import Lake, batch_id
 
 UTC = timezone.utc
 
-LINEAGE = [pa.field(f.name, f.type, nullable=not f.required) for f in LINEAGE_FIELDS]
-
-
-@dataclass(frozen=True)
-class FakeField:
-    name: str
-    type: pa.DataType
-    zh: str
-    en: str
-    pii: str = "none"
-    required: bool = False
-    code_list: str | None = None
-
-
-@dataclass(frozen=True)
-class FakeEntity:
-    name: str
-    zh: str
-    en: str
-    grain: str
-    key: tuple[str, ...]
-    fields: tuple[FakeField, ...]
-
-    def arrow_schema(self, lineage: bool = True) -> pa.Schema:
-        business = [pa.field(f.name, f.type) for f in self.fields]
-        return pa.schema(business + (LINEAGE if lineage else []))
-
-
-NOTICE = FakeEntity(
+NOTICE = Entity(
     name="notice",
     zh="通知公告",
     en="notice published on the platform",
     grain="one row per source and notice",
     key=("_source", "notice_id"),
     fields=(
-        FakeField("notice_id", pa.string(), "公告编号", "notice id", required=True),
-        FakeField("title", pa.string(), "标题", "title"),
-        FakeField("budget_amount", pa.decimal128(18, 2), "预算金额(元)", "budget in yuan"),
-        FakeField("publish_date", pa.date32(), "发布日期", "publish date"),
-        FakeField("contact_phone", pa.string(), "联系电话", "contact phone", pii="personal"),
-        FakeField("updated_at", pa.timestamp("us", tz="UTC"), "更新时间", "last update (UTC)"),
+        Field("notice_id", pa.string(), "公告编号", "notice id", required=True),
+        Field("title", pa.string(), "标题", "title"),
+        Field("budget_amount", pa.decimal128(18, 2), "预算金额(元)", "budget in yuan"),
+        Field("publish_date", pa.date32(), "发布日期", "publish date"),
+        Field("contact_phone", pa.string(), "联系电话", "contact phone", pii="personal"),
+        Field("updated_at", pa.timestamp("us", tz="UTC"), "更新时间", "last update (UTC)"),
     ),
 )
 
-ORGANIZATION = FakeEntity(
+ORGANIZATION = Entity(
     name="organization",
     zh="机构",
     en="organisation",
     grain="one row per organisation (USCC)",
     key=("uscc",),
     fields=(
-        FakeField("uscc", pa.string(), "统一社会信用代码", "unified social credit code", required=True),
-        FakeField("org_name", pa.string(), "机构名称", "organisation name"),
+        Field("uscc", pa.string(), "统一社会信用代码", "unified social credit code", required=True),
+        Field("org_name", pa.string(), "机构名称", "organisation name"),
     ),
 )
 
@@ -112,7 +83,7 @@ def land(
     window: str,
     table: pa.Table,
     *,
-    entity: FakeEntity = NOTICE,
+    entity: Entity = NOTICE,
     state: dict[str, Any] | None = None,
 ) -> tuple[str, int]:
     """Land one std file and ledger it, as the pipeline will; returns (batch_id, landed_seq)."""
