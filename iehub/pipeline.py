@@ -20,14 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.records import flatten, parse_json_lines, to_json_lines
+from connectors.records import extract_columns, to_json_lines
 from connectors.rest.client import RestClient
 from connectors.rest.stream import RestStream
 from connectors.spec import SourceSpec, load_spec
 from iehub.config import Settings
 from schemas import get_entity
 from schemas.lineage import add_lineage
-from schemas.mapping import apply_mapping, parse_mapping
+from schemas.mapping import apply_mapping, mapping_sources, parse_mapping
 from warehouse.catalog import BatchRecord
 from warehouse.landing import ParquetSink
 
@@ -94,6 +94,19 @@ def _staging_dir(settings: Settings, source: str, stream: str) -> Path:
     return path
 
 
+def _clear_stale_staging(staging: Path, batch_id: str) -> None:
+    """Drop what a killed run of this stream left behind.
+
+    The cursor moves only when a batch lands, so staged files of any other batch id, and any
+    half-written temp file, can only be leftovers of an interrupted pass; this pass re-reads
+    their rows. (One run per stream at a time: the DAGs set max_active_runs=1.)
+    """
+    for path in staging.iterdir():
+        if path.is_file() and (not path.name.startswith(batch_id) or path.name.endswith(".tmp")):
+            log.info("removing stale staged file %s", path.name)
+            path.unlink(missing_ok=True)
+
+
 def _write_manifest(manifest: dict[str, Any]) -> None:
     path = Path(manifest["manifest_path"])
     tmp = path.with_suffix(".json.tmp")
@@ -126,6 +139,7 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     boundary = _Boundary(inc.format if inc else "", inc.overlap_seconds if inc else 0)
     batch_id = settings.lake().batch_id(source, entity, f"{stream}|since={since or 'beginning'}")
     staging = _staging_dir(settings, source, stream)
+    _clear_stale_staging(staging, batch_id)
     started_at = _now()
     raw_path = staging / f"{batch_id}.raw.parquet"
     rows_in = skipped = pages = 0
@@ -201,6 +215,7 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     stream_spec = spec.streams[stream]
     entity = get_entity(stream_spec.entity)
     mapping = parse_mapping(entity.name, stream_spec.mapping, f"spec {source}: streams.{stream}.mapping")
+    sources = mapping_sources(mapping)
     staging = Path(manifest["raw_staging"]).parent
     std_path = staging / f"{batch_id}.std.parquet"
     q_path = staging / f"{batch_id}.quarantine.parquet"
@@ -210,7 +225,7 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
         for chunk in raw_file.iter_batches(batch_size=STANDARDISE_CHUNK_ROWS):
             raw = pa.Table.from_batches([chunk])
-            flat = flatten(parse_json_lines(raw.column("_record")))
+            flat = extract_columns(raw.column("_record"), sources)
             result = apply_mapping(flat, mapping)
             accepted = result.accepted
             if len(accepted):

@@ -96,12 +96,12 @@ def test_incremental_sync_after_changes(iehub_home: Path, lingang) -> None:
 
 
 def test_every_record_arrives_once_under_faults(iehub_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    faults = "5xx=0.08,429=0.05,timeout=0.02,reset=0.1,truncate=0.05,short=0.1,expire=0.05,shift=0.05"
+    faults = "5xx=0.1,429=0.08,timeout=0.02,reset=0.1,truncate=0.08,short=0.1,expire=0.08,shift=0.05"
     from sandbox.lingang import FaultPlan
 
     plan = FaultPlan.parse(faults)
     plan.timeout_seconds = 1.5
-    platform = start_platform(monkeypatch, seed=21, scale=0.1, faults=plan, token_ttl=2.0, page_cap=30)
+    platform = start_platform(monkeypatch, seed=21, scale=0.1, faults=plan, token_ttl=2.0, page_cap=20)
     try:
         spec = SPEC.model_copy(update={"http": SPEC.http.model_copy(update={
             "timeout_seconds": 0.8, "backoff_seconds": 0.01, "backoff_max_seconds": 0.05})})
@@ -155,5 +155,6 @@ def test_sigkill_mid_sync_then_rerun_equals_clean_run(tmp_path: Path, monkeypatc
         monkeypatch.setenv("IEHUB_HOME", str(killed))
         sync_and_build(killed)
         assert core_snapshot(killed) == core_snapshot(clean)
+        assert not [p for p in (killed / "staging").rglob("*") if p.is_file()], "staging left behind"
     finally:
         platform.stop()

@@ -53,3 +53,21 @@ def test_json_lines_round_trip_chinese() -> None:
 
 def test_flatten_empty() -> None:
     assert flatten([]).num_rows == 0
+
+
+def test_extract_columns_agrees_with_flatten() -> None:
+    from connectors.records import extract_columns
+
+    records = [
+        {"id": "TD1", "headcount": 5, "salary": 8000.5, "flag": True, "org": {"name": "上海电机学院", "a.b": 1}},
+        {"id": "TD2", "headcount": "5", "tags": ["a", "b"], "org": None, "quote\"d": "x"},
+        {"id": "TD3"},
+    ]
+    names = ["id", "headcount", "flag", "org.name", "tags", "missing", "quote\"d"]
+    got = extract_columns(pa.array(to_json_lines(records)), names)
+    assert got.column_names == names and all(t == pa.string() for t in got.schema.types)
+    flat = flatten(records)
+    for name in ("id", "headcount", "flag", "org.name", "tags"):
+        assert got.column(name).to_pylist() == flat.column(name).to_pylist(), name
+    assert got.column("missing").to_pylist() == [None, None, None]
+    assert got.column("quote\"d").to_pylist() == [None, "x", None]
