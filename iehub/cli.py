@@ -16,7 +16,8 @@ from rich.table import Table
 
 from iehub.config import Settings
 
-console = Console(stderr=False)
+# Tables stay readable when piped or captured (rich would fall back to 80 columns).
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 SANDBOX_ENV_FILE = "sandbox.env"
 
@@ -125,7 +126,9 @@ def sandbox_mutate(settings: Settings, changed: str, seed: int | None, url: str 
     resp = requests.post(f"{url}/sandbox/mutate", json={"changed": share, "seed": seed}, timeout=60)
     resp.raise_for_status()
     table = Table("module", "updated", "inserted", "soft_deleted", title="sandbox mutations")
-    for module, counts in resp.json().get("data", {}).items():
+    payload = resp.json()
+    counts_by_module = payload.get("data", payload) if isinstance(payload, dict) else {}
+    for module, counts in counts_by_module.items():
         table.add_row(module, *(str(counts.get(k, 0)) for k in ("updated", "inserted", "soft_deleted")))
     console.print(table)
 
@@ -137,10 +140,11 @@ def _progress() -> Progress:
 
 
 def _results_table(results: list[dict[str, Any]]) -> Table:
-    table = Table("source", "stream", "batch", "rows in", "loaded", "quarantined", "skipped", "retries",
-                  title="sync results")
+    sources = ", ".join(dict.fromkeys(r["source"] for r in results))
+    table = Table("stream", "entity", "rows in", "loaded", "quarantined", "unchanged", "retries",
+                  title=f"sync results — {sources}")
     for r in results:
-        table.add_row(r["source"], r["stream"], r["batch_id"], str(r["rows_in"]), str(r["rows_loaded"]),
+        table.add_row(r["stream"], r["entity"], str(r["rows_in"]), str(r["rows_loaded"]),
                       str(r["rows_quarantined"]), str(r["skipped_unchanged"]), str(r["http"].get("retries", 0)))
     return table
 
@@ -205,7 +209,7 @@ def status_table(settings: Settings) -> Table:
     for row in catalog.summary():
         last = row.get("last_finished_at")
         table.add_row(row["source"], row["entity"], str(row["batches"]),
-                      last.strftime("%Y-%m-%d %H:%M:%S") if hasattr(last, "strftime") else str(last or "-"),
+                      last.strftime("%Y-%m-%d %H:%M") if hasattr(last, "strftime") else str(last or "-"),
                       str(row.get("last_status", "-")), str(row["rows_loaded"]), str(row["rows_quarantined"]),
                       str(core_rows.get(row["entity"], "-")))
     return table

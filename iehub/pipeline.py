@@ -180,7 +180,7 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
                     }, schema=RAW_SCHEMA))
                     rows_in += len(keep)
                 if progress:
-                    progress(rows_in + skipped, None)
+                    progress(rows_in + skipped, reader.first_total)
             sink.commit()
     finally:
         client.close()

@@ -30,6 +30,7 @@ class RestStream:
         self.spec, self.name, self.client = spec, name, client
         self.stream = spec.streams[name]
         self.paginator: PageNumberPaginator | CursorPaginator | None = None
+        self.first_total: int | None = None  # what the source said the pass holds, for progress
 
     @property
     def cursor_field(self) -> str | None:
@@ -77,6 +78,8 @@ class RestStream:
                 fresh = self.paginator.accept(records, dig(payload, paging.next_cursor_path))  # type: ignore[union-attr]
             else:
                 total = dig(payload, self.spec.envelope.total_path)
+                if self.first_total is None and total is not None:
+                    self.first_total = int(total)
                 try:
                     fresh = self.paginator.accept(records, int(total) if total is not None else None)
                 except FatalError as exc:
