@@ -113,17 +113,36 @@ class Incremental(_Model):
     overlap_seconds: int = Field(default=300, ge=0)
 
 
-class StreamSpec(_Model):
+class BaseStreamSpec(_Model):
+    """What every kind's stream states: its canonical entity, its key and its mapping."""
+
     entity: str
-    path: str
     primary_key: str
-    params: dict[str, str] = Field(default_factory=dict)
     mapping: dict[str, Any]
 
 
-class RestSourceSpec(_Model):
+class BaseSourceSpec(_Model):
+    """What every kind's source spec states; each kind subclasses it with its own settings."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str = ""
+    kind: str
+    streams: dict[str, BaseStreamSpec]
+
+    @field_validator("streams")
+    @classmethod
+    def _some_streams(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("a source needs at least one stream")
+        return value
+
+
+class StreamSpec(BaseStreamSpec):
+    path: str
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class RestSourceSpec(BaseSourceSpec):
     kind: Literal["rest"]
     base_url: str
     auth: ClientCredentialsAuth | NoAuth = Field(discriminator="kind")
@@ -133,18 +152,37 @@ class RestSourceSpec(_Model):
     incremental: Incremental | None = None
     streams: dict[str, StreamSpec]
 
-    @field_validator("streams")
-    @classmethod
-    def _some_streams(cls, value: dict[str, StreamSpec]) -> dict[str, StreamSpec]:
-        if not value:
-            raise ValueError("a source needs at least one stream")
-        return value
-
     def resolved_base_url(self) -> str:
         return interpolate_env(self.base_url).rstrip("/")
 
 
-SourceSpec = RestSourceSpec
+SourceSpec = BaseSourceSpec
+
+# kind → (module that registers it, spec model). A new kind is a package under connectors/
+# whose import calls `register_spec_kind` and `connectors.base.register_kind`.
+KIND_MODULES: dict[str, str] = {"rest": "connectors.rest.stream", "sql": "connectors.sql", "file": "connectors.files"}
+SPEC_MODELS: dict[str, type[BaseSourceSpec]] = {"rest": RestSourceSpec}
+
+
+def register_spec_kind(kind: str, model: type[BaseSourceSpec]) -> None:
+    SPEC_MODELS[kind] = model
+
+
+def spec_model(kind: object) -> type[BaseSourceSpec] | None:
+    """The spec model for a kind, importing the kind's package on first use."""
+    import importlib
+
+    if not isinstance(kind, str) or kind not in KIND_MODULES:
+        return None
+    if kind not in SPEC_MODELS:
+        try:
+            importlib.import_module(KIND_MODULES[kind])
+        except ModuleNotFoundError:
+            return None
+    return SPEC_MODELS.get(kind)
+
+
+_DISCRIMINATOR_TAGS = {"client_credentials", "none", "page_number", "cursor"}
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -178,14 +216,17 @@ def load_spec(name_or_path: str | Path) -> SourceSpec:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec is a mapping of keys, got {type(data).__name__}")
-    if data.get("kind") != "rest":
-        raise SpecError(f"{path}: kind: unknown source kind {data.get('kind')!r} (known: rest)")
+    model = spec_model(data.get("kind"))
+    if model is None:
+        known = ", ".join(k for k in KIND_MODULES if spec_model(k) is not None)
+        raise SpecError(f"{path}: kind: unknown source kind {data.get('kind')!r} (known: {known})")
     try:
-        spec = RestSourceSpec.model_validate(data)
+        spec = model.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"client_credentials", "none", "page_number", "cursor"}))
+            # drop pydantic's discriminator tags (e.g. 'page_number') from the path
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _DISCRIMINATOR_TAGS))
             line = _line_of(root, loc)
             at = f" (line {line})" if line else ""
             lines.append(f"{path}{at}: {'.'.join(str(p) for p in loc)}: {err['msg']}")

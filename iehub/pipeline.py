@@ -7,7 +7,6 @@ until `land` commits the files and the ledger row in one step.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,9 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.records import extract_columns, to_json_lines
-from connectors.rest.client import RestClient
-from connectors.rest.stream import RestStream
+from connectors.base import CURSOR, DIGEST, KEY, open_stream, stream_class
 from connectors.spec import SourceSpec, load_spec
 from iehub.config import Settings
 from schemas import get_entity
@@ -34,10 +31,6 @@ from warehouse.landing import ParquetSink
 log = logging.getLogger(__name__)
 
 UTC_TS = pa.timestamp("us", tz="UTC")
-RAW_SCHEMA = pa.schema([
-    ("_page", pa.int32()), ("_row", pa.int32()), ("_key", pa.string()), ("_cursor", pa.string()),
-    ("_record", pa.string()), ("_extracted_at", UTC_TS),
-])
 QUARANTINE_SCHEMA = pa.schema([
     ("_source", pa.string()), ("_batch_id", pa.string()), ("_extracted_at", UTC_TS),
     ("_page", pa.int32()), ("_row", pa.int32()), ("_row_index", pa.int64()), ("_key", pa.string()),
@@ -50,10 +43,6 @@ ProgressFn = Callable[[int, int | None], None]  # (rows so far, total or None)
 
 class PipelineError(RuntimeError):
     """A step failed; the message names source, stream, batch and what to do."""
-
-
-def _record_digest(line: str) -> str:
-    return hashlib.md5(line.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def _now() -> datetime:
@@ -119,6 +108,37 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- extract
+def _drop_unchanged(table: pa.Table, cursor: str | None, old_boundary: dict[str, list[str]]) -> tuple[pa.Table, int]:
+    """Drop rows of the overlap window that were landed before with the same digest."""
+    if cursor is None or not old_boundary or table.num_rows == 0:
+        return table, 0
+    in_overlap = pc.fill_null(pc.less_equal(table.column(CURSOR), cursor), False)
+    candidates = pc.indices_nonzero(in_overlap).to_pylist()
+    if not candidates:
+        return table, 0
+    keys = table.column(KEY).take(candidates).to_pylist()
+    digests = table.column(DIGEST).take(candidates).to_pylist()
+    drop = [i for i, k, d in zip(candidates, keys, digests) if k in old_boundary and old_boundary[k][1] == d]
+    if not drop:
+        return table, 0
+    mask = pc.invert(pc.is_in(pa.array(range(table.num_rows)), pa.array(drop)))
+    return table.filter(mask), len(drop)
+
+
+def _remember_boundary(table: pa.Table, boundary: _Boundary, floor: str | None) -> None:
+    """Keep key → (cursor, digest) of the rows inside the overlap window behind the newest cursor."""
+    if floor is None:
+        return
+    near = pc.fill_null(pc.greater_equal(table.column(CURSOR), floor), False)
+    idx = pc.indices_nonzero(near)
+    if len(idx) == 0:
+        return
+    for key, cur, digest in zip(table.column(KEY).take(idx).to_pylist(), table.column(CURSOR).take(idx).to_pylist(),
+                                table.column(DIGEST).take(idx).to_pylist()):
+        if key is not None:
+            boundary.add(key, cur, digest)
+
+
 def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
             spec: SourceSpec | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Pull one stream into a staged raw Parquet file; returns the manifest."""
@@ -126,64 +146,53 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     spec = spec or load_spec(source)
     if stream not in spec.streams:
         raise PipelineError(f"source {source} has no stream '{stream}' (streams: {', '.join(spec.streams)})")
-    stream_spec = spec.streams[stream]
-    entity = stream_spec.entity
-    catalog = settings.catalog()
-    state = None if full else catalog.get_state(source, entity)
+    entity = spec.streams[stream].entity
+    state = None if full else settings.catalog().get_state(source, entity)
     cursor = (state or {}).get("cursor")
     old_boundary: dict[str, list[str]] = (state or {}).get("boundary", {})
-    client = RestClient(spec)
-    reader = RestStream(spec, stream, client)
+    reader = open_stream(spec, stream)
     since = reader.start_anchor(cursor)
-    inc = spec.incremental
-    boundary = _Boundary(inc.format if inc else "", inc.overlap_seconds if inc else 0)
+    boundary = _Boundary(reader.cursor_format or "", reader.overlap_seconds)
     batch_id = settings.lake().batch_id(source, entity, f"{stream}|since={since or 'beginning'}")
     staging = _staging_dir(settings, source, stream)
     _clear_stale_staging(staging, batch_id)
     started_at = _now()
     raw_path = staging / f"{batch_id}.raw.parquet"
+    raw_schema = pa.schema([("_page", pa.int32()), ("_row", pa.int32()), ("_extracted_at", UTC_TS),
+                            *reader.raw_schema])
     rows_in = skipped = pages = 0
     newest = cursor
-    key_field, cursor_field = stream_spec.primary_key, reader.cursor_field
     log.info("extract %s.%s: batch %s, %s", source, stream, batch_id,
              f"incremental from {since}" if since else "full read")
     try:
-        with ParquetSink(raw_path, RAW_SCHEMA) as sink:
+        with ParquetSink(raw_path, raw_schema) as sink:
             for page in reader.read(cursor):
                 pages += 1
-                lines = to_json_lines(page.records)
-                keys = [str(r.get(key_field)) if r.get(key_field) is not None else None for r in page.records]
-                cursors = [r.get(cursor_field) if cursor_field else None for r in page.records]
-                keep = []
-                for i, (key, cur, line) in enumerate(zip(keys, cursors, lines)):
-                    digest = None
-                    if key is not None and isinstance(cur, str):
-                        if cursor is not None and cur <= cursor and key in old_boundary \
-                                and old_boundary[key][1] == (digest := _record_digest(line)):
-                            skipped += 1
-                            continue
-                        if newest is None or cur > newest:
-                            newest = cur
-                        if inc is not None:
-                            boundary.add(key, cur, digest or _record_digest(line))
-                    keep.append(i)
-                boundary.prune()
-                if keep:
-                    extracted_at = _now()
+                n = page.table.num_rows
+                table = page.table.append_column("_row", pa.array(range(n), pa.int32()))
+                table, dropped = _drop_unchanged(table, cursor, old_boundary)
+                skipped += dropped
+                if table.num_rows:
+                    page_max = pc.max(table.column(CURSOR)).as_py()
+                    if page_max is not None and (newest is None or page_max > newest):
+                        newest = page_max
+                    if newest is not None:
+                        _remember_boundary(table, boundary, reader.overlap_floor(newest))
+                        boundary.prune()
+                    m = table.num_rows
                     sink.write(pa.table({
-                        "_page": pa.array([page.number] * len(keep), pa.int32()),
-                        "_row": pa.array(keep, pa.int32()),
-                        "_key": pa.array([keys[i] for i in keep], pa.string()),
-                        "_cursor": pa.array([cursors[i] if isinstance(cursors[i], str) else None for i in keep], pa.string()),
-                        "_record": pa.array([lines[i] for i in keep], pa.string()),
-                        "_extracted_at": pa.array([extracted_at] * len(keep), UTC_TS),
-                    }, schema=RAW_SCHEMA))
-                    rows_in += len(keep)
+                        "_page": pa.array([page.number] * m, pa.int32()),
+                        "_row": table.column("_row"),
+                        "_extracted_at": pa.array([_now()] * m, UTC_TS),
+                        **{name: table.column(name) for name in reader.raw_schema.names},
+                    }, schema=raw_schema))
+                    rows_in += m
                 if progress:
-                    progress(rows_in + skipped, reader.first_total)
+                    progress(rows_in + skipped, reader.expected_total)
             sink.commit()
+        stats = reader.stats()
     finally:
-        client.close()
+        reader.close()
     # Rows that were unchanged in the overlap keep their place in the boundary for next time.
     for key, (cur, digest) in old_boundary.items():
         if key not in boundary.rows:
@@ -196,13 +205,11 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
         "rows_in": rows_in, "skipped_unchanged": skipped, "pages": pages,
         "started_at": started_at.isoformat(), "extracted_at": _now().isoformat(),
         "raw_staging": str(raw_path), "boundary": {k: list(v) for k, v in boundary.rows.items()},
-        "http": {"requests": client.stats.requests, "retries": client.stats.retries,
-                 "token_refreshes": client.stats.token_refreshes, "retry_reasons": client.stats.reasons},
-        "manifest_path": str(staging / f"{batch_id}.manifest.json"),
+        "http": stats, "manifest_path": str(staging / f"{batch_id}.manifest.json"),
     }
     _write_manifest(manifest)
-    log.info("extract %s.%s: %d rows in %d pages (%d unchanged overlap rows skipped; %d requests, %d retries)",
-             source, stream, rows_in, pages, skipped, client.stats.requests, client.stats.retries)
+    log.info("extract %s.%s: %d rows in %d pages (%d unchanged overlap rows skipped; %s)",
+             source, stream, rows_in, pages, skipped, ", ".join(f"{k} {v}" for k, v in stats.items()))
     return manifest
 
 
@@ -216,6 +223,7 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     entity = get_entity(stream_spec.entity)
     mapping = parse_mapping(entity.name, stream_spec.mapping, f"spec {source}: streams.{stream}.mapping")
     sources = mapping_sources(mapping)
+    kind = stream_class(spec)  # pure column methods only: standardise opens no connection
     staging = Path(manifest["raw_staging"]).parent
     std_path = staging / f"{batch_id}.std.parquet"
     q_path = staging / f"{batch_id}.quarantine.parquet"
@@ -225,7 +233,7 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
         for chunk in raw_file.iter_batches(batch_size=STANDARDISE_CHUNK_ROWS):
             raw = pa.Table.from_batches([chunk])
-            flat = extract_columns(raw.column("_record"), sources)
+            flat = kind.source_columns(raw, sources)
             result = apply_mapping(flat, mapping)
             accepted = result.accepted
             if len(accepted):
@@ -247,7 +255,7 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
                     "field": result.rejects.column("field"),
                     "rule": result.rejects.column("rule"),
                     "reason": result.rejects.column("reason"),
-                    "_record": raw.column("_record").take(idx),
+                    "_record": kind.record_text(raw.take(idx)),
                 }, schema=QUARANTINE_SCHEMA))
                 quarantined += n
             done += raw.num_rows

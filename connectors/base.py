@@ -1,0 +1,117 @@
+"""What every stream kind gives the pipeline, whatever the source (REST, SQL, files).
+
+A stream yields raw pages as Arrow tables with three bookkeeping columns the pipeline relies
+on — `_key` (the source's primary key as text), `_cursor` (the incremental cursor as
+fixed-width, sortable text, or null) and `_digest` (a digest of the row as received) — plus
+whatever columns keep the row as received. `source_columns` turns staged raw rows into the
+flat text/typed columns the spec's mapping reads. New kinds register in `KINDS`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterator
+
+import orjson
+import pyarrow as pa
+
+from connectors.errors import FatalError
+
+KEY, CURSOR, DIGEST, RECORD = "_key", "_cursor", "_digest", "_record"
+BOOKKEEPING = pa.schema([(KEY, pa.string()), (CURSOR, pa.string()), (DIGEST, pa.string())])
+
+
+@dataclass
+class RawPage:
+    number: int
+    table: pa.Table  # the stream's raw_schema, bookkeeping columns first
+
+
+class SourceStream(ABC):
+    """One (source, entity) stream. Subclasses set the attributes in __init__."""
+
+    source: str
+    name: str
+    entity: str
+    raw_schema: pa.Schema          # BOOKKEEPING + the columns that keep rows as received
+    cursor_format: str | None      # strftime format of `_cursor` values, None when not incremental
+    overlap_seconds: int = 0
+    expected_total: int | None = None  # what the source says this pass holds, for progress bars
+
+    def start_anchor(self, cursor: str | None) -> str | None:
+        """Where an incremental pass starts: the last landed cursor minus the overlap window.
+
+        The overlap re-reads rows committed late with an older cursor value; rows that come back
+        unchanged (same digest) are dropped by the pipeline, so it costs reads, not duplicates.
+        """
+        if self.cursor_format is None or cursor is None:
+            return None
+        try:
+            moment = datetime.strptime(cursor, self.cursor_format)
+        except ValueError:
+            raise FatalError(f"stored cursor {cursor!r} does not match format {self.cursor_format!r}; "
+                             "run a full resync (iehub sync --full)", source=self.source, stream=self.name) from None
+        return (moment - timedelta(seconds=self.overlap_seconds)).strftime(self.cursor_format)
+
+    def overlap_floor(self, newest: str) -> str | None:
+        """The oldest cursor value still inside the overlap window behind `newest`."""
+        if self.cursor_format is None:
+            return None
+        try:
+            moment = datetime.strptime(newest, self.cursor_format)
+        except ValueError:
+            return None
+        return (moment - timedelta(seconds=self.overlap_seconds)).strftime(self.cursor_format)
+
+    @abstractmethod
+    def read(self, cursor: str | None) -> Iterator[RawPage]:
+        """Pages after `cursor` (None: everything), each a table in `raw_schema`."""
+
+    @classmethod
+    @abstractmethod
+    def source_columns(cls, raw: pa.Table, names: list[str]) -> pa.Table:
+        """The named source columns of staged raw rows, for the mapping (pure: no connection)."""
+
+    @classmethod
+    def record_text(cls, raw: pa.Table) -> pa.Array:
+        """Each raw row as JSON text, for quarantine (called on rejected rows only)."""
+        if RECORD in raw.column_names:
+            return raw.column(RECORD).combine_chunks()
+        cols = [c for c in raw.column_names if not c.startswith("_")]
+        rows = raw.select(cols).to_pylist()
+        return pa.array([orjson.dumps(r, default=str).decode() for r in rows], pa.string())
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+KINDS: dict[str, type[SourceStream]] = {}
+
+
+def register_kind(kind: str, cls: type[SourceStream]) -> None:
+    """A stream kind is a SourceStream subclass constructed as cls(spec, stream_name)."""
+    KINDS[kind] = cls
+
+
+def stream_class(spec: Any) -> type[SourceStream]:
+    import importlib
+
+    from connectors.spec import KIND_MODULES
+
+    if spec.kind not in KINDS and spec.kind in KIND_MODULES:
+        importlib.import_module(KIND_MODULES[spec.kind])  # the kind's package registers its class
+    cls = KINDS.get(spec.kind)
+    if cls is None:
+        raise FatalError(f"source {spec.name}: no stream kind '{spec.kind}' (known: {', '.join(sorted(KINDS))})")
+    return cls
+
+
+def open_stream(spec: Any, name: str) -> SourceStream:
+    """The stream `name` of a loaded spec, built by its kind."""
+    if name not in spec.streams:
+        raise FatalError(f"source {spec.name} has no stream '{name}' (streams: {', '.join(spec.streams)})")
+    return stream_class(spec)(spec, name)
