@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets as pysecrets
 import sys
 import time
 from pathlib import Path
@@ -51,12 +50,6 @@ def _write_sandbox_env(settings: Settings, values: dict[str, str]) -> Path:
     return path
 
 
-def _sandbox_credentials() -> tuple[str, str]:
-    client_id = os.environ.get("IEHUB_LINGANG_CLIENT_ID") or "iehub-demo"
-    secret = os.environ.get("IEHUB_LINGANG_CLIENT_SECRET") or pysecrets.token_urlsafe(24)
-    return client_id, secret
-
-
 def _fail(message: str) -> None:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     sys.exit(1)
@@ -84,52 +77,64 @@ def sandbox() -> None:
 
 
 @sandbox.command("serve")
+@click.argument("systems", nargs=-1)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8766, show_default=True, type=int)
+@click.option("--port", default=8766, show_default=True, type=int,
+              help="Port of the first HTTP system; the next ones take the following ports.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Same seed, same data.")
-@click.option("--scale", default=1.0, show_default=True, type=float, help="1.0 ≈ 14,000 records over six modules.")
+@click.option("--scale", default=1.0, show_default=True, type=float, help="1.0 ≈ 14,000 Lingang records.")
 @click.option("--faults", default="", help='Fault plan, e.g. "5xx=0.05,429=0.02,timeout=0.01" or "all=0.02".')
-@click.option("--token-ttl", default=7200.0, show_default=True, type=float, help="Access token lifetime (s).")
-@click.option("--page-cap", default=500, show_default=True, type=int, help="Silent server cap on pageSize.")
 @click.pass_obj
-def sandbox_serve(settings: Settings, host: str, port: int, seed: int, scale: float, faults: str,
-                  token_ttl: float, page_cap: int) -> None:
-    """Serve the Lingang platform API until Ctrl-C; writes IEHUB_HOME/sandbox.env for `iehub sync`."""
-    from sandbox.lingang import FaultPlan, LingangPlatform
+def sandbox_serve(settings: Settings, systems: tuple[str, ...], host: str, port: int, seed: int, scale: float,
+                  faults: str) -> None:
+    """Run the simulated source SYSTEMS (default: all) until Ctrl-C.
 
-    client_id, secret = _sandbox_credentials()
-    platform = LingangPlatform(seed=seed, scale=scale, client_id=client_id, client_secret=secret,
-                               token_ttl=token_ttl, page_cap=page_cap,
-                               faults=FaultPlan.parse(faults) if faults else None)
-    url = f"http://{host}:{port}"
-    env_path = _write_sandbox_env(settings, {"IEHUB_LINGANG_BASE_URL": url, "IEHUB_LINGANG_CLIENT_ID": client_id,
-                                             "IEHUB_LINGANG_CLIENT_SECRET": secret})
-    console.print(f"Lingang platform sandbox on {url} (seed {seed}, scale {scale}); "
-                  f"credentials for `iehub sync` in {env_path}")
-    platform.serve_forever(host, port)
+    Writes IEHUB_HOME/sandbox.env (URLs and fresh demo credentials) that `iehub sync` picks up.
+    """
+    from iehub.sandboxes import get_system, systems as all_systems
+
+    names = list(systems) or list(all_systems())
+    started, env = [], {}
+    try:
+        for offset, name in enumerate(names):
+            try:
+                system = get_system(name)
+            except KeyError as exc:
+                _fail(str(exc.args[0]))
+            run = system.start(settings.ensure(), scale=scale, seed=seed, host=host, port=port + offset, faults=faults)
+            started.append(run)
+            env.update(run.env)
+            console.print(f"• {run.description}")
+        env_path = _write_sandbox_env(settings, env)
+        console.print(f"credentials and URLs for `iehub sync` in {env_path}; Ctrl-C stops")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for run in started:
+            run.stop()
 
 
 @sandbox.command("mutate")
+@click.argument("system", default="lingang")
 @click.option("--changed", default="1%", show_default=True, help="Share of rows to update/insert/delete.")
 @click.option("--seed", default=None, type=int)
-@click.option("--url", default=None, help="Sandbox URL (default: from IEHUB_HOME/sandbox.env).")
 @click.pass_obj
-def sandbox_mutate(settings: Settings, changed: str, seed: int | None, url: str | None) -> None:
-    """Change, insert and soft-delete rows in a running sandbox (for incremental syncs)."""
-    import requests
+def sandbox_mutate(settings: Settings, system: str, changed: str, seed: int | None) -> None:
+    """Change, insert and delete rows in a sandbox SYSTEM (for incremental syncs)."""
+    from iehub.sandboxes import get_system
 
     _load_sandbox_env(settings)
-    url = url or os.environ.get("IEHUB_LINGANG_BASE_URL")
-    if not url:
-        _fail("no sandbox URL: start `iehub sandbox serve` or pass --url")
     share = float(changed.rstrip("%")) / (100 if changed.endswith("%") else 1)
-    resp = requests.post(f"{url}/sandbox/mutate", json={"changed": share, "seed": seed}, timeout=60)
-    resp.raise_for_status()
-    table = Table("module", "updated", "inserted", "soft_deleted", title="sandbox mutations")
-    payload = resp.json()
-    counts_by_module = payload.get("data", payload) if isinstance(payload, dict) else {}
-    for module, counts in counts_by_module.items():
-        table.add_row(module, *(str(counts.get(k, 0)) for k in ("updated", "inserted", "soft_deleted")))
+    try:
+        counts = get_system(system).mutate(settings, changed=share, seed=seed, env=dict(os.environ))
+    except (KeyError, RuntimeError) as exc:
+        _fail(str(exc))
+    table = Table("table", "updated", "inserted", "deleted", title=f"sandbox mutations — {system}")
+    for name, c in counts.items():
+        table.add_row(name, str(c.get("updated", 0)), str(c.get("inserted", 0)),
+                      str(c.get("soft_deleted", 0) + c.get("deleted", 0) + c.get("hard_deleted", 0)))
     console.print(table)
 
 

@@ -1,7 +1,6 @@
 """`iehub demo`: the whole hub on embedded defaults, driven through Airflow's own DAG runs."""
 from __future__ import annotations
 
-import secrets
 import time
 
 from rich.console import Console
@@ -12,17 +11,18 @@ from iehub.config import Settings
 
 
 def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, serve: bool) -> None:
-    from sandbox.lingang import LingangPlatform
+    from iehub.sandboxes import systems
 
     log_file = settings.logs / "demo-airflow.log"
     started = time.monotonic()
-    client_id, secret = "iehub-demo", secrets.token_urlsafe(24)  # fresh per run, never printed
     console.print(f"[bold]iehub demo[/bold] — home {settings.home}")
-    platform = LingangPlatform(seed=seed, scale=scale, client_id=client_id, client_secret=secret)
-    url = platform.start("127.0.0.1", 0)
-    console.print(f"• Lingang platform sandbox up on {url} (seed {seed}, scale {scale})")
-    env = {"IEHUB_LINGANG_BASE_URL": url, "IEHUB_LINGANG_CLIENT_ID": client_id, "IEHUB_LINGANG_CLIENT_SECRET": secret}
+    running, env = [], {}
     try:
+        for system in systems().values():
+            run = system.start(settings, scale=scale, seed=seed)
+            running.append(run)
+            env.update(run.env)
+            console.print(f"• sandbox: {run.description} (seed {seed}, scale {scale})")
         console.print("• Airflow metadata DB (SQLite under IEHUB_HOME/airflow) …")
         orchestration.ensure_airflow_db(settings, log_file)
         for source in source_streams():
@@ -36,12 +36,12 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
         orchestration.run_dag(settings, "iehub_warehouse", log_file, env)
         console.print(f"  done in {time.monotonic() - t0:.1f}s")
     finally:
-        platform.stop()
+        for run in running:
+            run.stop()
     from iehub.cli import status_table
 
     console.print(status_table(settings))
     console.print(f"Demo finished in {time.monotonic() - started:.0f}s. Airflow logs: {log_file}")
-    console.print(f"Query it: duckdb -readonly {settings.home / 'warehouse.duckdb'} "
-                  "or `iehub sql` once the analyst tools land; `iehub status` any time.")
+    console.print(f"Query it: duckdb -readonly {settings.home / 'warehouse.duckdb'}; `iehub status` any time.")
     if serve:
         console.print("(The feed API arrives with the feeds issue; until then the demo stops after the build.)")
