@@ -11,7 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import orjson
 import pyarrow as pa
@@ -63,6 +64,21 @@ class SourceStream(ABC):
         except ValueError:
             return None
         return (moment - timedelta(seconds=self.overlap_seconds)).strftime(self.cursor_format)
+
+    def prepare(self, *, state: dict[str, Any] | None, work_dir: Path,
+                known_keys: Callable[[], pa.Array]) -> None:
+        """Called by the pipeline before `read`.
+
+        `state` is what was committed with the last landed batch (cursor, plus whatever
+        `state_extra` returned then); `work_dir` is this stream's staging folder; `known_keys()`
+        returns the `_key`s the hub currently holds live for this stream (for key-only diffs that
+        turn hard deletes and rows missing from a full snapshot into tombstones).
+        """
+        self.state, self.work_dir, self.known_keys = state, work_dir, known_keys
+
+    def state_extra(self) -> dict[str, Any]:
+        """Kind-specific state to commit together with this pass's data (e.g. a file ledger)."""
+        return {}
 
     @abstractmethod
     def read(self, cursor: str | None) -> Iterator[RawPage]:

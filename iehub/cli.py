@@ -130,7 +130,7 @@ def sandbox_mutate(settings: Settings, system: str, changed: str, seed: int | No
     try:
         counts = get_system(system).mutate(settings, changed=share, seed=seed, env=dict(os.environ))
     except (KeyError, RuntimeError) as exc:
-        _fail(str(exc))
+        _fail(str(exc.args[0]) if exc.args else str(exc))
     table = Table("table", "updated", "inserted", "deleted", title=f"sandbox mutations — {system}")
     for name, c in counts.items():
         table.add_row(name, str(c.get("updated", 0)), str(c.get("inserted", 0)),

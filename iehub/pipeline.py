@@ -107,6 +107,34 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def live_keys(settings: Settings, source: str, entity: str) -> pa.Array:
+    """The source keys the hub holds live for (source, entity): latest landed version not deleted.
+
+    Read from the ledger's std files (never the lake by glob), so streams can diff keys without
+    knowing the lake, and without the warehouse being built.
+    """
+    import duckdb
+
+    batches = [b for b in settings.catalog().landed_batches(entity) if b.source == source and b.rows_loaded]
+    if not batches:
+        return pa.array([], pa.string())
+    files = pa.table({"path": [str(settings.home / b.std_path) for b in batches],
+                      "seq": pa.array([b.landed_seq for b in batches], pa.int64())})
+    con = duckdb.connect()
+    try:
+        con.register("files", files)
+        result = con.sql("""
+            SELECT _source_key FROM (
+              SELECT r._source_key, r._is_deleted, row_number() OVER (
+                PARTITION BY r._source_key ORDER BY f.seq DESC, r.file_row_number DESC) AS rn
+              FROM read_parquet(?, filename = true, file_row_number = true) r
+              JOIN files f ON f.path = r.filename)
+            WHERE rn = 1 AND NOT _is_deleted""", params=[files.column("path").to_pylist()]).to_arrow_table()
+    finally:
+        con.close()
+    return result.column(0).combine_chunks()
+
+
 # ---------------------------------------------------------------------------------- extract
 def _drop_unchanged(table: pa.Table, cursor: str | None, old_boundary: dict[str, list[str]]) -> tuple[pa.Table, int]:
     """Drop rows of the overlap window that were landed before with the same digest."""
@@ -151,10 +179,11 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     cursor = (state or {}).get("cursor")
     old_boundary: dict[str, list[str]] = (state or {}).get("boundary", {})
     reader = open_stream(spec, stream)
+    staging = _staging_dir(settings, source, stream)
+    reader.prepare(state=state, work_dir=staging, known_keys=lambda: live_keys(settings, source, entity))
     since = reader.start_anchor(cursor)
     boundary = _Boundary(reader.cursor_format or "", reader.overlap_seconds)
     batch_id = settings.lake().batch_id(source, entity, f"{stream}|since={since or 'beginning'}")
-    staging = _staging_dir(settings, source, stream)
     _clear_stale_staging(staging, batch_id)
     started_at = _now()
     raw_path = staging / f"{batch_id}.raw.parquet"
@@ -191,6 +220,7 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
                     progress(rows_in + skipped, reader.expected_total)
             sink.commit()
         stats = reader.stats()
+        extra_state = reader.state_extra()
     finally:
         reader.close()
     # Rows that were unchanged in the overlap keep their place in the boundary for next time.
@@ -205,7 +235,8 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
         "rows_in": rows_in, "skipped_unchanged": skipped, "pages": pages,
         "started_at": started_at.isoformat(), "extracted_at": _now().isoformat(),
         "raw_staging": str(raw_path), "boundary": {k: list(v) for k, v in boundary.rows.items()},
-        "http": stats, "manifest_path": str(staging / f"{batch_id}.manifest.json"),
+        "http": stats, "state_extra": extra_state,
+        "manifest_path": str(staging / f"{batch_id}.manifest.json"),
     }
     _write_manifest(manifest)
     log.info("extract %s.%s: %d rows in %d pages (%d unchanged overlap rows skipped; %s)",
@@ -308,7 +339,8 @@ def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
             raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: staged {kind} file "
                                 f"{staged} is missing; rerun the sync")
     rel = {k: str(v.relative_to(settings.home)) for k, v in targets.items()}
-    state = {"cursor": manifest["cursor_end"], "boundary": manifest["boundary"], "batch_id": batch_id}
+    state = {**manifest.get("state_extra", {}), "cursor": manifest["cursor_end"], "boundary": manifest["boundary"],
+             "batch_id": batch_id}
     seq = catalog.commit_batch(BatchRecord(
         batch_id=batch_id, source=source, entity=entity,
         window_start=manifest["window_start"] or "", window_end=manifest["cursor_end"] or "",

@@ -158,3 +158,17 @@ def test_sigkill_mid_sync_then_rerun_equals_clean_run(tmp_path: Path, monkeypatc
         assert not [p for p in (killed / "staging").rglob("*") if p.is_file()], "staging left behind"
     finally:
         platform.stop()
+
+
+def test_live_keys_follow_the_landed_state(iehub_home: Path, lingang) -> None:
+    settings = Settings.from_env(iehub_home)
+    assert len(pipeline.live_keys(settings, "lingang_platform", "notice")) == 0
+    sync_and_build(iehub_home)
+    keys = set(pipeline.live_keys(settings, "lingang_platform", "notice").to_pylist())
+    assert keys == set(core_keys(iehub_home, "notice"))
+    lingang.mutate(changed=0.1, seed=9)
+    sync_and_build(iehub_home)
+    keys = set(pipeline.live_keys(settings, "lingang_platform", "notice").to_pylist())
+    assert keys == set(core_keys(iehub_home, "notice"))
+    deleted = {r["id"] for r in lingang.records("notices") if int(r["isDeleted"]) == 1}
+    assert deleted and not keys & deleted
