@@ -282,5 +282,24 @@ def demo(settings: Settings, no_serve: bool, scale: float, seed: int) -> None:
         _fail(str(exc))
 
 
+# Command groups that live in their own modules (one per area) register themselves here.
+_COMMAND_MODULES = ("iehub.cli_warehouse", "iehub.cli_quality", "iehub.cli_feeds")
+
+
+def _register_command_modules() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(main)
+
+
+_register_command_modules()
+
 if __name__ == "__main__":
     main()
