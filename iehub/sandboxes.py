@@ -15,6 +15,7 @@ from iehub.config import Settings
 SYSTEM_MODULES: dict[str, str] = {
     "lingang": "iehub.sandbox_lingang",
     "municipal": "iehub.sandbox_municipal",
+    "lingang_group": "iehub.sandbox_lingang_group",
     "districts": "iehub.sandbox_districts",
 }
 
