@@ -90,6 +90,13 @@ class SourceStream(ABC):
         """The named source columns of staged raw rows, for the mapping (pure: no connection)."""
 
     @classmethod
+    def raw_fields(cls, raw_path: str) -> set[str] | None:
+        """Source field names present in a staged raw file, for schema-drift checks."""
+        import pyarrow.parquet as pq
+
+        return {n for n in pq.read_schema(raw_path).names if not n.startswith("_")}
+
+    @classmethod
     def record_text(cls, raw: pa.Table) -> pa.Array:
         """Each raw row as JSON text, for quarantine (called on rejected rows only)."""
         if RECORD in raw.column_names:

@@ -119,6 +119,10 @@ class BaseStreamSpec(_Model):
     entity: str
     primary_key: str
     mapping: dict[str, Any]
+    # Source fields deliberately not mapped, so schema-drift checks only report real news.
+    ignore_fields: list[str] = Field(default_factory=list)
+    # Visible per-source tightening/relaxing of the quality policy (see quality/policy.py).
+    quality: dict[str, Any] = Field(default_factory=dict)
 
 
 class BaseSourceSpec(_Model):

@@ -1,4 +1,4 @@
-"""One DAG per source spec: for each stream, extract → standardise → land.
+"""One DAG per source spec: for each stream, extract → standardise → validate → land.
 
 Thin by design: each task calls one `iehub.tasks` function and passes a manifest path and
 counts on. Parsing reads only the shipped YAML specs; secrets and sources are touched at run.
@@ -18,7 +18,7 @@ DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_expon
 for _source, _streams in source_streams().items():
     with DAG(
         dag_id=f"iehub_sync_{_source}",
-        description=f"Sync {_source} into the iehub lake (extract → standardise → land)",
+        description=f"Sync {_source} into the iehub lake (extract → standardise → validate → land)",
         schedule="@hourly",
         start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
         catchup=False,
@@ -37,9 +37,13 @@ for _source, _streams in source_streams().items():
             def _standardise(ref: dict) -> dict:
                 return tasks.standardise(ref)
 
+            @task(task_id=f"{_stream}.validate")
+            def _validate(ref: dict) -> dict:
+                return tasks.validate(ref)
+
             @task(task_id=f"{_stream}.land", outlets=[Asset(std_asset_uri(_source, _entity))])
             def _land(ref: dict) -> dict:
                 return tasks.land(ref)
 
-            _land(_standardise(_extract()))
+            _land(_validate(_standardise(_extract())))
     globals()[_dag.dag_id] = _dag

@@ -245,6 +245,27 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
 
 
 # ------------------------------------------------------------------------------ standardise
+RAW_ROW = "_raw_row"  # a mapped row's position in the staged raw file, so quarantine keeps the raw record
+
+
+def _quarantine_table(raw: pa.Table, positions: pa.Array, *, source: str, batch_id: str, kind: type,
+                      field: pa.Array, rule: pa.Array, reason: pa.Array) -> pa.Table:
+    """Rejected rows as quarantine rows: the raw record as received plus where and why."""
+    rows = raw.take(positions)
+    n = rows.num_rows
+    return pa.table({
+        "_source": pa.array([source] * n, pa.string()),
+        "_batch_id": pa.array([batch_id] * n, pa.string()),
+        "_extracted_at": rows.column("_extracted_at"),
+        "_page": rows.column("_page"),
+        "_row": rows.column("_row"),
+        "_row_index": rows.column(RAW_ROW) if RAW_ROW in rows.column_names else positions.cast(pa.int64()),
+        "_key": rows.column("_key"),
+        "field": field, "rule": rule, "reason": reason,
+        "_record": kind.record_text(rows),
+    }, schema=QUARANTINE_SCHEMA)
+
+
 def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec | None = None,
                 progress: ProgressFn | None = None) -> dict[str, Any]:
     """Map staged raw rows to canonical Arrow; unconvertible rows go to staged quarantine."""
@@ -256,39 +277,29 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     sources = mapping_sources(mapping)
     kind = stream_class(spec)  # pure column methods only: standardise opens no connection
     staging = Path(manifest["raw_staging"]).parent
-    std_path = staging / f"{batch_id}.std.parquet"
-    q_path = staging / f"{batch_id}.quarantine.parquet"
+    mapped_path = staging / f"{batch_id}.mapped.parquet"
+    q_path = staging / f"{batch_id}.mapping-rejects.parquet"
+    mapped_schema = entity.arrow_schema().append(pa.field(RAW_ROW, pa.int64(), nullable=False))
     loaded = quarantined = done = 0
     raw_file = pq.ParquetFile(manifest["raw_staging"])
     extracted_at = datetime.fromisoformat(manifest["extracted_at"])
-    with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
+    with ParquetSink(mapped_path, mapped_schema) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
         for chunk in raw_file.iter_batches(batch_size=STANDARDISE_CHUNK_ROWS):
             raw = pa.Table.from_batches([chunk])
-            flat = kind.source_columns(raw, sources)
-            result = apply_mapping(flat, mapping)
+            raw = raw.append_column(RAW_ROW, pa.array(range(done, done + raw.num_rows), pa.int64()))
+            result = apply_mapping(kind.source_columns(raw, sources), mapping)
             accepted = result.accepted
             if len(accepted):
                 std = add_lineage(result.table, entity, source=source, batch_id=batch_id,
                                   extracted_at=extracted_at, source_key=raw.column("_key").take(accepted))
-                std_sink.write(std)
+                std_sink.write(std.append_column(RAW_ROW, raw.column(RAW_ROW).take(accepted)))
                 loaded += std.num_rows
             if result.rejects.num_rows:
-                idx = result.rejects.column("row_index")
-                n = len(idx)
-                q_sink.write(pa.table({
-                    "_source": pa.array([source] * n, pa.string()),
-                    "_batch_id": pa.array([batch_id] * n, pa.string()),
-                    "_extracted_at": raw.column("_extracted_at").take(idx),
-                    "_page": raw.column("_page").take(idx),
-                    "_row": raw.column("_row").take(idx),
-                    "_row_index": pc.add(idx, done).cast(pa.int64()),
-                    "_key": raw.column("_key").take(idx),
-                    "field": result.rejects.column("field"),
-                    "rule": result.rejects.column("rule"),
-                    "reason": result.rejects.column("reason"),
-                    "_record": kind.record_text(raw.take(idx)),
-                }, schema=QUARANTINE_SCHEMA))
-                quarantined += n
+                rej = result.rejects
+                q_sink.write(_quarantine_table(raw, rej.column("row_index"), source=source, batch_id=batch_id,
+                                               kind=kind, field=rej.column("field"), rule=rej.column("rule"),
+                                               reason=rej.column("reason")))
+                quarantined += rej.num_rows
             done += raw.num_rows
             if progress:
                 progress(done, manifest["rows_in"])
@@ -296,12 +307,171 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
         q_sink.commit()
     if loaded + quarantined != manifest["rows_in"]:
         raise PipelineError(f"standardise {source}.{stream} batch {batch_id}: {manifest['rows_in']} rows in but "
-                            f"{loaded} loaded + {quarantined} quarantined; nothing was landed")
-    manifest = {**manifest, "std_staging": str(std_path), "quarantine_staging": str(q_path),
-                "rows_loaded": loaded, "rows_quarantined": quarantined, "standardised_at": _now().isoformat()}
+                            f"{loaded} mapped + {quarantined} rejected; nothing was landed")
+    manifest = {**manifest, "mapped_staging": str(mapped_path), "mapping_rejects_staging": str(q_path),
+                "rows_mapped": loaded, "rows_mapping_rejected": quarantined, "standardised_at": _now().isoformat()}
     _write_manifest(manifest)
-    log.info("standardise %s.%s: %d rows → %d canonical, %d quarantined", source, stream, done, loaded, quarantined)
+    log.info("standardise %s.%s: %d rows → %d canonical, %d rejected by the mapping", source, stream, done, loaded,
+             quarantined)
     return manifest
+
+
+# --------------------------------------------------------------------------------- validate
+VALIDATE_CHUNK_ROWS = 250_000
+
+
+class QualityGateError(PipelineError):
+    """A batch-level rule failed: the batch is not landed and the warehouse stays as it was."""
+
+
+def _raw_rows(raw_path: str, positions: list[int]) -> pa.Table:
+    """The staged raw rows at `positions` (sorted), reading only the row groups that hold them."""
+    pf = pq.ParquetFile(raw_path)
+    starts, offset = [], 0
+    for i in range(pf.metadata.num_row_groups):
+        starts.append(offset)
+        offset += pf.metadata.row_group(i).num_rows
+    pieces = []
+    by_group: dict[int, list[int]] = {}
+    import bisect
+
+    for p in positions:
+        g = bisect.bisect_right(starts, p) - 1
+        by_group.setdefault(g, []).append(p - starts[g])
+    for g, local in sorted(by_group.items()):
+        group = pf.read_row_group(g)
+        pieces.append(group.take(pa.array(local, pa.int64())))
+    table = pa.concat_tables(pieces) if pieces else pf.schema_arrow.empty_table()
+    return table.append_column(RAW_ROW, pa.array(positions, pa.int64()))
+
+
+def _drift(kind: type, raw_path: str, sources: list[str]) -> tuple[list[str], list[str]]:
+    """(mapped source fields absent from every row, fields present that the spec does not map)."""
+    present = kind.raw_fields(raw_path)
+    if present is None:
+        return [], []
+    missing = [s for s in sources if s not in present and s.split(".")[0] not in present]
+    unmapped = sorted(f for f in present if f not in sources and not any(s.startswith(f + ".") for s in sources))
+    return missing, unmapped
+
+
+def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec | None = None) -> dict[str, Any]:
+    """The quality gate: run the entity's generated suite; failing rows join the quarantine.
+
+    Batch-level rules (schema drift, a full read shrinking sharply, the quarantine share, stale
+    data) fail the step with a QualityGateError naming what and where; nothing is landed then.
+    """
+    from quality.policy import policy_for
+    from quality.runner import validate_table
+    from quality.store import record
+    from quality.suites import rule_ids
+
+    source, stream, batch_id = manifest["source"], manifest["stream"], manifest["batch_id"]
+    spec = spec or load_spec(source)
+    stream_spec = spec.streams[stream]
+    entity = get_entity(stream_spec.entity)
+    where = f"source {source}, stream {stream}, batch {batch_id}"
+    policy = policy_for(entity.name, getattr(stream_spec, "quality", None), known_rules=rule_ids(entity.name),
+                        where=f"spec {source}: streams.{stream}.")
+    mapping = parse_mapping(entity.name, stream_spec.mapping, f"spec {source}: streams.{stream}.mapping")
+    kind = stream_class(spec)
+    staging = Path(manifest["raw_staging"]).parent
+    std_path = staging / f"{batch_id}.std.parquet"
+    q_path = staging / f"{batch_id}.quarantine.parquet"
+    catalog = settings.catalog()
+    results, checks, failures, warnings = [], [], [], []
+    loaded = flagged = 0
+    newest_update = None
+    with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
+        q_sink.write(pq.read_table(manifest["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA))
+        for chunk in pq.ParquetFile(manifest["mapped_staging"]).iter_batches(batch_size=VALIDATE_CHUNK_ROWS):
+            table = pa.Table.from_batches([chunk])
+            outcome = validate_table(entity.name, table.drop_columns([RAW_ROW]), policy)
+            results.extend(outcome.results)
+            failures.extend(outcome.batch_failures)
+            warnings.extend(outcome.warnings)
+            if "updated_at" in table.column_names:
+                top = pc.max(table.column("updated_at")).as_py()
+                newest_update = top if newest_update is None or (top and top > newest_update) else newest_update
+            if outcome.failed:
+                bad = sorted(outcome.failed)
+                keep = pc.invert(pc.is_in(pa.array(range(table.num_rows)), pa.array(bad)))
+                raw_positions = table.column(RAW_ROW).take(pa.array(bad)).to_pylist()
+                order = sorted(range(len(bad)), key=lambda i: raw_positions[i])
+                raw = _raw_rows(manifest["raw_staging"], [raw_positions[i] for i in order])
+                rules = [outcome.failed[bad[i]] for i in order]
+                q_sink.write(_quarantine_table(
+                    raw, pa.array(range(len(order)), pa.int64()), source=source, batch_id=batch_id, kind=kind,
+                    field=pa.array([r[0].split(".")[0] for r in rules], pa.string()),
+                    rule=pa.array([f"quality.{r[0]}" for r in rules], pa.string()),
+                    reason=pa.array([r[1] for r in rules], pa.string())))
+                table = table.filter(keep)
+                flagged += len(bad)
+            std_sink.write(table.drop_columns([RAW_ROW]))
+            loaded += table.num_rows
+        rows_in = manifest["rows_in"]
+        quarantined = manifest["rows_mapping_rejected"] + flagged
+        # batch-level rules
+        missing, unmapped = _drift(kind, manifest["raw_staging"], mapping_sources(mapping)) if rows_in else ([], [])
+        if missing:
+            msg = f"schema drift: mapped field(s) {missing} absent from every row"
+            (failures if policy.drift_action == "fail" else warnings).append(msg)
+        unmapped = [f for f in unmapped if f not in set(stream_spec.ignore_fields)]
+        if unmapped:
+            warnings.append(f"new source field(s) not in the spec: {unmapped[:10]}")
+        checks.append(_check("batch.schema_drift", not missing, policy.drift_action, "; ".join(
+            ([f"missing {missing}"] if missing else []) + ([f"new {unmapped[:10]}"] if unmapped else [])) or None,
+            rows_in, len(missing)))
+        share = quarantined / rows_in if rows_in else 0.0
+        over = quarantined > policy.max_quarantine_share * rows_in and quarantined > MIN_QUARANTINE_ROWS_TO_FAIL
+        if over:
+            failures.append(f"{quarantined} of {rows_in} rows ({share:.1%}) quarantined, above the "
+                            f"{policy.max_quarantine_share:.0%} allowed for {entity.name}")
+        checks.append(_check("batch.quarantine_share", not over, "fail", f"{share:.2%} quarantined", rows_in,
+                             quarantined))
+        if not manifest.get("window_start"):
+            previous = [b for b in catalog.landed_batches(entity.name)
+                        if b.source == source and not b.window_start and b.batch_id != batch_id]
+            if previous and rows_in < (1 - policy.max_row_drop) * previous[-1].rows_in:
+                failures.append(f"full read fell from {previous[-1].rows_in} to {rows_in} rows "
+                                f"(more than {policy.max_row_drop:.0%}); is the source truncated?")
+                checks.append(_check("batch.row_count_drop", False, "fail", None, rows_in, 1))
+        if policy.stale_after_days and newest_update is not None:
+            age = (_now() - newest_update).days
+            if age > policy.stale_after_days:
+                warnings.append(f"stale data: newest updated_at is {age} days old")
+            checks.append(_check("batch.freshness", age <= policy.stale_after_days, "warn", f"{age} days", 1,
+                                 int(age > policy.stale_after_days)))
+        record(catalog.engine, batch_id=batch_id, source=source, entity=entity.name, results=results,
+               batch_checks=checks)
+        for w in warnings:
+            log.warning("quality %s: %s", where, w)
+        if failures:
+            std_sink.abort()
+            q_sink.abort()
+            message = f"quality gate failed for {where}: " + "; ".join(failures)
+            catalog.record_failure(batch_id, source, entity.name, datetime.fromisoformat(manifest["started_at"]),
+                                   message)
+            raise QualityGateError(message + ". Nothing was landed; fix the source or the spec's quality: "
+                                   "section, then run the sync again.")
+        std_sink.commit()
+        q_sink.commit()
+    if loaded + quarantined != rows_in:
+        raise PipelineError(f"validate {where}: {rows_in} rows in but {loaded} loaded + {quarantined} quarantined")
+    manifest = {**manifest, "std_staging": str(std_path), "quarantine_staging": str(q_path), "rows_loaded": loaded,
+                "rows_quarantined": quarantined, "validated_at": _now().isoformat(), "quality_warnings": warnings}
+    _write_manifest(manifest)
+    log.info("validate %s.%s: %d rows checked, %d passed, %d quarantined by rules (%d by mapping)", source, stream,
+             manifest["rows_mapped"], loaded, flagged, manifest["rows_mapping_rejected"])
+    return manifest
+
+
+MIN_QUARANTINE_ROWS_TO_FAIL = 10  # tiny batches: a share of 1 in 8 is noise, not a broken source
+
+
+def _check(rule: str, success: bool, action: str, message: str | None, elements: int, unexpected: int) -> dict[str, Any]:
+    return {"rule": rule, "action": action, "success": success, "message": message, "element_count": elements,
+            "unexpected_count": unexpected, "unexpected_percent": 100.0 * unexpected / elements if elements else 0.0}
 
 
 # ------------------------------------------------------------------------------------- land
@@ -319,9 +489,9 @@ def _place(src: str, dst: Path) -> None:
 def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     """Put the batch's files in the lake, then commit ledger row and cursor in one transaction."""
     source, entity, batch_id = manifest["source"], manifest["entity"], manifest["batch_id"]
-    if "std_staging" not in manifest:
-        raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: not standardised yet; "
-                            "run standardise first")
+    if "validated_at" not in manifest:
+        raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: not validated yet; "
+                            "run standardise and validate first")
     lake = settings.lake()
     catalog = settings.catalog()
     dt = datetime.fromisoformat(manifest["started_at"]).date()
@@ -353,7 +523,9 @@ def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
         for old in (previous.raw_path, previous.std_path, previous.quarantine_path):
             if old and old not in rel.values():
                 (settings.home / old).unlink(missing_ok=True)
-    Path(manifest["manifest_path"]).unlink(missing_ok=True)
+    for leftover in (manifest.get("mapped_staging"), manifest.get("mapping_rejects_staging"), manifest["manifest_path"]):
+        if leftover:
+            Path(leftover).unlink(missing_ok=True)
     result = {k: manifest[k] for k in ("source", "stream", "entity", "batch_id", "rows_in", "rows_loaded",
                                        "rows_quarantined", "skipped_unchanged", "pages", "cursor_end")}
     result.update(landed_seq=seq, std_path=rel["std"], http=manifest.get("http", {}))
@@ -369,6 +541,7 @@ def sync_stream(settings: Settings, source: str, stream: str, *, full: bool = Fa
     spec = spec or load_spec(source)
     manifest = extract(settings, source, stream, full=full, spec=spec, progress=progress)
     manifest = standardise(settings, manifest, spec=spec)
+    manifest = validate(settings, manifest, spec=spec)
     return land(settings, manifest)
 
 

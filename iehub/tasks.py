@@ -38,8 +38,16 @@ def standardise(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
     m = pipeline.standardise(Settings.from_env(), pipeline.read_manifest(ref["manifest"]))
+    return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_mapped": m["rows_mapped"],
+            "rows_mapping_rejected": m["rows_mapping_rejected"]}
+
+
+def validate(ref: dict[str, Any]) -> dict[str, Any]:
+    from iehub import pipeline
+
+    m = pipeline.validate(Settings.from_env(), pipeline.read_manifest(ref["manifest"]))
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_loaded": m["rows_loaded"],
-            "rows_quarantined": m["rows_quarantined"]}
+            "rows_quarantined": m["rows_quarantined"], "warnings": len(m["quality_warnings"])}
 
 
 def land(ref: dict[str, Any]) -> dict[str, Any]:

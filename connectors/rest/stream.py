@@ -115,6 +115,23 @@ class RestSourceStream(SourceStream):
     def source_columns(cls, raw: pa.Table, names: list[str]) -> pa.Table:
         return extract_columns(raw.column(RECORD), names)
 
+    @classmethod
+    def raw_fields(cls, raw_path: str) -> set[str] | None:
+        """Top-level and nested (dotted) keys seen in any record of the staged raw file."""
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            rows = con.sql(
+                "WITH RECURSIVE k(path, val) AS ("
+                "  SELECT key, value FROM read_parquet(?) r, json_each(r._record)"
+                "  UNION ALL SELECT k.path || '.' || e.key, e.value FROM k, json_each(k.val) e"
+                "  WHERE json_type(k.val) = 'OBJECT')"
+                " SELECT DISTINCT path FROM k", params=[raw_path]).fetchall()
+        finally:
+            con.close()
+        return {r[0] for r in rows}
+
     def stats(self) -> dict[str, Any]:
         st = self.client.stats
         return {"requests": st.requests, "retries": st.retries, "token_refreshes": st.token_refreshes,

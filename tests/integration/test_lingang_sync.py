@@ -68,7 +68,7 @@ def test_quarantine_keeps_rejected_rows_with_reasons(iehub_home: Path, monkeypat
     files = [str(p) for p in (iehub_home / "lake" / "quarantine").rglob("*.parquet")]
     rows = duckdb.connect().execute(
         "select field, rule, reason, _record from read_parquet(?) where reason is not null", [files]).fetchall()
-    assert rows and all(reason and rule.startswith("mapping.") and record.startswith("{") for _, rule, reason, record in rows)
+    assert rows and all(reason and rule.startswith(("mapping.", "quality.")) and record.startswith("{") for _, rule, reason, record in rows)
 
 
 def test_same_sync_twice_changes_nothing(iehub_home: Path, lingang) -> None:

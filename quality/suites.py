@@ -1,0 +1,113 @@
+"""Expectation suites generated from the canonical schemas, never written out by hand.
+
+Every rule has a stable id (`<field>.<check>`) that quarantine rows, quality results and spec
+overrides all use. Adding a field to an entity adds its checks here without new code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import great_expectations.expectations as gxe
+import pyarrow as pa
+
+from quality.expectations import (
+    ExpectColumnValuesToBeResidentIdOfAgeBetween,
+    ExpectColumnValuesToBeValidDistrictCode,
+    ExpectColumnValuesToBeValidMobile,
+    ExpectColumnValuesToBeValidResidentId,
+    ExpectColumnValuesToBeValidUscc,
+)
+from schemas import get_entity
+from schemas.codes import CODE_LISTS
+from schemas.model import Entity
+
+EARLIEST_DATE = date(1949, 10, 1)
+MAX_AMOUNT = 1e11  # 1000 亿元: anything larger is a unit mistake (元 vs 万元)
+MAX_COUNT = 1_000_000
+# (later, earlier): the first must not be before the second.
+ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("end_date", "start_date"), ("valid_until", "published_on"), ("salary_max_amount", "salary_min_amount"),
+    ("period_end", "period_start"), ("term_end_on", "appointed_on"), ("due_on", "period_end"),
+)
+AGE_RANGES: dict[str, tuple[int, int]] = {"trainee": (14, 45), "teacher": (22, 80)}
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str            # "<field>.<check>", stable
+    expectation: Any        # a GX expectation instance (the declaration)
+    columns: tuple[str, ...]
+    check: str              # not_null, in_code_list, valid_uscc, between, not_before, unique, …
+    describe: str           # readable reason for a failing row (values added by the runner)
+
+
+def _business_columns(entity: Entity) -> set[str]:
+    return {f.name for f in entity.business_fields}
+
+
+def rules_for(entity_name: str) -> list[Rule]:
+    entity = get_entity(entity_name)
+    names = _business_columns(entity)
+    today = datetime.now(timezone.utc).date()
+    rules: list[Rule] = []
+    key = [k for k in entity.key]
+    for f in entity.business_fields:
+        col, t = f.name, f.type
+        if f.required or col in key:
+            rules.append(Rule(f"{col}.not_null", gxe.ExpectColumnValuesToNotBeNull(column=col), (col,), "not_null",
+                              "is required but missing"))
+        if f.code_list == "district":
+            rules.append(Rule(f"{col}.valid_district_code", ExpectColumnValuesToBeValidDistrictCode(column=col),
+                              (col,), "valid_district_code", "is not a current Shanghai district code"))
+        elif f.code_list and f.code_list in CODE_LISTS:
+            codes = sorted(CODE_LISTS[f.code_list].codes)
+            rules.append(Rule(f"{col}.in_code_list", gxe.ExpectColumnValuesToBeInSet(column=col, value_set=codes),
+                              (col,), "in_code_list", f"is not in code list {f.code_list}"))
+        if col.endswith("_uscc") or col in ("uscc", "org_id"):
+            rules.append(Rule(f"{col}.valid_uscc", ExpectColumnValuesToBeValidUscc(column=col), (col,), "valid_uscc",
+                              "is not a valid unified social credit code"))
+        if col == "id_number":
+            rules.append(Rule(f"{col}.valid_resident_id", ExpectColumnValuesToBeValidResidentId(column=col), (col,),
+                              "valid_resident_id", "is not a valid resident ID number"))
+            if entity.name in AGE_RANGES:
+                lo, hi = AGE_RANGES[entity.name]
+                rules.append(Rule(f"{col}.plausible_age",
+                                  ExpectColumnValuesToBeResidentIdOfAgeBetween(column=col, min_age=lo, max_age=hi),
+                                  (col,), "plausible_age", f"gives an age outside {lo}–{hi} for a {entity.name}"))
+        if col == "phone":
+            rules.append(Rule(f"{col}.valid_mobile", ExpectColumnValuesToBeValidMobile(column=col), (col,),
+                              "valid_mobile", "is not a mainland mobile number"))
+        if pa.types.is_date(t):
+            lo, hi = EARLIEST_DATE, today + timedelta(days=366 * 10)
+            rules.append(Rule(f"{col}.sane_date", gxe.ExpectColumnValuesToBeBetween(
+                column=col, min_value=datetime(lo.year, lo.month, lo.day), max_value=datetime(hi.year, hi.month, hi.day)),
+                (col,), "between", f"is outside {lo}–{hi}"))
+        elif pa.types.is_timestamp(t):
+            hi = datetime.now(timezone.utc) + timedelta(days=1)
+            rules.append(Rule(f"{col}.sane_time", gxe.ExpectColumnValuesToBeBetween(
+                column=col, min_value=datetime(2000, 1, 1, tzinfo=timezone.utc), max_value=hi),
+                (col,), "between", "is before 2000 or in the future"))
+        elif pa.types.is_decimal(t):
+            rules.append(Rule(f"{col}.sane_amount", gxe.ExpectColumnValuesToBeBetween(
+                column=col, min_value=0, max_value=MAX_AMOUNT), (col,), "between",
+                "is negative or above 1000 亿元 (a unit mistake?)"))
+        elif pa.types.is_integer(t):
+            lo, hi = (1990, today.year + 6) if col.endswith("_year") else (0, MAX_COUNT)
+            rules.append(Rule(f"{col}.sane_count", gxe.ExpectColumnValuesToBeBetween(
+                column=col, min_value=lo, max_value=hi), (col,), "between", f"is outside {lo}–{hi}"))
+    for later, earlier in ORDERED_PAIRS:
+        if later in names and earlier in names:
+            rules.append(Rule(f"{later}.not_before.{earlier}", gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"),
+                (later, earlier), "not_before", f"is before {earlier}"))
+    rules.append(Rule("_key.unique", gxe.ExpectCompoundColumnsToBeUnique(column_list=key), tuple(key), "unique",
+                      "repeats a natural key already in this batch"))
+    for rule in rules:
+        rule.expectation.meta = {"rule": f"{entity.name}.{rule.rule_id}"}
+    return rules
+
+
+def rule_ids(entity_name: str) -> set[str]:
+    return {r.rule_id for r in rules_for(entity_name)}
