@@ -18,6 +18,23 @@ from connectors.errors import SpecError
 
 SPEC_DIR = Path(__file__).parent / "specs"
 
+
+def spec_dirs() -> list[Path]:
+    """Where specs are found: IEHUB_SPEC_DIR (colon-separated, searched first), then the shipped ones.
+
+    A data engineer adds a source by dropping one YAML file into their own folder; no Python.
+    """
+    extra = [Path(p).expanduser() for p in os.environ.get("IEHUB_SPEC_DIR", "").split(os.pathsep) if p]
+    return [*extra, SPEC_DIR]
+
+
+def _find_spec(name: str) -> Path | None:
+    for folder in spec_dirs():
+        candidate = folder / f"{name}.yaml"
+        if candidate.exists():
+            return candidate
+    return None
+
 _ENV_PATTERN = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
@@ -208,9 +225,9 @@ def load_spec(name_or_path: str | Path) -> SourceSpec:
     """Load and validate a spec by source name (connectors/specs/<name>.yaml) or path."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = SPEC_DIR / f"{name_or_path}.yaml"
+        path = _find_spec(str(name_or_path)) or SPEC_DIR / f"{name_or_path}.yaml"
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.yaml")))
+        known = ", ".join(available_sources())
         raise SpecError(f"no spec for source '{name_or_path}' ({path}); known sources: {known}")
     text = path.read_text(encoding="utf-8")
     try:
@@ -254,4 +271,4 @@ def _check_mappings(spec: SourceSpec, path: Path, root: yaml.Node | None) -> Non
 
 
 def available_sources() -> list[str]:
-    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+    return sorted({p.stem for folder in spec_dirs() if folder.is_dir() for p in folder.glob("*.yaml")})

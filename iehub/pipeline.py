@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectors.base import CURSOR, DIGEST, KEY, open_stream, stream_class
+from connectors.records import extract_columns
 from connectors.spec import SourceSpec, load_spec
 from iehub.config import Settings
 from schemas import get_entity
@@ -35,6 +36,7 @@ QUARANTINE_SCHEMA = pa.schema([
     ("_source", pa.string()), ("_batch_id", pa.string()), ("_extracted_at", UTC_TS),
     ("_page", pa.int32()), ("_row", pa.int32()), ("_row_index", pa.int64()), ("_key", pa.string()),
     ("field", pa.string()), ("rule", pa.string()), ("reason", pa.string()), ("_record", pa.string()),
+    ("replayed_in", pa.string()),  # the replay batch that took the row out of quarantine, if any
 ])
 STANDARDISE_CHUNK_ROWS = 50_000
 
@@ -263,6 +265,7 @@ def _quarantine_table(raw: pa.Table, positions: pa.Array, *, source: str, batch_
         "_key": rows.column("_key"),
         "field": field, "rule": rule, "reason": reason,
         "_record": kind.record_text(rows),
+        "replayed_in": pa.nulls(n, pa.string()),
     }, schema=QUARANTINE_SCHEMA)
 
 
@@ -287,7 +290,10 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
         for chunk in raw_file.iter_batches(batch_size=STANDARDISE_CHUNK_ROWS):
             raw = pa.Table.from_batches([chunk])
             raw = raw.append_column(RAW_ROW, pa.array(range(done, done + raw.num_rows), pa.int64()))
-            result = apply_mapping(kind.source_columns(raw, sources), mapping)
+            # A replay's raw rows are quarantine records (JSON text) whatever the source kind.
+            columns = extract_columns(raw.column("_record"), sources) if manifest.get("replay") \
+                else kind.source_columns(raw, sources)
+            result = apply_mapping(columns, mapping)
             accepted = result.accepted
             if len(accepted):
                 std = add_lineage(result.table, entity, source=source, batch_id=batch_id,
@@ -412,7 +418,9 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
         rows_in = manifest["rows_in"]
         quarantined = manifest["rows_mapping_rejected"] + flagged
         # batch-level rules
-        missing, unmapped = _drift(kind, manifest["raw_staging"], mapping_sources(mapping)) if rows_in else ([], [])
+        replay = bool(manifest.get("replay"))  # a replay re-checks known-bad rows: batch rules do not apply
+        missing, unmapped = _drift(kind, manifest["raw_staging"], mapping_sources(mapping)) \
+            if rows_in and not replay else ([], [])
         if missing:
             msg = f"schema drift: mapped field(s) {missing} absent from every row"
             (failures if policy.drift_action == "fail" else warnings).append(msg)
@@ -423,7 +431,8 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
             ([f"missing {missing}"] if missing else []) + ([f"new {unmapped[:10]}"] if unmapped else [])) or None,
             rows_in, len(missing)))
         share = quarantined / rows_in if rows_in else 0.0
-        over = quarantined > policy.max_quarantine_share * rows_in and quarantined > MIN_QUARANTINE_ROWS_TO_FAIL
+        over = not replay and quarantined > policy.max_quarantine_share * rows_in \
+            and quarantined > MIN_QUARANTINE_ROWS_TO_FAIL
         if over:
             failures.append(f"{quarantined} of {rows_in} rows ({share:.1%}) quarantined, above the "
                             f"{policy.max_quarantine_share:.0%} allowed for {entity.name}")
@@ -509,8 +518,10 @@ def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
             raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: staged {kind} file "
                                 f"{staged} is missing; rerun the sync")
     rel = {k: str(v.relative_to(settings.home)) for k, v in targets.items()}
-    state = {**manifest.get("state_extra", {}), "cursor": manifest["cursor_end"], "boundary": manifest["boundary"],
-             "batch_id": batch_id}
+    # A replay lands old rows again: it must not move the stream's cursor.
+    state = None if manifest.get("replay") else {
+        **manifest.get("state_extra", {}), "cursor": manifest["cursor_end"], "boundary": manifest["boundary"],
+        "batch_id": batch_id}
     seq = catalog.commit_batch(BatchRecord(
         batch_id=batch_id, source=source, entity=entity,
         window_start=manifest["window_start"] or "", window_end=manifest["cursor_end"] or "",

@@ -73,11 +73,13 @@ def pass_rates(engine: sa.Engine, *, last_batches: int = 20) -> list[dict[str, A
         return out
 
 
-def failing_rules(engine: sa.Engine, *, last_batches: int = 20) -> list[dict[str, Any]]:
+def failing_rules(engine: sa.Engine) -> list[dict[str, Any]]:
+    """Rules with failing rows (row level) or failed verdicts (batch level), most rows first."""
     ensure(engine)
     q = quality_results
+    failing = sa.or_(sa.and_(q.c.level == "row", q.c.unexpected_count > 0), sa.and_(q.c.level == "batch", ~q.c.success))
     stmt = (sa.select(q.c.source, q.c.entity, q.c.rule, q.c.action, sa.func.sum(q.c.unexpected_count).label("rows"))
-            .where(q.c.unexpected_count > 0).group_by(q.c.source, q.c.entity, q.c.rule, q.c.action)
+            .where(failing).group_by(q.c.source, q.c.entity, q.c.rule, q.c.action)
             .order_by(sa.desc("rows")))
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]

@@ -1,0 +1,120 @@
+"""`iehub quality …` and `iehub quarantine …`: the gate's results and the rows it kept back."""
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from iehub.config import Settings
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+@click.group()
+def quality() -> None:
+    """Quality gate results (Great Expectations suites generated from the schemas)."""
+
+
+@quality.command("report")
+@click.option("--last", default=20, show_default=True, help="Recent batches per source and entity.")
+@click.pass_obj
+def quality_report(settings: Settings, last: int) -> None:
+    """Pass rates per source and entity over the recent batches, then the rules that fail most."""
+    from quality.store import failing_rules, pass_rates
+
+    engine = settings.catalog().engine
+    table = Table("source", "entity", "batches", "checks", "failures", "pass rate", "last checked (UTC)",
+                  title=f"quality — last {last} batches per source and entity")
+    for r in pass_rates(engine, last_batches=last):
+        table.add_row(r["source"], r["entity"], str(r["batches"]), f"{r['checks']:,}", f"{r['failures']:,}",
+                      f"{r['pass_rate']:.2%}", str(r["last_checked_at"])[:16].replace("T", " "))
+    console.print(table)
+    rules = Table("source", "entity", "rule", "action", "rows", title="failing rules")
+    for r in failing_rules(engine)[:25]:
+        rules.add_row(r["source"], r["entity"], r["rule"], r["action"], f"{r['rows']:,}")
+    console.print(rules)
+
+
+@click.group()
+def quarantine() -> None:
+    """Rows kept out of the warehouse, with the rule they broke; list, show and replay them."""
+
+
+@quarantine.command("list")
+@click.option("--source", default=None)
+@click.option("--entity", default=None)
+@click.option("--rule", default=None, help="e.g. quality.org_uscc.valid_uscc or mapping.date")
+@click.pass_obj
+def quarantine_list(settings: Settings, source: str | None, entity: str | None, rule: str | None) -> None:
+    """Open quarantined rows counted by source, entity and rule."""
+    from iehub.replay import open_rows
+
+    rows = open_rows(settings, source=source, entity=entity, rule=rule)
+    table = Table("source", "entity", "rule", "rows", "batches", "example reason", title="open quarantine")
+    if rows.num_rows:
+        grouped: dict[tuple[str, str, str], list[dict]] = {}
+        for r in rows.select(["_source", "entity", "rule", "_batch_id", "reason"]).to_pylist():
+            grouped.setdefault((r["_source"], r["entity"], r["rule"]), []).append(r)
+        for (src, ent, rl), items in sorted(grouped.items(), key=lambda kv: -len(kv[1])):
+            table.add_row(src, ent, rl, str(len(items)), str(len({i["_batch_id"] for i in items})),
+                          (items[0]["reason"] or "")[:70])
+    console.print(table)
+    console.print(f"{rows.num_rows} open rows. `iehub quarantine show BATCH` for the rows of one batch.")
+
+
+@quarantine.command("show")
+@click.argument("batch")
+@click.option("--raw", is_flag=True, help="Also print each record as received (may contain personal data).")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+def quarantine_show(settings: Settings, batch: str, raw: bool, limit: int) -> None:
+    """The quarantined rows of one BATCH: position, key, rule and reason."""
+    import pyarrow.parquet as pq
+
+    row = settings.catalog().get_batch(batch)
+    if row is None or not row.quarantine_path:
+        console.print(f"[red]no landed batch {batch!r}[/red]; `iehub quarantine list` shows batches with rows")
+        sys.exit(1)
+    data = pq.read_table(settings.home / row.quarantine_path)
+    table = Table("row", "page", "key", "rule", "reason", "replayed in",
+                  title=f"{batch}: {data.num_rows} quarantined of {row.rows_in} rows in")
+    for r in data.slice(0, limit).to_pylist():
+        table.add_row(str(r["_row_index"]), str(r["_page"]), str(r["_key"]), r["rule"], r["reason"],
+                      str(r.get("replayed_in") or ""))
+        if raw:
+            table.add_row("", "", "", "", r["_record"], "")
+    console.print(table)
+
+
+@quarantine.command("replay")
+@click.option("--source", default=None)
+@click.option("--entity", default=None)
+@click.option("--rule", default=None)
+@click.option("--batch", default=None, help="Only the rows of this batch.")
+@click.pass_obj
+def quarantine_replay(settings: Settings, source: str | None, entity: str | None, rule: str | None,
+                      batch: str | None) -> None:
+    """Re-run open quarantined rows through the current mapping and suite; rows that pass land."""
+    from iehub.pipeline import PipelineError
+    from iehub.replay import replay
+
+    try:
+        results = replay(settings.ensure(), source=source, entity=entity, rule=rule, batch=batch)
+    except PipelineError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    table = Table("source", "entity", "replay batch", "replayed", "now loaded", "still quarantined", "superseded",
+                  title="quarantine replay")
+    for r in results:
+        table.add_row(r["source"], r["entity"], r["batch_id"], str(r["replayed"]), str(r["rows_loaded"]),
+                      str(r["rows_quarantined"]), str(r["superseded"]))
+    console.print(table)
+    if results:
+        console.print("Run `iehub build` to bring the replayed rows into the warehouse.")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(quality)
+    main.add_command(quarantine)
