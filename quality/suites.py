@@ -65,7 +65,7 @@ def rules_for(entity_name: str) -> list[Rule]:
             codes = sorted(CODE_LISTS[f.code_list].codes)
             rules.append(Rule(f"{col}.in_code_list", gxe.ExpectColumnValuesToBeInSet(column=col, value_set=codes),
                               (col,), "in_code_list", f"is not in code list {f.code_list}"))
-        if col.endswith("_uscc") or col in ("uscc", "org_id"):
+        if col.endswith("_uscc") or col == "uscc":  # org_id is a USCC only when one exists
             rules.append(Rule(f"{col}.valid_uscc", ExpectColumnValuesToBeValidUscc(column=col), (col,), "valid_uscc",
                               "is not a valid unified social credit code"))
         if col == "id_number":
@@ -102,7 +102,10 @@ def rules_for(entity_name: str) -> list[Rule]:
             rules.append(Rule(f"{later}.not_before.{earlier}", gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A=later, column_B=earlier, or_equal=True, ignore_row_if="either_value_is_missing"),
                 (later, earlier), "not_before", f"is before {earlier}"))
-    rules.append(Rule("_key.unique", gxe.ExpectCompoundColumnsToBeUnique(column_list=key), tuple(key), "unique",
+    # GX's compound check wants two columns or more; a one-column key (organization.org_id) uses the column check
+    unique = gxe.ExpectCompoundColumnsToBeUnique(column_list=key) if len(key) > 1 \
+        else gxe.ExpectColumnValuesToBeUnique(column=key[0])
+    rules.append(Rule("_key.unique", unique, tuple(key), "unique",
                       "repeats a natural key already in this batch"))
     for rule in rules:
         rule.expectation.meta = {"rule": f"{entity.name}.{rule.rule_id}"}
