@@ -31,6 +31,8 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("end_date", "start_date"), ("valid_until", "published_on"), ("salary_max_amount", "salary_min_amount"),
     ("period_end", "period_start"), ("term_end_on", "appointed_on"), ("due_on", "period_end"),
 )
+# U+FFFD, or Latin-1 letters followed by continuation-range bytes: UTF-8/GBK read as Latin-1.
+MOJIBAKE = "\ufffd|[\u00c0-\u00ff][\u0080-\u00bf]|[\u00a1-\u00fe]{3,}"
 AGE_RANGES: dict[str, tuple[int, int]] = {"trainee": (14, 45), "teacher": (22, 80)}
 
 
@@ -76,6 +78,9 @@ def rules_for(entity_name: str) -> list[Rule]:
                 rules.append(Rule(f"{col}.plausible_age",
                                   ExpectColumnValuesToBeResidentIdOfAgeBetween(column=col, min_age=lo, max_age=hi),
                                   (col,), "plausible_age", f"gives an age outside {lo}–{hi} for a {entity.name}"))
+        if pa.types.is_string(t) and (col.endswith("name") or col == "title"):
+            rules.append(Rule(f"{col}.readable_text", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=MOJIBAKE),
+                              (col,), "readable_text", "looks garbled (text decoded with the wrong encoding)"))
         if col == "phone":
             rules.append(Rule(f"{col}.valid_mobile", ExpectColumnValuesToBeValidMobile(column=col), (col,),
                               "valid_mobile", "is not a mainland mobile number"))

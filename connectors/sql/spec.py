@@ -73,7 +73,7 @@ class SqlStreamSpec(BaseStreamSpec):
 class SqlSourceSpec(BaseSourceSpec):
     kind: Literal["sql"]
     connection: Connection
-    timezone: str = Field(default="UTC", description="zone of naive timestamp columns, for the docs and mappings")
+    overlap_seconds: int = Field(default=300, ge=0, description="re-read window behind the cursor for late commits")
     streams: dict[str, SqlStreamSpec]
 
 

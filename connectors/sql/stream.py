@@ -1,0 +1,383 @@
+"""A SQL stream: one table (or query) read in (cursor, key) order, as typed Arrow pages.
+
+Incremental reads are keyset reads: `cursor >= anchor AND (cursor > anchor OR key > last_key)`
+ordered by (cursor, key), so rows sharing a timestamp at a page or pass boundary are neither
+skipped nor read twice, and a dropped connection resumes after the last row already handed
+over. The pass starts `overlap_seconds` behind the stored cursor to catch rows committed late
+with an older timestamp; rows that come back unchanged are dropped by the pipeline's overlap
+digests. Soft deletes arrive as rows flagged `_deleted`; hard deletes are found by a key-only
+diff against the keys the hub holds live (every `reconcile_every_hours`, and on every full
+resync) and become tombstone rows carrying only their key.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import MetaData, Table, create_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from connectors.base import BOOKKEEPING, CURSOR, DIGEST, KEY, RawPage, SourceStream, register_kind
+from connectors.errors import Actor, ConnectorError, FatalError, SpecError
+from connectors.secrets import Secret, mask, resolve_secret
+from connectors.spec import interpolate_env
+from connectors.sql.backends import Backend, is_dropped_connection, open_backend
+from connectors.sql.spec import SqlSourceSpec
+from connectors.sql.types import NAIVE_US, UTC_US, arrow_type, conform_table, from_sqlalchemy
+
+log = logging.getLogger(__name__)
+
+DELETED = "_deleted"
+CURSOR_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_ARROW_CURSOR_FORMAT = "%Y-%m-%d %H:%M:%S"  # Arrow prints the microseconds of a us timestamp itself
+_STATE_RECONCILED = "reconciled_at"
+
+
+def resolve_url(spec: SqlSourceSpec) -> tuple[URL, list[Secret]]:
+    """The database URL: the secret if set, else the spec's embedded default; plus what to mask."""
+    conn = spec.connection
+    try:
+        secret = resolve_secret(conn.url.as_ref(), f"source {spec.name}: connection.url")
+    except SpecError:
+        if conn.default_url is None:
+            raise
+        url = make_url(interpolate_env(conn.default_url))
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+        return url, []
+    url = make_url(secret.reveal())
+    secrets = [secret] + ([Secret(url.password)] if url.password else [])
+    return url, secrets
+
+
+def _quote(url: URL, name: str) -> str:
+    return url.get_dialect()().identifier_preparer.quote(name)
+
+
+def _literal(value: Any, dialect: str) -> str:
+    """A cursor or key value as SQL text; values come from the database or a validated cursor, never a user."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, datetime):
+        text = value.astimezone(timezone.utc).strftime(CURSOR_FORMAT) if value.tzinfo else value.strftime(CURSOR_FORMAT)
+        return f"'{text}+00'" if dialect == "postgresql" and value.tzinfo else f"'{text}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class SqlSourceStream(SourceStream):
+    """The SQL kind as the pipeline sees it: raw rows are the source's columns, typed as declared."""
+
+    cursor_format = CURSOR_FORMAT
+
+    def __init__(self, spec: SqlSourceSpec, name: str) -> None:
+        self.spec, self.stream = spec, spec.streams[name]
+        self.source, self.name, self.entity = spec.name, name, self.stream.entity
+        self.cursor_format = CURSOR_FORMAT if self.stream.cursor_column else None  # type: ignore[assignment]
+        self.overlap_seconds = spec.overlap_seconds
+        self.url, self.secrets = resolve_url(spec)
+        self.dialect = self.url.get_backend_name()
+        self.backend: Backend | None = None
+        self.columns: pa.Schema | None = None
+        self._stats: dict[str, Any] = {"backend": None, "queries": 0, "reconnects": 0, "tombstones": 0,
+                                       "reconciled": False}
+        self._reconciled_at: str | None = None
+        self.state: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ errors
+    def _error(self, message: str, exc: BaseException | None = None, actor: Actor = Actor.SOURCE) -> ConnectorError:
+        text = mask(f"{message}: {exc}" if exc else message, self.secrets)
+        where = f"{self.url.get_backend_name()} {self.stream.table or 'query'}"
+        return FatalError(text, source=self.source, stream=self.name, endpoint=where, actor=actor)
+
+    # ------------------------------------------------------------------ schema
+    def _source_schema(self) -> pa.Schema:
+        """Reflected (table) or declared (query) column types, as Arrow."""
+        if self.stream.query is not None:
+            return pa.schema([(n, arrow_type(t)) for n, t in self.stream.columns.items()])
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            schema, _, table_name = (self.stream.table or "").rpartition(".")
+            table = Table(table_name, MetaData(), schema=schema or None, autoload_with=engine)
+        except Exception as exc:  # noqa: BLE001 - any reflection failure is reported with where and what to do
+            raise self._error(f"cannot read the columns of table {self.stream.table!r}; check the spec's table name "
+                              "and the database URL", exc, Actor.CONFIGURATION) from None
+        finally:
+            engine.dispose()
+        declared = {c.name: from_sqlalchemy(c.type) for c in table.columns}
+        for name, kind in self.stream.columns.items():  # a spec may pin a type (e.g. naive → timestamptz)
+            declared[name] = arrow_type(kind)
+        return pa.schema(list(declared.items()))
+
+    @property
+    def raw_schema(self) -> pa.Schema:  # type: ignore[override]
+        if self.columns is None:
+            self.columns = self._source_schema()
+            for needed in (self.stream.primary_key, self.stream.cursor_column,
+                           self.stream.soft_delete.column if self.stream.soft_delete else None):
+                if needed and needed not in self.columns.names:
+                    raise self._error(f"column {needed!r} named in the spec is not in {self.stream.table or 'the query'}"
+                                      f" (columns: {', '.join(self.columns.names)})", actor=Actor.CONFIGURATION)
+        return pa.schema([*BOOKKEEPING, (DELETED, pa.bool_()), *self.columns])
+
+    # ------------------------------------------------------------------ SQL
+    def _relation(self) -> str:
+        if self.stream.query is not None:
+            return f"({self.stream.query}) AS iehub_q"
+        return ".".join(_quote(self.url, part) for part in (self.stream.table or "").split("."))
+
+    def _select(self, after: tuple[Any, Any] | None, anchor: str | None, limit: int | None) -> str:
+        q = lambda n: _quote(self.url, n)  # noqa: E731
+        cols = ", ".join(q(n) for n in self.raw_schema.names[len(BOOKKEEPING) + 1:])
+        key, cur = q(self.stream.primary_key), self.stream.cursor_column
+        where: list[str] = []
+        if cur is None:
+            order = key
+            if after is not None:
+                where.append(f"{key} > {_literal(after[1], self.dialect)}")
+        else:
+            c = q(cur)
+            order = f"{c}, {key}"
+            if after is not None:
+                t, k = _literal(after[0], self.dialect), _literal(after[1], self.dialect)
+                # the first conjunct is a plain range on the (cursor, key) index; the second settles ties
+                where.append(f"{c} >= {t} AND ({c} > {t} OR {key} > {k})")
+            elif anchor is not None:
+                moment = datetime.strptime(anchor, CURSOR_FORMAT)
+                if self.columns is not None and self.columns.field(cur).type == UTC_US:
+                    moment = moment.replace(tzinfo=timezone.utc)
+                where.append(f"{c} >= {_literal(moment, self.dialect)}")
+        sql = f"SELECT {cols} FROM {self._relation()}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order}"
+        if limit:
+            sql += f" LIMIT {limit}"
+        return sql
+
+    # ------------------------------------------------------------------ reading
+    def _connect(self) -> Backend:
+        try:
+            backend = open_backend(self.url, self.spec.connection.backend)
+        except Exception as exc:  # noqa: BLE001 - drivers raise their own types; all are reported the same way
+            raise self._error("cannot connect to the database; check the URL and that the server is up", exc,
+                              Actor.CONFIGURATION) from None
+        self._stats["backend"] = backend.name
+        return backend
+
+    def _rows(self, anchor: str | None) -> Iterator[pa.Table]:
+        """Conformed tables in (cursor, key) order; resumes after the last row yielded when the connection drops."""
+        schema = self.columns
+        assert schema is not None
+        conn_spec = self.spec.connection
+        after: tuple[Any, Any] | None = None
+        attempt = 0
+        while True:
+            if self.backend is None:
+                self.backend = self._connect()
+            paged = self.backend.paged
+            limit = conn_spec.batch_rows if paged else None
+            sql = self._select(after, anchor, limit)
+            got = 0
+            try:
+                self._stats["queries"] += 1
+                for part in self.backend.batches(sql):
+                    try:
+                        table = conform_table(part, schema)
+                    except (KeyError, pa.ArrowException) as exc:
+                        raise self._error("a column does not hold its declared type; fix the spec's columns "
+                                          "or the source", exc) from None
+                    if table.num_rows == 0:
+                        continue
+                    got += table.num_rows
+                    last = table.slice(table.num_rows - 1)
+                    after = (last.column(self.stream.cursor_column).to_pylist()[0] if self.stream.cursor_column
+                             else None, last.column(self.stream.primary_key).to_pylist()[0])
+                    attempt = 0
+                    yield table
+            except ConnectorError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified right here: dropped connection or not
+                self._drop_backend()
+                attempt += 1
+                if not is_dropped_connection(exc) or attempt >= conn_spec.max_attempts:
+                    raise self._error(f"reading failed after {attempt} attempt(s)" if is_dropped_connection(exc)
+                                      else "the query failed", exc) from None
+                self._stats["reconnects"] += 1
+                log.warning("%s.%s: connection dropped (%s); resuming after the last row read (attempt %d)",
+                            self.source, self.name, mask(str(exc), self.secrets)[:200], attempt + 1)
+                time.sleep(conn_spec.backoff_seconds * attempt)
+                continue
+            if not paged or got < (limit or 0):
+                return
+
+    def _drop_backend(self) -> None:
+        if self.backend is not None:
+            try:
+                self.backend.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection may fail; it is dropped anyway
+                log.debug("closing a dropped connection failed", exc_info=True)
+            self.backend = None
+
+    def _bookkeeping(self, table: pa.Table, deleted: pa.Array | None = None) -> pa.Table:
+        keys = table.column(self.stream.primary_key).cast(pa.string())
+        cur = self.stream.cursor_column
+        if cur is None:
+            cursors = pa.nulls(table.num_rows, pa.string())
+        else:
+            col = table.column(cur)
+            if col.type == UTC_US or col.type == NAIVE_US:
+                cursors = pc.strftime(col, format=_ARROW_CURSOR_FORMAT)
+            else:
+                cursors = col.cast(pa.string())
+        if deleted is None:
+            deleted = self._soft_deleted(table)
+        digests = _digests(table)
+        return pa.Table.from_arrays([keys, cursors, digests, deleted, *table.columns], schema=self.raw_schema)
+
+    def _soft_deleted(self, table: pa.Table) -> pa.Array:
+        rule = self.stream.soft_delete
+        if rule is None:
+            return pa.repeat(pa.scalar(False), table.num_rows)
+        col = table.column(rule.column)
+        if rule.values is None:
+            return pc.is_valid(col)
+        return pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(col.cast(pa.string())),
+                                     value_set=pa.array(rule.values, pa.string())), False)
+
+    def read(self, cursor: str | None) -> Iterator[RawPage]:
+        self.raw_schema  # reflect before the first query, with a clear error
+        anchor = self.start_anchor(cursor)
+        batch_rows = self.spec.connection.batch_rows
+        number = 0
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        for table in self._rows(anchor):
+            pending.append(table)
+            pending_rows += table.num_rows
+            while pending_rows >= batch_rows:
+                whole = pa.concat_tables(pending)
+                number += 1
+                yield RawPage(number, self._bookkeeping(whole.slice(0, batch_rows)))
+                rest = whole.slice(batch_rows)
+                pending, pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+        if pending_rows:
+            number += 1
+            yield RawPage(number, self._bookkeeping(pa.concat_tables(pending)))
+        tombstones = self._hard_deletes(full=cursor is None)
+        if tombstones is not None and tombstones.num_rows:
+            number += 1
+            yield RawPage(number, tombstones)
+        self._drop_backend()
+
+    # ------------------------------------------------------------------ hard deletes
+    def _reconcile_due(self, full: bool) -> bool:
+        every = self.stream.reconcile_every_hours
+        if full:
+            return True
+        if every is None:
+            return False
+        last = (self.state or {}).get(_STATE_RECONCILED)
+        if last is None:
+            return True
+        elapsed = (datetime.now(timezone.utc) - datetime.fromisoformat(last)).total_seconds()
+        return elapsed >= every * 3600
+
+    def _hard_deletes(self, *, full: bool) -> pa.Table | None:
+        """Tombstones for keys the hub holds live that the source no longer has (a key-only diff)."""
+        self._reconciled_at = (self.state or {}).get(_STATE_RECONCILED)
+        if not self._reconcile_due(full):
+            return None
+        started = datetime.now(timezone.utc).isoformat()
+        live = self.known_keys()
+        source_keys = self._source_keys()
+        self._reconciled_at = started
+        self._stats["reconciled"] = True
+        if len(live) == 0:
+            return None
+        gone = live.filter(pc.invert(pc.is_in(live, value_set=source_keys)))
+        self._stats["tombstones"] = len(gone)
+        if len(gone) == 0:
+            return None
+        assert self.columns is not None
+        n = len(gone)
+        columns = [pa.nulls(n, f.type) if f.name != self.stream.primary_key else gone.cast(f.type)
+                   for f in self.columns]
+        table = pa.Table.from_arrays(columns, schema=self.columns)
+        return self._bookkeeping(table, deleted=pa.repeat(pa.scalar(True), n))
+
+    def _source_keys(self) -> pa.Array:
+        """Every key the source holds now, as text, read as one narrow column."""
+        key = _quote(self.url, self.stream.primary_key)
+        sql = f"SELECT {key} FROM {self._relation()}"
+        for attempt in range(1, self.spec.connection.max_attempts + 1):
+            if self.backend is None:
+                self.backend = self._connect()
+            try:
+                self._stats["queries"] += 1
+                parts = list(self.backend.batches(sql))  # one narrow column: fits at any realistic size
+                arrays = [p.column(0).cast(pa.string()) for p in parts if p.num_rows]
+                return pa.chunked_array(arrays, pa.string()).combine_chunks() if arrays else pa.array([], pa.string())
+            except Exception as exc:  # noqa: BLE001 - classified right here
+                self._drop_backend()
+                if not is_dropped_connection(exc) or attempt >= self.spec.connection.max_attempts:
+                    raise self._error("the key-only reconciliation query failed", exc) from None
+                self._stats["reconnects"] += 1
+                time.sleep(self.spec.connection.backoff_seconds * attempt)
+        raise AssertionError("unreachable")
+
+    def state_extra(self) -> dict[str, Any]:
+        return {_STATE_RECONCILED: self._reconciled_at} if self._reconciled_at else {}
+
+    # ------------------------------------------------------------------ pure column access
+    @classmethod
+    def source_columns(cls, raw: pa.Table, names: list[str]) -> pa.Table:
+        missing = [n for n in names if n not in raw.column_names]
+        present = [n for n in names if n in raw.column_names]
+        table = raw.select(present)
+        for n in missing:  # the mapping reads a missing column as nulls; drift shows in quarantine
+            table = table.append_column(n, pa.nulls(raw.num_rows, pa.string()))
+        return table
+
+    @classmethod
+    def raw_fields(cls, raw_path: str) -> set[str] | None:
+        """Source columns of a staged raw file, plus the `_deleted` flag this kind derives."""
+        import pyarrow.parquet as pq
+
+        return {n for n in pq.read_schema(raw_path).names if not n.startswith("_") or n == DELETED}
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._stats)
+
+    def close(self) -> None:
+        self._drop_backend()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _digests(table: pa.Table) -> pa.Array:
+    """A short digest of each row as received (for overlap re-reads), hashed in DuckDB."""
+    n = table.num_rows
+    if n == 0:
+        return pa.array([], pa.string())
+    con = duckdb.connect()
+    try:
+        con.register("rows_in", table)
+        parts = ", ".join(f"coalesce(CAST({_ident(c)} AS VARCHAR), chr(0))" for c in table.column_names)
+        result = con.sql(f"SELECT left(md5(concat_ws(chr(31), {parts})), 16) AS d FROM rows_in").to_arrow_table()
+    finally:
+        con.close()
+    return result.column(0).combine_chunks().cast(pa.string())
+
+
+register_kind("sql", SqlSourceStream)
