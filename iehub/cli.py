@@ -116,6 +116,48 @@ def sandbox_serve(settings: Settings, systems: tuple[str, ...], host: str, port:
             run.stop()
 
 
+@sandbox.command("seed")
+@click.argument("system")
+@click.option("--url", default=None, help="Database URL for database systems (default: SQLite under IEHUB_HOME).")
+@click.option("--scale", default=1.0, show_default=True, type=float, help="Data scale (1.0 = the demo's size).")
+@click.option("--seed", default=7, show_default=True, type=int, help="Same seed, same data.")
+@click.pass_obj
+def sandbox_seed(settings: Settings, system: str, url: str | None, scale: float, seed: int) -> None:
+    """Create a sandbox SYSTEM's data afresh (databases, drop folders); `iehub sync` then reads it."""
+    from iehub.sandboxes import get_system
+
+    try:
+        target = get_system(system)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    if not hasattr(target, "seed"):
+        _fail(f"sandbox system '{system}' has nothing to seed; start it with `iehub sandbox serve {system}`")
+    kwargs = {"url": url} if url else {}
+    try:
+        result = target.seed(settings.ensure(), scale=scale, seed=seed, **kwargs)
+    except TypeError:
+        _fail(f"sandbox system '{system}' does not take --url")
+    env = result.get("env", {}) if isinstance(result, dict) else {}
+    if env:
+        _merge_sandbox_env(settings, env)
+    table = Table("table", "rows", title=f"sandbox seeded — {system} (seed {seed}, scale {scale})")
+    for name, n in (result.get("rows", {}) if isinstance(result, dict) else {}).items():
+        table.add_row(name, str(n))
+    console.print(table)
+
+
+def _merge_sandbox_env(settings: Settings, values: dict[str, str]) -> None:
+    """Add or replace entries of IEHUB_HOME/sandbox.env, keeping what other systems wrote there."""
+    path = settings.home / SANDBOX_ENV_FILE
+    current: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                current[key.strip()] = value.strip()
+    _write_sandbox_env(settings, {**current, **values})
+
+
 @sandbox.command("mutate")
 @click.argument("system", default="lingang")
 @click.option("--changed", default="1%", show_default=True, help="Share of rows to update/insert/delete.")
