@@ -28,7 +28,12 @@ __all__ = [
     "apply_mapping",
     "REJECTS_SCHEMA",
     "mapping_sources",
+    "READ_ERROR",
 ]
+
+# A raw column a stream kind may add: why it could not read a row (or a whole file). Such rows
+# are rejected with that reason (rule ``source.unreadable``), so they reach quarantine, counted.
+READ_ERROR = "_read_error"
 
 REJECTS_SCHEMA = pa.schema(
     [
@@ -118,11 +123,13 @@ def _parse_field(entity: Entity, target: str, item: object, path: str) -> FieldM
     # A constant is data known at parse time: check it now, not on every batch.
     field = entity.field(target)
     try:
-        _, reason, _ = _map_column(pa.repeat(const, 1), fm, field)
+        values, reason, _ = _map_column(pa.repeat(const, 1), fm, field)
     except (TypeError, pa.ArrowException) as exc:
         raise _fail(f"{path}.const", str(exc)) from None
     if reason[0].is_valid:
         raise _fail(f"{path}.const", reason[0].as_py())
+    if field.code_list is not None and values[0].as_py() not in CODE_LISTS[field.code_list]:
+        raise _fail(f"{path}.const", f"field {target}: {const!r} is not a code of {field.code_list}")
     return fm
 
 
@@ -225,14 +232,8 @@ def _map_column(column: pa.Array, fm: FieldMap, field: Field) -> tuple[pa.Array,
     rule_name, result = coerce(current, field.type)
     record(current, result.errors, f"mapping.{rule_name}")
     current = result.values
-    if field.code_list is not None:
-        code_list = CODE_LISTS[field.code_list]
-        unknown = pc.fill_null(pc.invert(pc.is_in(current, value_set=pa.array(code_list.codes))), False)
-        if pc.any(unknown).as_py():
-            preview = ", ".join(code_list.codes[:8]) + (", …" if len(code_list.codes) > 8 else "")
-            errors = pc.if_else(unknown, pa.scalar(f"is not a code of {code_list.name} ({preview})"), _NULL_STR)
-            record(current, errors, "mapping.code_list")
-            current = pc.if_else(unknown, pa.scalar(None, current.type), current)
+    # Code-list membership is a quality rule (quality/suites.py), declared once in the GX suite,
+    # so a spec can relax it visibly; the mapping only converts.
     return current, reason, rule
 
 
@@ -302,6 +303,12 @@ def apply_mapping(raw: pa.Table, mapping: EntityMapping) -> MappingResult:
         row_field = pc.if_else(first, pa.scalar(field.name), row_field)
         columns.append(values)
 
+    if READ_ERROR in raw.column_names:
+        unreadable = pc.is_valid(_plain(raw[READ_ERROR]))
+        if pc.any(unreadable).as_py():
+            row_reason = pc.if_else(unreadable, _plain(raw[READ_ERROR]).cast(pa.string()), row_reason)
+            row_rule = pc.if_else(unreadable, pa.scalar("source.unreadable"), row_rule)
+            row_field = pc.if_else(unreadable, _NULL_STR, row_field)
     ok = pc.is_null(row_reason)
     bad = pc.invert(ok)
     schema = _output_schema(entity)
