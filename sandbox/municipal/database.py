@@ -7,60 +7,22 @@ each table the way the live system does: one UPDATE stamps many rows with the sa
 """
 from __future__ import annotations
 
-import io
-from itertools import islice
 from random import Random
 from typing import Any, Iterable, Iterator
 
 from sqlalchemy import Engine, bindparam, create_engine, delete, func, insert, select, text, update
 
+from sandbox import sqlload
 from sandbox.municipal import data
 from sandbox.municipal.models import PRIMARY_KEYS, TABLES, Base, SandboxMeta
-
-CHUNK = 50_000
 
 
 def engine_for(url: str) -> Engine:
     return create_engine(url, future=True)
 
 
-def _copy_text(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-
-
 def load_rows(engine: Engine, table: str, rows: Iterable[tuple]) -> int:
-    """Append generated rows to `table` in chunks; returns how many."""
-    cols = data.COLUMNS[table]
-    n = 0
-    it = iter(rows)
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            raw = conn.connection.driver_connection  # psycopg 3
-            with raw.cursor() as cur:
-                cur.execute("SET LOCAL TimeZone = 'UTC'")
-                with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                    while chunk := list(islice(it, CHUNK)):
-                        buf = io.StringIO()
-                        for row in chunk:
-                            buf.write("\t".join(map(_copy_text, row)))
-                            buf.write("\n")
-                        copy.write(buf.getvalue())
-                        n += len(chunk)
-        else:
-            stmt = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s' if engine.dialect.paramstyle == 'format' else '?'] * len(cols))})"
-            if engine.dialect.paramstyle not in ("qmark", "format"):
-                raise RuntimeError(f"sandbox: no bulk load for {engine.dialect.name}")
-            cur = conn.connection.driver_connection.cursor()
-            while chunk := list(islice(it, CHUNK)):
-                cur.executemany(stmt, chunk)
-                n += len(chunk)
-    return n
+    return sqlload.load_rows(engine, table, data.COLUMNS[table], rows)
 
 
 def read_meta(engine: Engine) -> dict[str, str]:
