@@ -385,7 +385,7 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
     std_path = staging / f"{batch_id}.std.parquet"
     q_path = staging / f"{batch_id}.quarantine.parquet"
     catalog = settings.catalog()
-    results, checks, failures, warnings = [], [], [], []
+    results, checks, failures, warnings, gx_results = [], [], [], [], []
     loaded = flagged = 0
     newest_update = None
     with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
@@ -394,6 +394,8 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
             table = pa.Table.from_batches([chunk])
             outcome = validate_table(entity.name, table.drop_columns([RAW_ROW]), policy)
             results.extend(outcome.results)
+            if outcome.gx_result is not None:
+                gx_results.append(outcome.gx_result)
             failures.extend(outcome.batch_failures)
             warnings.extend(outcome.warnings)
             if "updated_at" in table.column_names:
@@ -453,6 +455,10 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
                                  int(age > policy.stale_after_days)))
         record(catalog.engine, batch_id=batch_id, source=source, entity=entity.name, results=results,
                batch_checks=checks)
+        if gx_results:
+            from quality.docs import publish
+
+            publish(settings.home, entity=entity.name, source=source, batch_id=batch_id, results=gx_results)
         for w in warnings:
             log.warning("quality %s: %s", where, w)
         if failures:

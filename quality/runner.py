@@ -39,6 +39,7 @@ class Outcome:
     results: list[RuleResult] = field(default_factory=list)
     batch_failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    gx_result: Any = None  # the ExpectationSuiteValidationResult, for Data Docs
 
 
 def _frame(table: pa.Table, columns: list[str]) -> Any:
@@ -86,6 +87,7 @@ def validate_table(entity_name: str, table: pa.Table, policy: EntityPolicy) -> O
     frame = _frame(live_table, columns)
     suite = gx_engine.suite(_suite_name(entity_name, rules), [r.expectation for r in rules])
     result = gx_engine.run(suite, frame, ROW)
+    outcome.gx_result = result
     by_id = {f"{entity_name}.{r.rule_id}": r for r in rules}
     pos = positions.to_pylist()
     for res in result.results:

@@ -51,6 +51,17 @@ def test_every_batch_reconciles_and_has_results(iehub_home: Path, monkeypatch: p
     assert all(r["element_count"] >= r["unexpected_count"] for r in rows)
     rules = {r["rule"] for r in open_rows(settings).to_pylist()}
     assert any(r.startswith("quality.") for r in rules) and any(r.startswith("mapping.") for r in rules)
+    # Data Docs: one page per run, counts only (the failing values never reach the pages)
+    index = iehub_home / "quality" / "docs" / "index.html"
+    assert index.exists() and "talent_demand" in index.read_text(encoding="utf-8")
+    pages = list((iehub_home / "quality" / "docs" / "validations").rglob("*.html"))
+    assert len(pages) == 6
+    bad_values = {r["_record"] for r in open_rows(settings).to_pylist()}
+    html = "".join(p.read_text(encoding="utf-8") for p in pages)
+    quarantined_codes = {r["reason"].split("'")[1] for r in open_rows(settings).to_pylist()
+                         if r["rule"].endswith("valid_uscc") and "'" in r["reason"]}
+    assert quarantined_codes and not any(code in html for code in quarantined_codes)
+    assert bad_values
 
 
 def test_schema_drift_fails_the_batch_and_lands_nothing(iehub_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
