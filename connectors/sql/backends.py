@@ -37,6 +37,7 @@ class Backend:
 
 class AdbcBackend(Backend):
     name = "adbc"
+    batch_bytes = 8 << 20  # PostgreSQL: bytes per record batch the driver hands over (memory per batch)
 
     def __init__(self, url: URL) -> None:
         if url.get_backend_name() == "postgresql":
@@ -50,10 +51,13 @@ class AdbcBackend(Backend):
         else:
             raise ValueError(f"no ADBC driver for {url.get_backend_name()}")
         self.conn = driver.connect(uri)
+        self.postgres = url.get_backend_name() == "postgresql"
 
     def batches(self, sql: str) -> Iterator[pa.Table]:
         cur = self.conn.cursor()
         try:
+            if self.postgres:
+                cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(self.batch_bytes)})
             cur.execute(sql)
             reader = cur.fetch_record_batch()
             for batch in reader:

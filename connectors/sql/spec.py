@@ -19,7 +19,7 @@ class Connection(_Model):
     default_url: str | None = Field(default=None, description="used when the secret is unset: an embedded default "
                                     "without credentials, e.g. sqlite:///${IEHUB_HOME:-./var}/sandbox/x.sqlite")
     backend: Literal["auto", "adbc", "connectorx", "sqlalchemy"] = "auto"
-    batch_rows: int = Field(default=100_000, ge=100, le=2_000_000, description="rows per page written to the lake")
+    batch_rows: int = Field(default=100_000, ge=1, le=2_000_000, description="rows per page written to the lake")
     max_attempts: int = Field(default=4, ge=1, le=20, description="tries of one read after a dropped connection")
     backoff_seconds: float = Field(default=1.0, ge=0)
 
