@@ -59,10 +59,28 @@ def suite(name: str, expectations: list[Any]) -> Any:
         return _suites[name]
 
 
-def run(suite_obj: Any, frame: pd.DataFrame, index_column: str) -> Any:
-    """Validate a DataFrame; COMPLETE results carry the failing rows' `index_column`."""
+def run(suite_obj: Any, frame: pd.DataFrame, index_column: str | None) -> Any:
+    """Validate a DataFrame. With `index_column`, COMPLETE results name the failing rows by it;
+    without, BASIC results carry counts only (much cheaper when many rows fail)."""
     _, batch_definition = _get_context()
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    if index_column is None:
+        return batch.validate(suite_obj, result_format={"result_format": "BASIC", "partial_unexpected_count": 0})
     return batch.validate(suite_obj, result_format={"result_format": "COMPLETE",
                                                     "unexpected_index_column_names": [index_column],
                                                     "return_unexpected_index_query": False})
+
+
+def merge(results: list[Any]) -> Any:
+    """One validation result out of several runs over the same batch (for Data Docs)."""
+    first = results[0]
+    for other in results[1:]:
+        first.results.extend(other.results)
+        first.success = first.success and other.success
+    first.statistics = {**first.statistics,
+                        "evaluated_expectations": len(first.results),
+                        "successful_expectations": sum(1 for r in first.results if r.success),
+                        "unsuccessful_expectations": sum(1 for r in first.results if not r.success)}
+    if first.results:
+        first.statistics["success_percent"] = 100.0 * first.statistics["successful_expectations"] / len(first.results)
+    return first
