@@ -27,6 +27,7 @@ for _source, _streams in source_streams().items():
         tags=["iehub", "source", _source],
         params={"full": False},
     ) as _dag:
+        _lands = []
         for _stream, _entity in _streams.items():
 
             @task(task_id=f"{_stream}.extract")
@@ -45,5 +46,11 @@ for _source, _streams in source_streams().items():
             def _land(ref: dict) -> dict:
                 return tasks.land(ref)
 
-            _land(_validate(_standardise(_extract())))
+            _lands.append(_land(_validate(_standardise(_extract()))))
+
+        @task(task_id="quality_docs", trigger_rule="all_done")
+        def _quality_docs() -> dict:
+            return tasks.quality_docs()
+
+        _lands >> _quality_docs()
     globals()[_dag.dag_id] = _dag

@@ -356,8 +356,9 @@ def _drift(kind: type, raw_path: str, sources: list[str]) -> tuple[list[str], li
     present = kind.raw_fields(raw_path)
     if present is None:
         return [], []
-    missing = [s for s in sources if s not in present and s.split(".")[0] not in present]
-    unmapped = sorted(f for f in present if f not in sources and not any(s.startswith(f + ".") for s in sources))
+    tops = {s.split(".")[0] for s in sources}
+    missing = [s for s in sources if s.split(".")[0] not in present]
+    unmapped = sorted(f for f in present if f not in tops)
     return missing, unmapped
 
 
@@ -456,9 +457,9 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
         record(catalog.engine, batch_id=batch_id, source=source, entity=entity.name, results=results,
                batch_checks=checks)
         if gx_results:
-            from quality.docs import publish
+            from quality.docs import store_results
 
-            publish(settings.home, entity=entity.name, source=source, batch_id=batch_id, results=gx_results)
+            store_results(settings.home, entity=entity.name, source=source, batch_id=batch_id, results=gx_results)
         for w in warnings:
             log.warning("quality %s: %s", where, w)
         if failures:
@@ -564,14 +565,22 @@ def sync_stream(settings: Settings, source: str, stream: str, *, full: bool = Fa
 
 def sync(settings: Settings, sources: Iterable[str], *, streams: Iterable[str] | None = None,
          full: bool = False, on_stream: Callable[[str, str], ProgressFn | None] | None = None) -> list[dict[str, Any]]:
-    """Sync every stream of each source, one after the other; the first failure stops the source."""
+    """Sync every stream of each source, one after the other; the first failure stops the source.
+
+    The quality Data Docs site is rebuilt once at the end (also after a failure, to show it).
+    """
+    from quality.docs import build_site
+
     wanted = set(streams or [])
     results = []
-    for source in sources:
-        spec = load_spec(source)
-        for name in spec.streams:
-            if wanted and name not in wanted:
-                continue
-            progress = on_stream(source, name) if on_stream else None
-            results.append(sync_stream(settings, source, name, full=full, spec=spec, progress=progress))
+    try:
+        for source in sources:
+            spec = load_spec(source)
+            for name in spec.streams:
+                if wanted and name not in wanted:
+                    continue
+                progress = on_stream(source, name) if on_stream else None
+                results.append(sync_stream(settings, source, name, full=full, spec=spec, progress=progress))
+    finally:
+        build_site(settings.home)
     return results

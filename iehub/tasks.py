@@ -57,6 +57,13 @@ def land(ref: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("batch_id", "entity", "rows_in", "rows_loaded", "rows_quarantined", "std_path")}
 
 
+def quality_docs() -> dict[str, Any]:
+    from quality.docs import build_site
+
+    index = build_site(Settings.from_env().home)
+    return {"data_docs": str(index) if index else None}
+
+
 def build() -> dict[str, Any]:
     from warehouse.build import build as run_build
 

@@ -48,8 +48,8 @@ def _context(home: Path) -> Any:
     return context
 
 
-def publish(home: Path, *, entity: str, source: str, batch_id: str, results: list[Any]) -> Path:
-    """Store this run's results (values stripped), keep the newest runs per entity, rebuild the site."""
+def store_results(home: Path, *, entity: str, source: str, batch_id: str, results: list[Any]) -> None:
+    """Keep this run's results (values stripped) and only the newest runs per entity."""
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
@@ -57,8 +57,7 @@ def publish(home: Path, *, entity: str, source: str, batch_id: str, results: lis
     )
 
     with _locked(home):
-        context = _context(home)
-        store = context.validation_results_store
+        store = _context(home).validation_results_store
         now = datetime.now(timezone.utc)
         for part, result in enumerate(results):
             for r in result.results:
@@ -70,6 +69,21 @@ def publish(home: Path, *, entity: str, source: str, batch_id: str, results: lis
         keys.sort(key=lambda k: str(k.run_id.run_time))
         for old in keys[:-HISTORY_PER_ENTITY]:
             store.remove_key(old)
+
+
+def build_site(home: Path) -> Path | None:
+    """Rebuild the Data Docs site from the kept results (once per sync run, not per batch)."""
+    if not (home / "quality" / "gx").exists():
+        return None
+    with _locked(home):
+        context = _context(home)
         shutil.rmtree(docs_dir(home) / "validations", ignore_errors=True)
         context.build_data_docs()
+    log.info("quality Data Docs: %s", docs_dir(home) / "index.html")
     return docs_dir(home) / "index.html"
+
+
+def publish(home: Path, *, entity: str, source: str, batch_id: str, results: list[Any]) -> Path | None:
+    """Store one run's results and rebuild the site."""
+    store_results(home, entity=entity, source=source, batch_id=batch_id, results=results)
+    return build_site(home)

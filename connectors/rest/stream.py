@@ -52,9 +52,10 @@ class RestStream:
                 anchor_param=inc.param if inc else None, anchor_field=inc.cursor_field if inc else None,
                 key_field=self.stream.primary_key, start_anchor=start_anchor)
         number = 0
+        anchor = {inc.param: start_anchor} if (isinstance(paging, CursorPaging) and inc and start_anchor) else {}
         while not self.paginator.done:
             request = self.paginator.next_request()
-            params = {**self.stream.params, **request.params}
+            params = {**self.stream.params, **anchor, **request.params}
             payload = self.client.get(self.stream.path, params, stream=self.name, page=request.label)
             records = dig(payload, self.spec.envelope.records_path)
             if records is None:
@@ -74,8 +75,35 @@ class RestStream:
                 except FatalError as exc:
                     raise FatalError(str(exc), source=self.spec.name, stream=self.name, endpoint=self.stream.path,
                                      page=request.label) from None
+            if fresh and self.stream.explode is not None:
+                fresh = explode(fresh, self.stream.explode.path, self.stream.explode.parent_as, self.cursor_field)
             if fresh:
                 yield ExtractedPage(number, request.label, fresh)
+
+
+def explode(records: list[dict[str, Any]], path: str, parent_as: str,
+            cursor_field: str | None) -> list[dict[str, Any]]:
+    """Rows of the nested list at `path`, each with its enclosing record under `parent_as`.
+
+    The parent's incremental cursor is copied onto a child that has none, so children move the
+    stream's cursor with their parent.
+    """
+    head, _, last = path.rpartition(".")
+    out: list[dict[str, Any]] = []
+    for record in records:
+        holder = dig(record, head) if head else record
+        children = holder.get(last) if isinstance(holder, dict) else None
+        if not isinstance(children, list):
+            continue
+        parent = {k: v for k, v in record.items() if k != path}
+        for child in children:
+            if not isinstance(child, dict):
+                continue
+            row = {**child, parent_as: parent}
+            if cursor_field and cursor_field not in row and cursor_field in record:
+                row[cursor_field] = record[cursor_field]
+            out.append(row)
+    return out
 
 
 RAW_SCHEMA = pa.schema([*BOOKKEEPING, (RECORD, pa.string())])
@@ -116,18 +144,15 @@ class RestSourceStream(SourceStream):
         return extract_columns(raw.column(RECORD), names)
 
     @classmethod
-    def raw_fields(cls, raw_path: str) -> set[str] | None:
-        """Top-level and nested (dotted) keys seen in any record of the staged raw file."""
+    def raw_fields(cls, raw_path: str, sample_rows: int = 2000) -> set[str] | None:
+        """Top-level keys seen in a sample of the staged records (drift is systematic, so a
+        sample finds it; reading every record's keys would cost as much as the mapping)."""
         import duckdb
 
         con = duckdb.connect()
         try:
-            rows = con.sql(
-                "WITH RECURSIVE k(path, val) AS ("
-                "  SELECT key, value FROM read_parquet(?) r, json_each(r._record)"
-                "  UNION ALL SELECT k.path || '.' || e.key, e.value FROM k, json_each(k.val) e"
-                "  WHERE json_type(k.val) = 'OBJECT')"
-                " SELECT DISTINCT path FROM k", params=[raw_path]).fetchall()
+            rows = con.sql(f"SELECT DISTINCT unnest(json_keys(_record)) FROM (SELECT _record FROM read_parquet(?) "
+                           f"USING SAMPLE {int(sample_rows)} ROWS)", params=[raw_path]).fetchall()
         finally:
             con.close()
         return {r[0] for r in rows}

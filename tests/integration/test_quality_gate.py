@@ -33,6 +33,9 @@ def test_every_batch_reconciles_and_has_results(iehub_home: Path, monkeypatch: p
         spec = spec.model_copy(update={"http": spec.http.model_copy(update={"backoff_seconds": 0.01})})
         for stream in spec.streams:
             pipeline.sync_stream(settings, "lingang_platform", stream, spec=spec)
+        from quality.docs import build_site
+
+        build_site(iehub_home)
     finally:
         platform.stop()
     batches = _ledger(iehub_home)
