@@ -40,9 +40,20 @@ def record(engine: sa.Engine, *, batch_id: str, source: str, entity: str, result
     """Replace the batch's results (a rerun of a batch replaces its own rows)."""
     ensure(engine)
     now = datetime.now(timezone.utc).isoformat()
-    rows = [{**{k: v for k, v in asdict(r).items() if k != "column"}, "column_name": r.column, "level": "row",
-             "message": None, "batch_id": batch_id, "source": source, "entity": entity, "checked_at": now}
-            for r in results]
+    merged: dict[str, dict[str, Any]] = {}  # a batch validated in chunks has one result per rule and chunk
+    for r in results:
+        row = merged.get(r.rule)
+        if row is None:
+            merged[r.rule] = {**{k: v for k, v in asdict(r).items() if k != "column"}, "column_name": r.column,
+                              "level": "row", "message": None, "batch_id": batch_id, "source": source,
+                              "entity": entity, "checked_at": now}
+            continue
+        row["element_count"] += r.element_count
+        row["unexpected_count"] += r.unexpected_count
+        row["success"] = row["success"] and r.success
+        row["unexpected_percent"] = 100.0 * row["unexpected_count"] / row["element_count"] \
+            if row["element_count"] else 0.0
+    rows = list(merged.values())
     rows += [{"batch_id": batch_id, "source": source, "entity": entity, "level": "batch", "checked_at": now,
               "expectation": "iehub_batch_rule", "column_name": "", **check} for check in batch_checks]
     with engine.begin() as conn:
