@@ -86,6 +86,14 @@ class NoAuth(_Model):
     kind: Literal["none"]
 
 
+class ApiKeyAuth(_Model):
+    """A static key sent in a header on every request (district APIs)."""
+
+    kind: Literal["api_key"]
+    header: str = "X-Api-Key"
+    key: SecretRef
+
+
 class HttpPolicy(_Model):
     timeout_seconds: float = Field(default=30.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -158,15 +166,26 @@ class BaseSourceSpec(_Model):
         return value
 
 
+class Explode(_Model):
+    """Each element of a nested list becomes a row of the stream (a project's members → participants).
+
+    The element keeps its own fields; the record around it is under `parent_as` (map `_parent.projId`).
+    """
+
+    path: str
+    parent_as: str = "_parent"
+
+
 class StreamSpec(BaseStreamSpec):
     path: str
     params: dict[str, str] = Field(default_factory=dict)
+    explode: Explode | None = None
 
 
 class RestSourceSpec(BaseSourceSpec):
     kind: Literal["rest"]
     base_url: str
-    auth: ClientCredentialsAuth | NoAuth = Field(discriminator="kind")
+    auth: ClientCredentialsAuth | ApiKeyAuth | NoAuth = Field(discriminator="kind")
     http: HttpPolicy = HttpPolicy()
     envelope: Envelope = Envelope()
     paging: PageNumberPaging | CursorPaging = Field(discriminator="kind")
@@ -203,7 +222,7 @@ def spec_model(kind: object) -> type[BaseSourceSpec] | None:
     return SPEC_MODELS.get(kind)
 
 
-_DISCRIMINATOR_TAGS = {"client_credentials", "none", "page_number", "cursor"}
+_DISCRIMINATOR_TAGS = {"client_credentials", "api_key", "none", "page_number", "cursor"}
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -132,17 +132,25 @@ def sandbox_seed(settings: Settings, system: str, url: str | None, scale: float,
         _fail(str(exc.args[0]))
     if not hasattr(target, "seed"):
         _fail(f"sandbox system '{system}' has nothing to seed; start it with `iehub sandbox serve {system}`")
-    kwargs = {"url": url} if url else {}
-    try:
-        result = target.seed(settings.ensure(), scale=scale, seed=seed, **kwargs)
-    except TypeError:
-        _fail(f"sandbox system '{system}' does not take --url")
-    env = result.get("env", {}) if isinstance(result, dict) else {}
+    import inspect
+
+    kwargs: dict[str, Any] = {}
+    if url:
+        if "url" not in inspect.signature(target.seed).parameters:
+            _fail(f"sandbox system '{system}' does not take --url")
+        kwargs["url"] = url
+    result = target.seed(settings.ensure(), scale=scale, seed=seed, **kwargs)
+    result = result if isinstance(result, dict) else {}
+    # Systems report {"env": {...}, "rows": {...}}; a flat {VAR: value} is taken as env.
+    env = result.get("env", {}) if "env" in result or "rows" in result else \
+        {k: str(v) for k, v in result.items() if isinstance(v, (str, int, float)) and k.isupper()}
     if env:
         _merge_sandbox_env(settings, env)
     table = Table("table", "rows", title=f"sandbox seeded — {system} (seed {seed}, scale {scale})")
-    for name, n in (result.get("rows", {}) if isinstance(result, dict) else {}).items():
+    for name, n in result.get("rows", {}).items():
         table.add_row(name, str(n))
+    for key in env or {}:
+        table.add_row(key, "(written to IEHUB_HOME/sandbox.env)")
     console.print(table)
 
 

@@ -10,4 +10,4 @@ from connectors.spec import register_spec_kind
 register_spec_kind("file", FileSourceSpec)
 register_kind("file", FileSourceStream)
 
-__all__ = ["FileSourceSpec", "FileStreamSpec", "FileSourceStream"]
+__all__ = ["FileSourceSpec", "FileSourceStream", "FileStreamSpec"]

@@ -78,7 +78,7 @@ class FileStreamSpec(BaseStreamSpec):
         return value
 
     @model_validator(mode="after")
-    def _snapshot_reads_tombstones(self) -> "FileStreamSpec":
+    def _snapshot_reads_tombstones(self) -> FileStreamSpec:
         # A snapshot's deletes arrive as tombstone rows; without the rule they would be rejected
         # as rows missing their fields, and the deletes lost.
         if self.mode == "snapshot":

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -23,7 +24,14 @@ import pyarrow.parquet as pq
 
 from connectors.base import BOOKKEEPING, CURSOR, DIGEST, KEY, RawPage, SourceStream
 from connectors.files.location import FileEntry, open_location
-from connectors.files.readers import FILE_ROW, ROW_ERROR, Incomplete, ParsedFile, Unreadable, read_file
+from connectors.files.readers import (
+    FILE_ROW,
+    ROW_ERROR,
+    Incomplete,
+    ParsedFile,
+    Unreadable,
+    read_file,
+)
 from connectors.files.spec import DELETED_COLUMN, FileSourceSpec
 
 log = logging.getLogger(__name__)
@@ -102,6 +110,9 @@ class FileSourceStream(SourceStream):
                 self.counts["files_waiting"].append(entry.name)  # the last line is cut off
                 continue
             sha = self.location.content_hash(entry)
+            if seen and seen[2] == sha:  # touched, not changed
+                self.names[entry.name] = [entry.size, entry.mtime_ns, sha]
+                continue
             if sha in self.ledger or any(sha == s for _, s in fresh):
                 self.counts["files_duplicate"] += 1
                 self.names[entry.name] = [entry.size, entry.mtime_ns, sha]
@@ -183,7 +194,6 @@ class FileSourceStream(SourceStream):
                 unchanged = (pc.fill_null(pc.is_in(digests, value_set=digests_before), False)
                              if digests_before is not None else None)
                 if unchanged is not None:
-                    unchanged = pc.and_(unchanged, pc.is_null(table[ROW_ERROR]))
                     self.counts["rows_unchanged"] += pc.sum(unchanged.cast(pa.int64())).as_py() or 0
                     emit = pc.invert(unchanged)
                 present = pc.unique(keys.filter(pc.is_valid(keys)))
@@ -287,6 +297,14 @@ class FileSourceStream(SourceStream):
         out = {name: raw[name] if name in raw.column_names else pa.nulls(n, pa.string()) for name in names}
         out[ROW_ERROR] = raw[ROW_ERROR] if ROW_ERROR in raw.column_names else pa.nulls(n, pa.string())
         return pa.table(out)
+
+    @classmethod
+    def raw_fields(cls, raw_path: str) -> set[str] | None:
+        """The file's columns, plus the tombstone flag this kind supplies (a mapped field, not drift)."""
+        names = {n for n in pq.read_schema(raw_path).names if not n.startswith("_")}
+        if not names:
+            return None  # only whole-file rejects: no header arrived to compare with the spec
+        return names | {DELETED_COLUMN}
 
     @classmethod
     def record_text(cls, raw: pa.Table) -> pa.Array:

@@ -17,7 +17,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from connectors.errors import Action, FatalError, RetriableError, classify_status
 from connectors.secrets import Secret, mask, resolve_secret
-from connectors.spec import ClientCredentialsAuth, RestSourceSpec
+from connectors.spec import ApiKeyAuth, ClientCredentialsAuth, RestSourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ class RestClient:
         self.sleep = sleep
         self.clock = clock
         self.auth = TokenAuth(spec.auth, f"spec {spec.name}") if isinstance(spec.auth, ClientCredentialsAuth) else None
+        self.static_secrets: list[Secret] = []
+        if isinstance(spec.auth, ApiKeyAuth):  # a static key: one header on every request, masked in errors
+            key = resolve_secret(spec.auth.key.as_ref(), f"spec {spec.name}: auth.key")
+            self.static_secrets.append(key)
+            self.session.headers[spec.auth.header] = key.reveal()
         self.stats = RetryStats()
 
     # -- public -----------------------------------------------------------------------------
@@ -110,7 +115,7 @@ class RestClient:
 
     # -- internals --------------------------------------------------------------------------
     def _secrets(self) -> list[Secret]:
-        return self.auth.secrets if self.auth else []
+        return (self.auth.secrets if self.auth else []) + self.static_secrets
 
     def _with_retries(self, fn: Callable[[], dict[str, Any]], *, stream: str, endpoint: str,
                       page: int | str | None) -> dict[str, Any]:

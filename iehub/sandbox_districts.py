@@ -1,0 +1,67 @@
+"""The district systems (杨浦 CSV drops, 闵行 Excel drops, 嘉定 HTTP API) for the CLI and the demo."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from iehub.config import Settings
+from iehub.sandboxes import StartedSandbox
+
+
+def drop_root(settings: Settings) -> Path:
+    return settings.home / "sandbox" / "districts"
+
+
+class DistrictsSandbox:
+    name = "districts"
+    description = "杨浦 (CSV snapshots), 闵行 (Excel workbooks), 嘉定 (cursor-paged API)"
+
+    def __init__(self) -> None:
+        self._api: Any = None
+
+    def _file_env(self, settings: Settings) -> dict[str, str]:
+        root = drop_root(settings)
+        return {"IEHUB_YANGPU_DROP": str(root / "yangpu"), "IEHUB_MINHANG_DROP": str(root / "minhang")}
+
+    def seed(self, settings: Settings, *, scale: float, seed: int) -> dict[str, Any]:
+        """Write the 杨浦 and 闵行 drop folders (deterministic from seed and scale)."""
+        from sandbox.districts import DistrictDrops
+
+        return {**DistrictDrops(drop_root(settings)).seed(seed=seed, scale=scale), **self._file_env(settings)}
+
+    def start(self, settings: Settings, *, scale: float, seed: int, host: str = "127.0.0.1", port: int = 0,
+              faults: str = "") -> StartedSandbox:
+        from sandbox.districts import JiadingApi
+
+        self.seed(settings, scale=scale, seed=seed)
+        key = secrets.token_urlsafe(24)  # fresh per start, never printed
+        api = JiadingApi(seed=seed, scale=scale, api_key=key)
+        url = api.start(host, port)
+        self._api = api
+
+        def stop() -> None:
+            api.stop()
+            self._api = None
+
+        return StartedSandbox(env={**self._file_env(settings), "IEHUB_JIADING_BASE_URL": url,
+                                   "IEHUB_JIADING_API_KEY": key},
+                              description=f"district drops under {drop_root(settings)}; 嘉定 API on {url}", stop=stop)
+
+    def mutate(self, settings: Settings, *, changed: float, seed: int | None, env: dict[str, str]) -> dict[str, Any]:
+        from sandbox.districts import DistrictDrops
+
+        out = DistrictDrops(drop_root(settings)).mutate(changed=changed)
+        if self._api is not None:
+            out["jiading"] = self._api.mutate(changed)
+        elif env.get("IEHUB_JIADING_BASE_URL") and env.get("IEHUB_JIADING_API_KEY"):
+            import requests  # the API runs in `iehub sandbox serve`: ask it over HTTP
+
+            resp = requests.post(f"{env['IEHUB_JIADING_BASE_URL']}/sandbox/mutate", json={"changed": changed},
+                                 headers={"X-Api-Key": env["IEHUB_JIADING_API_KEY"]}, timeout=60)
+            resp.raise_for_status()
+            out["jiading"] = resp.json().get("result", {})
+        return out
+
+
+SYSTEM = DistrictsSandbox()
