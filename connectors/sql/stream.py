@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 DELETED = "_deleted"
 CURSOR_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-_ARROW_CURSOR_FORMAT = "%Y-%m-%d %H:%M:%S"  # Arrow prints the microseconds of a us timestamp itself
 _STATE_RECONCILED = "reconciled_at"
 
 
@@ -90,6 +89,7 @@ class SqlSourceStream(SourceStream):
         self._stats: dict[str, Any] = {"backend": None, "queries": 0, "reconnects": 0, "tombstones": 0,
                                        "reconciled": False}
         self._reconciled_at: str | None = None
+        self._full_floor: str | None = None
         self.state: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ errors
@@ -134,12 +134,15 @@ class SqlSourceStream(SourceStream):
             return f"({self.stream.query}) AS iehub_q"
         return ".".join(_quote(self.url, part) for part in (self.stream.table or "").split("."))
 
-    def _select(self, after: tuple[Any, Any] | None, anchor: str | None, limit: int | None) -> str:
+    def _select(self, after: tuple[Any, Any] | None, anchor: str | None, limit: int | None,
+                by_key: bool = False) -> str:
+        """The page query: by key for full reads (the primary key index is the cheap order), else
+        by (cursor, key) from the anchor; `after` resumes behind the last row already read."""
         q = lambda n: _quote(self.url, n)  # noqa: E731
         cols = ", ".join(q(n) for n in self.raw_schema.names[len(BOOKKEEPING) + 1:])
         key, cur = q(self.stream.primary_key), self.stream.cursor_column
         where: list[str] = []
-        if cur is None:
+        if cur is None or by_key:
             order = key
             if after is not None:
                 where.append(f"{key} > {_literal(after[1], self.dialect)}")
@@ -173,7 +176,7 @@ class SqlSourceStream(SourceStream):
         self._stats["backend"] = backend.name
         return backend
 
-    def _rows(self, anchor: str | None) -> Iterator[pa.Table]:
+    def _rows(self, anchor: str | None, by_key: bool = False) -> Iterator[pa.Table]:
         """Conformed tables in (cursor, key) order; resumes after the last row yielded when the connection drops."""
         schema = self.columns
         assert schema is not None
@@ -185,7 +188,7 @@ class SqlSourceStream(SourceStream):
                 self.backend = self._connect()
             paged = self.backend.paged
             limit = conn_spec.batch_rows if paged else None
-            sql = self._select(after, anchor, limit)
+            sql = self._select(after, anchor, limit, by_key)
             got = 0
             try:
                 self._stats["queries"] += 1
@@ -199,8 +202,9 @@ class SqlSourceStream(SourceStream):
                         continue
                     got += table.num_rows
                     last = table.slice(table.num_rows - 1)
-                    after = (last.column(self.stream.cursor_column).to_pylist()[0] if self.stream.cursor_column
-                             else None, last.column(self.stream.primary_key).to_pylist()[0])
+                    after = (last.column(self.stream.cursor_column).to_pylist()[0]
+                             if self.stream.cursor_column and not by_key else None,
+                             last.column(self.stream.primary_key).to_pylist()[0])
                     attempt = 0
                     yield table
             except ConnectorError:
@@ -227,20 +231,41 @@ class SqlSourceStream(SourceStream):
                 log.debug("closing a dropped connection failed", exc_info=True)
             self.backend = None
 
-    def _bookkeeping(self, table: pa.Table, deleted: pa.Array | None = None) -> pa.Table:
+    def _bookkeeping(self, table: pa.Table, deleted: pa.Array | None = None, stored: str | None = None) -> pa.Table:
+        """Key, cursor text, digest and delete flag in front of the source columns.
+
+        Digests serve only the overlap bookkeeping, so they are computed only for rows that can
+        take part in it: rows at or before the stored cursor (re-read by the overlap) and rows
+        within the overlap window behind this page's newest cursor (the next boundary). Rows in
+        between can be neither, because the pass reads in cursor order.
+        """
         keys = table.column(self.stream.primary_key).cast(pa.string())
         cur = self.stream.cursor_column
         if cur is None:
             cursors = pa.nulls(table.num_rows, pa.string())
+            needed = None
         else:
-            col = table.column(cur)
-            if col.type == UTC_US or col.type == NAIVE_US:
-                cursors = pc.strftime(col, format=_ARROW_CURSOR_FORMAT)
+            cursors = _cursor_text(table.column(cur))
+            needed = None
+            if self._full_floor is not None:  # a full read in key order: the floor was asked up front
+                floor = self._full_floor
             else:
-                cursors = col.cast(pa.string())
+                newest = pc.max(cursors).as_py()
+                floor = self.overlap_floor(newest) if newest else None
+            if floor is not None:
+                mask = pc.greater_equal(cursors, floor)
+                if stored is not None:
+                    mask = pc.or_(mask, pc.less_equal(cursors, stored))
+                needed = pc.fill_null(mask, False)
         if deleted is None:
             deleted = self._soft_deleted(table)
-        digests = _digests(table)
+        if needed is None:
+            digests = _digests(table)
+        else:
+            idx = pc.indices_nonzero(needed)
+            some = _digests(table.take(idx)) if len(idx) else pa.array([], pa.string())
+            digests = pc.replace_with_mask(pa.nulls(table.num_rows, pa.string()), needed, some) if len(idx) \
+                else pa.nulls(table.num_rows, pa.string())
         return pa.Table.from_arrays([keys, cursors, digests, deleted, *table.columns], schema=self.raw_schema)
 
     def _soft_deleted(self, table: pa.Table) -> pa.Array:
@@ -257,26 +282,50 @@ class SqlSourceStream(SourceStream):
         self.raw_schema  # reflect before the first query, with a clear error
         anchor = self.start_anchor(cursor)
         batch_rows = self.spec.connection.batch_rows
+        by_key = cursor is None and self.stream.cursor_column is not None
+        if by_key:
+            newest = self._newest_cursor()
+            self._full_floor = self.overlap_floor(newest) if newest else None
         number = 0
         pending: list[pa.Table] = []
         pending_rows = 0
-        for table in self._rows(anchor):
+        for table in self._rows(anchor, by_key):
             pending.append(table)
             pending_rows += table.num_rows
             while pending_rows >= batch_rows:
                 whole = pa.concat_tables(pending)
                 number += 1
-                yield RawPage(number, self._bookkeeping(whole.slice(0, batch_rows)))
+                yield RawPage(number, self._bookkeeping(whole.slice(0, batch_rows), stored=cursor))
                 rest = whole.slice(batch_rows)
                 pending, pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
         if pending_rows:
             number += 1
-            yield RawPage(number, self._bookkeeping(pa.concat_tables(pending)))
+            yield RawPage(number, self._bookkeeping(pa.concat_tables(pending), stored=cursor))
         tombstones = self._hard_deletes(full=cursor is None)
         if tombstones is not None and tombstones.num_rows:
             number += 1
             yield RawPage(number, tombstones)
         self._drop_backend()
+
+    def _newest_cursor(self) -> str | None:
+        """The source's newest cursor value now (one index lookup), as cursor text."""
+        assert self.columns is not None and self.stream.cursor_column
+        c = self.stream.cursor_column
+        sql = f"SELECT MAX({_quote(self.url, c)}) AS {_quote(self.url, c)} FROM {self._relation()}"
+        if self.backend is None:
+            self.backend = self._connect()
+        try:
+            self._stats["queries"] += 1
+            parts = [p for p in self.backend.batches(sql) if p.num_rows]
+        except Exception as exc:  # noqa: BLE001 - the read that follows retries; this is an optimisation
+            log.warning("%s.%s: could not ask the newest cursor (%s)", self.source, self.name,
+                        mask(str(exc), self.secrets)[:200])
+            self._drop_backend()
+            return None
+        if not parts:
+            return None
+        value = conform_table(parts[0], pa.schema([self.columns.field(c)])).column(0)
+        return _cursor_text(value)[0].as_py()
 
     # ------------------------------------------------------------------ hard deletes
     def _reconcile_due(self, full: bool) -> bool:
@@ -298,11 +347,11 @@ class SqlSourceStream(SourceStream):
             return None
         started = datetime.now(timezone.utc).isoformat()
         live = self.known_keys()
-        source_keys = self._source_keys()
         self._reconciled_at = started
         self._stats["reconciled"] = True
         if len(live) == 0:
             return None
+        source_keys = self._source_keys()
         gone = live.filter(pc.invert(pc.is_in(live, value_set=source_keys)))
         self._stats["tombstones"] = len(gone)
         if len(gone) == 0:
@@ -359,6 +408,17 @@ class SqlSourceStream(SourceStream):
 
     def close(self) -> None:
         self._drop_backend()
+
+
+def _cursor_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Cursor values as fixed-width sortable text (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC for zoned times)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_timestamp(column.type):
+        # casting is ~20x faster than strftime; the wall time of a zoned value is its UTC time
+        return column.cast(pa.timestamp(column.type.unit, tz="UTC") if column.type.tz else column.type) \
+            .cast(pa.int64()).cast(pa.timestamp(column.type.unit)).cast(NAIVE_US).cast(pa.string())
+    return column.cast(pa.string())
 
 
 def _ident(name: str) -> str:

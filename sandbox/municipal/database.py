@@ -144,9 +144,9 @@ def mutate(url: str, *, changed: float = 0.01, seed: int | None = None, moment: 
                                "is not seeded: run `iehub sandbox seed municipal`")
         pool = data.Pool(int(meta.get("seed", "7")), float(meta.get("scale", "1")))
         with engine.begin() as conn:
-            newest = max(conn.execute(select(func.max(meta_tables[t].c.updated_at))).scalar() or "" for t in TABLES)
+            stamps = [_as_us(conn.execute(select(func.max(meta_tables[t].c.updated_at))).scalar()) for t in TABLES]
+            newest_us = max((s for s in stamps if s is not None), default=None)
             moment = moment or data.now_us()
-            newest_us = _as_us(newest)
             if newest_us is not None and moment <= newest_us:
                 moment = newest_us + 1000
             stamp = data.fmt_us(moment)
