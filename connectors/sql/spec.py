@@ -20,7 +20,8 @@ class Connection(_Model):
                                     "without credentials, e.g. sqlite:///${IEHUB_HOME:-./var}/sandbox/x.sqlite")
     backend: Literal["auto", "adbc", "connectorx", "sqlalchemy"] = "auto"
     batch_rows: int = Field(default=100_000, ge=1, le=2_000_000, description="rows per page written to the lake")
-    max_attempts: int = Field(default=4, ge=1, le=20, description="tries of one read after a dropped connection")
+    max_attempts: int = Field(default=4, ge=1, le=20, description="tries of one pass: a dropped connection resumes "
+                              "after the last row read until the pass has used them up")
     backoff_seconds: float = Field(default=1.0, ge=0)
 
 

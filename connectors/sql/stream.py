@@ -168,13 +168,21 @@ class SqlSourceStream(SourceStream):
 
     # ------------------------------------------------------------------ reading
     def _connect(self) -> Backend:
-        try:
-            backend = open_backend(self.url, self.spec.connection.backend)
-        except Exception as exc:  # noqa: BLE001 - drivers raise their own types; all are reported the same way
-            raise self._error("cannot connect to the database; check the URL and that the server is up", exc,
-                              Actor.CONFIGURATION) from None
-        self._stats["backend"] = backend.name
-        return backend
+        """A connection, tried again (with backoff) while the failure looks like a network drop."""
+        attempts = self.spec.connection.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                backend = open_backend(self.url, self.spec.connection.backend)
+            except Exception as exc:  # noqa: BLE001 - drivers raise their own types; all are classified here
+                if attempt < attempts and is_dropped_connection(exc):
+                    self._stats["reconnects"] += 1
+                    time.sleep(self.spec.connection.backoff_seconds * attempt)
+                    continue
+                raise self._error(f"cannot connect to the database ({attempt} attempt(s)); check the URL and that "
+                                  "the server is up", exc, Actor.CONFIGURATION) from None
+            self._stats["backend"] = backend.name
+            return backend
+        raise AssertionError("unreachable")
 
     def _rows(self, anchor: str | None, by_key: bool = False) -> Iterator[pa.Table]:
         """Conformed tables in (cursor, key) order; resumes after the last row yielded when the connection drops."""
@@ -205,7 +213,6 @@ class SqlSourceStream(SourceStream):
                     after = (last.column(self.stream.cursor_column).to_pylist()[0]
                              if self.stream.cursor_column and not by_key else None,
                              last.column(self.stream.primary_key).to_pylist()[0])
-                    attempt = 0
                     yield table
             except ConnectorError:
                 raise

@@ -70,10 +70,13 @@ def test_full_then_incremental_with_deletes(iehub_home: Path, group_db: str) -> 
 
 
 def test_local_times_and_wan_amounts_become_utc_and_yuan(iehub_home: Path, group_db: str) -> None:
+    from sandbox.lingang_group.models import Base
+
+    table = Base.metadata.tables["T_XQHZ_XM"]
     engine = sa.create_engine(group_db)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE T_XQHZ_XM SET TRJE = :amount, GXSJ = :t WHERE XMID = 1"),
-                     {"amount": Decimal("123.4567"), "t": datetime(2026, 2, 1, 8, 30, 15, 250000)})
+    with engine.begin() as conn:  # typed as the system's own application writes it
+        conn.execute(table.update().where(table.c.XMID == 1).values(
+            TRJE=Decimal("123.4567"), GXSJ=datetime(2026, 2, 1, 8, 30, 15, 250000)))
     engine.dispose()
     sync(iehub_home)
     row = core_rows(iehub_home, "select investment_amount, updated_at from core.cooperation "
