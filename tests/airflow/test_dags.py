@@ -70,3 +70,23 @@ def test_lingang_dag_runs_through_airflow_against_live_sandbox(iehub_home: Path,
     assert live * 0.9 <= got <= live
     batches = con.execute("select count(*), sum(rows_in), sum(rows_loaded + rows_quarantined) from ops.batches").fetchone()
     assert batches[0] == 6 and batches[1] == batches[2]
+
+
+def test_municipal_dag_runs_through_airflow_against_the_sandbox_database(iehub_home: Path) -> None:
+    """The SQL kind's DAG from its spec: one extract → standardise → validate → land chain per table."""
+    from iehub.sandbox_municipal import SYSTEM
+
+    settings = Settings.from_env(iehub_home).ensure()
+    started = SYSTEM.start(settings, scale=0.05, seed=3)
+    log = settings.logs / "airflow-test.log"
+    orchestration.ensure_airflow_db(settings, log)
+    orchestration.run_dag(settings, "iehub_sync_municipal_projects", log, started.env)
+    orchestration.run_dag(settings, "iehub_warehouse", log, started.env)
+    assert "IEHUB_DAG_RESULT iehub_sync_municipal_projects" in log.read_text(encoding="utf-8")
+    con = duckdb.connect(str(iehub_home / "warehouse.duckdb"), read_only=True)
+    counts = dict(con.execute("select entity, sum(rows_in) from ops.batches where source = 'municipal_projects' "
+                              "group by 1").fetchall())
+    assert set(counts) == {"organization", "project", "project_participant", "project_report", "training_base",
+                           "teacher"}
+    assert counts["project"] == 250
+    assert con.execute("select count(*) from core.project").fetchone()[0] >= 240
