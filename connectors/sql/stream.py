@@ -108,6 +108,9 @@ class SqlSourceStream(SourceStream):
             schema, _, table_name = (self.stream.table or "").rpartition(".")
             table = Table(table_name, MetaData(), schema=schema or None, autoload_with=engine)
         except Exception as exc:  # noqa: BLE001 - any reflection failure is reported with where and what to do
+            if is_dropped_connection(exc):
+                raise self._error("cannot connect to the database; check the URL and that the server is up",
+                                  getattr(exc, "orig", None) or exc, Actor.CONFIGURATION) from None
             raise self._error(f"cannot read the columns of table {self.stream.table!r}; check the spec's table name "
                               "and the database URL", exc, Actor.CONFIGURATION) from None
         finally:
