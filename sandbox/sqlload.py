@@ -7,10 +7,12 @@ timestamps and dates are read by the server (PostgreSQL in a UTC session).
 from __future__ import annotations
 
 import io
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from itertools import islice
 from typing import Any, Iterable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
 CHUNK = 50_000
 
@@ -54,3 +56,26 @@ def load_rows(engine: Engine, table: str, columns: tuple[str, ...], rows: Iterab
             cur.executemany(stmt, chunk)
             n += len(chunk)
     return n
+
+
+def python_values(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """Generated text (dates, times, amounts) → the Python values SQLAlchemy binds on any dialect.
+
+    Times in the generated text are wall-clock values of the column's own kind: UTC for zoned
+    columns, local for naive ones.
+    """
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, str):
+            column = table.c[name]
+            kind = column.type.python_type
+            if kind is datetime:
+                value = datetime.fromisoformat(value)
+                if getattr(column.type, "timezone", False):
+                    value = value.replace(tzinfo=timezone.utc)
+            elif kind is date:
+                value = date.fromisoformat(value)
+            elif kind is Decimal:
+                value = Decimal(value)
+        out[name] = value
+    return out

@@ -24,7 +24,7 @@ from sqlalchemy import MetaData, Table, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from connectors.base import BOOKKEEPING, CURSOR, DIGEST, KEY, RawPage, SourceStream, register_kind
+from connectors.base import BOOKKEEPING, RawPage, SourceStream, register_kind
 from connectors.errors import Actor, ConnectorError, FatalError, SpecError
 from connectors.secrets import Secret, mask, resolve_secret
 from connectors.spec import interpolate_env
@@ -129,6 +129,11 @@ class SqlSourceStream(SourceStream):
                 if needed and needed not in self.columns.names:
                     raise self._error(f"column {needed!r} named in the spec is not in {self.stream.table or 'the query'}"
                                       f" (columns: {', '.join(self.columns.names)})", actor=Actor.CONFIGURATION)
+            cur = self.stream.cursor_column
+            if cur and not pa.types.is_timestamp(self.columns.field(cur).type):
+                raise self._error(f"cursor_column {cur!r} is {self.columns.field(cur).type}; the cursor must be a "
+                                  "timestamp column (NOT NULL, indexed together with the key)",
+                                  actor=Actor.CONFIGURATION)
         return pa.schema([*BOOKKEEPING, (DELETED, pa.bool_()), *self.columns])
 
     # ------------------------------------------------------------------ SQL

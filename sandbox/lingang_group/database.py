@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 from datetime import datetime, timedelta, timezone
 from random import Random
-from typing import Any, Iterator
+from typing import Iterator
 
 from sqlalchemy import Engine, bindparam, create_engine, delete, func, insert, select, update
 
@@ -163,7 +163,8 @@ def mutate(url: str, *, changed: float = 0.01, seed: int | None = None) -> dict[
                 n_ins = int(n * 0.1)
                 if n_ins:
                     first = (conn.execute(select(func.max(pk))).scalar() or 0) + 1
-                    rows = [dict(zip(COLUMNS[name], _typed(row))) for row in gen.rows(name, first, n_ins, rng, when)]
+                    rows = [sqlload.python_values(table, dict(zip(COLUMNS[name], row)))
+                            for row in gen.rows(name, first, n_ins, rng, when)]
                     for row in rows:
                         row["GXSJ"] = now
                     conn.execute(insert(table), rows)
@@ -171,21 +172,6 @@ def mutate(url: str, *, changed: float = 0.01, seed: int | None = None) -> dict[
         return out
     finally:
         engine.dispose()
-
-
-def _typed(row: tuple) -> tuple:
-    """Generated text → Python dates and decimals for SQLAlchemy inserts."""
-    from datetime import date
-    from decimal import Decimal
-
-    out: list[Any] = []
-    for v in row:
-        if isinstance(v, str) and len(v) == 10 and v[4] == "-" and v[7] == "-":
-            v = date.fromisoformat(v)
-        elif isinstance(v, str) and v.replace(".", "", 1).isdigit() and "." in v and len(v.split(".")[1]) == 4:
-            v = Decimal(v)
-        out.append(v)
-    return tuple(out)
 
 
 def live_keys(url: str, table: str) -> set[int]:

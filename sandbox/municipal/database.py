@@ -179,7 +179,7 @@ def mutate(url: str, *, changed: float = 0.01, seed: int | None = None, moment: 
                     conn.execute(delete(table).where(pk.in_(part)))
                 first_id = (conn.execute(select(func.max(pk))).scalar() or 0) + 1
                 if n_ins:
-                    conn.execute(insert(table), [_typed(engine, t, _as_values(t, row))
+                    conn.execute(insert(table), [sqlload.python_values(table, _as_values(t, row))
                                                  for row in _new_rows(t, first_id, n_ins, pool, rng, moment, n_projects)])
                 out[t] = {"updated": len(upd), "inserted": n_ins, "soft_deleted": len(soft), "hard_deleted": len(hard)}
         return out
@@ -203,23 +203,3 @@ def _utc(stamp: str) -> Any:
     from datetime import datetime, timezone
 
     return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc)
-
-
-def _typed(engine: Engine, table: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Generated text values → Python values SQLAlchemy binds on any dialect."""
-    from datetime import date, datetime, timezone
-    from decimal import Decimal
-
-    columns = Base.metadata.tables[table].c
-    out = {}
-    for name, value in values.items():
-        if value is not None and isinstance(value, str):
-            kind = columns[name].type.python_type
-            if kind is datetime:
-                value = datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
-            elif kind is date:
-                value = date.fromisoformat(value)
-            elif kind is Decimal:
-                value = Decimal(value)
-        out[name] = value
-    return out

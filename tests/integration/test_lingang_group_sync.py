@@ -44,7 +44,7 @@ def sync(home: Path, spec=None) -> dict[str, dict]:
 
 
 def assert_matches(home: Path, url: str) -> None:
-    for stream, (table, entity, key) in STREAMS.items():
+    for table, entity, key in STREAMS.values():
         live = {str(k) for k in lingang_group.live_keys(url, table)}
         keys = [k for (k,) in core_rows(home, f"select {key} from core.{entity} where _source = ?", [SOURCE])]
         assert len(keys) == len(set(keys)), entity
