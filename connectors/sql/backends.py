@@ -5,7 +5,9 @@ current figures): ADBC streams record batches over COPY in ~3.5 s with flat memo
 types (NUMERIC arrives as text, TIMESTAMPTZ as UTC); connectorx takes ~4.1 s and materialises
 the whole result (so it is only used in LIMITed pages) and turns NUMERIC into decimal(38,10);
 SQLAlchemy is slowest but works on every dialect. `auto` therefore means ADBC on PostgreSQL
-and SQLAlchemy elsewhere (SQLite's ADBC driver guesses column types from the first rows).
+and SQLAlchemy elsewhere: SQLite's ADBC driver fixes a column's type from its first rows and then
+fails ("Type mismatch in column 0: expected INT64 but got DOUBLE") on a NUMERIC column where
+SQLite kept 4010000.00 as an integer and 12915.95 as a real, which is how SQLite stores money.
 """
 from __future__ import annotations
 
