@@ -230,17 +230,20 @@ def sync(settings: Settings, sources: tuple[str, ...], streams: tuple[str, ...],
 
 
 @main.command()
+@click.option("--full", is_flag=True, help="Rebuild every entity from the whole lake (change versions continue).")
 @click.pass_obj
-def build(settings: Settings) -> None:
-    """Merge every landed batch into core.* in IEHUB_HOME/warehouse.duckdb."""
+def build(settings: Settings, full: bool) -> None:
+    """Apply newly landed batches to core.* (change versions, history, marts) and publish a snapshot."""
     from warehouse.build import build as run_build
 
     settings.ensure()
     started = time.monotonic()
-    result = run_build(settings.home, settings.catalog())
-    table = Table("entity", "rows", "files", title=f"warehouse built in {time.monotonic() - started:.1f}s")
+    result = run_build(settings.home, settings.catalog(), full=full)
+    snapshot = getattr(result.snapshot, "version", None)
+    table = Table("entity", "rows", "files", "changes", title=f"warehouse built in {time.monotonic() - started:.1f}s — "
+                  f"snapshot {snapshot}, last change version {result.last_change_version}")
     for name, e in result.entities.items():
-        table.add_row(name, str(e.rows), str(e.files))
+        table.add_row(name, str(e.rows), str(e.files), str(getattr(e, "changes", "")))
     console.print(table)
 
 
@@ -250,8 +253,10 @@ def status_table(settings: Settings) -> Table:
 
     catalog = settings.catalog()
     core_rows: dict[str, int] = {}
-    wh = settings.home / "warehouse.duckdb"
-    if wh.exists():
+    from warehouse.publish import current_path, current_version
+
+    if current_version(settings.home):
+        wh = current_path(settings.home)
         con = duckdb.connect(str(wh), read_only=True)
         try:
             for (name,) in con.execute("select table_name from duckdb_tables() where schema_name='core' "

@@ -42,6 +42,7 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
 
     console.print(status_table(settings))
     console.print(f"Demo finished in {time.monotonic() - started:.0f}s. Airflow logs: {log_file}")
-    console.print(f"Query it: duckdb -readonly {settings.home / 'warehouse.duckdb'}; `iehub status` any time.")
+    console.print("Query it: `iehub sql` (or duckdb -readonly "
+                  f"{settings.home / 'published' / 'CURRENT' / 'warehouse.duckdb'}); `iehub status` any time.")
     if serve:
         console.print("(The feed API arrives with the feeds issue; until then the demo stops after the build.)")

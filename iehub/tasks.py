@@ -67,7 +67,10 @@ def quality_docs() -> dict[str, Any]:
 def build() -> dict[str, Any]:
     from warehouse.build import build as run_build
 
+    from warehouse.publish import current_path
+
     settings = Settings.from_env().ensure()
     result = run_build(settings.home, settings.catalog())
-    return {"warehouse": str(settings.home / "warehouse.duckdb"),
+    return {"warehouse": str(current_path(settings.home)), "snapshot": getattr(result.snapshot, "version", None),
+            "last_change_version": result.last_change_version,
             "rows": {name: e.rows for name, e in result.entities.items()}}

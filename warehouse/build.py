@@ -1,22 +1,28 @@
-"""The warehouse build: the ledgered std Parquet files merged into ``warehouse.duckdb``.
+"""The warehouse build: ledgered std Parquet applied to ``warehouse.duckdb``, then published.
 
-The builder is the only writer of the warehouse file. It holds ``warehouse.lock`` for the
-whole build, writes a fresh database to ``warehouse.duckdb.building`` and renames it onto
-``warehouse.duckdb`` only when complete, so an analyst opening the file sees either the
-previous build or the new one, never half of one, and a killed build changes nothing.
+The builder is the only writer of ``warehouse.duckdb``, and it is incremental: the file
+keeps its own state (``ops.build_state``: the last ``landed_seq`` applied per entity, and
+``ops.change_sequence``), and a build applies only the batches landed since, so its work is
+proportional to the new batches, not to the warehouse (:mod:`warehouse.versions` numbers the
+changes, writes tombstones and history). ``build(..., full=True)`` rebuilds from the whole
+lake instead (the change sequence continues; history is replayed from the batches).
 
-Only files the catalog lists as landed are read (the lake is never globbed): a file without a
-ledger row is the orphan of a killed or failed run and its rows were never accounted for.
+Atomicity: the builder holds ``warehouse.lock``, copies ``warehouse.duckdb`` to
+``warehouse.duckdb.building``, applies the new batches to the copy and renames it into
+place only when complete; a killed or failed build leaves the previous file as it was.
+Readers never open ``warehouse.duckdb``: each build is published as an immutable snapshot
+(:mod:`warehouse.publish`) and readers open ``published/CURRENT`` read-only.
 
-Layers, one function each, so later work (change versions, marts, published snapshots) can
-slot in: :func:`build_core` (current entities and tombstones), :func:`build_ops` (ledger, sync
-state, build log).
+Only files the catalog lists as landed are read (the lake is never globbed): a file without
+a ledger row is the orphan of a killed or failed run and its rows were never accounted for.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,31 +36,47 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import ENTITIES, LINEAGE_FIELDS
+from warehouse import marts as marts_module
 from warehouse.catalog import BatchRow, Catalog
 from warehouse.landing import fsync_dir
 from warehouse.layout import Lake
+from warehouse.publish import Snapshot, new_version, publish
+from warehouse.versions import CHANGE_VERSION, DELETED, HISTORY_ENTITIES, TOMBSTONES, apply_entity
 
 if TYPE_CHECKING:
     from schemas import Entity
 
 __all__ = ["BuildError", "BuildResult", "EntityBuild", "build", "build_core", "build_ops"]
 
-DELETED = "_is_deleted"
-TOMBSTONES = "_tombstones"
+log = logging.getLogger(__name__)
+
+#: ``ops.quarantine`` when no quarantine file is ledgered yet (the pipeline's quarantine columns).
+QUARANTINE_SCHEMA = pa.schema([
+    ("entity", pa.string()),
+    ("_source", pa.string()), ("_batch_id", pa.string()), ("_extracted_at", pa.timestamp("us", tz="UTC")),
+    ("_page", pa.int32()), ("_row", pa.int32()), ("_row_index", pa.int64()), ("_key", pa.string()),
+    ("field", pa.string()), ("rule", pa.string()), ("reason", pa.string()), ("_record", pa.string()),
+])
+
+#: Builder-owned ops tables; every other ``ops`` table is a copy of the catalog.
+_BUILDER_TABLES = ("build_state", "change_sequence", "builds", "quarantine")
+
 
 class BuildError(RuntimeError):
-    """A build that cannot complete; the previous warehouse file is left as it was."""
+    """A build that cannot complete; the previous warehouse file and CURRENT are left as they were."""
 
 
 @dataclass(frozen=True)
 class EntityBuild:
-    """What one entity's core table holds after the build."""
+    """What one entity's core table holds after the build, and what this build changed."""
 
     rows: int
     files: int
     seconds: float
     tombstones: int = 0
     carried_over: bool = False
+    changes: int = 0
+    rebuilt: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,11 @@ class BuildResult:
     started_at: datetime
     finished_at: datetime
     entities: dict[str, EntityBuild] = field(default_factory=dict)
+    full: bool = False
+    first_change_version: int | None = None
+    last_change_version: int = 0
+    snapshot: Snapshot | None = None
+    marts: dict[str, int] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -73,6 +100,10 @@ class BuildResult:
     @property
     def rows(self) -> int:
         return sum(e.rows for e in self.entities.values())
+
+    @property
+    def changes(self) -> int:
+        return sum(e.changes for e in self.entities.values())
 
 
 def _as_registry(entities: Any) -> dict[str, Entity]:
@@ -96,6 +127,35 @@ def _literal(text: str) -> str:
 def _pii(value: Any) -> str:
     """A PII grade as text whether schemas uses strings or an enum."""
     return str(getattr(value, "value", value) or "none").lower()
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    """One value; fetchall() because DuckDB 2 keeps a half-read result open and blocks the connection."""
+    return con.execute(sql, params or []).fetchall()[0][0]
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str, database: str | None = None) -> bool:
+    return bool(_scalar(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = coalesce(?, current_database()) "
+        "AND schema_name = ? AND table_name = ?",
+        [database, schema, table],
+    ))
+
+
+def _columns(con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str) -> list[tuple[str, str]]:
+    return [
+        (name, dtype)
+        for name, dtype in con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+            [database, schema, table],
+        ).fetchall()
+    ]
+
+
+def _current_db(con: duckdb.DuckDBPyConnection) -> str:
+    return _scalar(con, "SELECT current_database()")
 
 
 # -- locking and atomic replace -------------------------------------------------------------
@@ -131,7 +191,7 @@ def _remove_database(path: Path) -> None:
     path.with_name(path.name + ".wal").unlink(missing_ok=True)
 
 
-def _publish(lake: Lake) -> None:
+def _replace_warehouse(lake: Lake) -> None:
     """fsync the finished build and rename it onto ``warehouse.duckdb`` in one step."""
     building = lake.building_path
     if building.with_name(building.name + ".wal").exists():
@@ -153,12 +213,16 @@ def build(
     *,
     entities: list[str] | None = None,
     registry: Mapping[str, Entity] | None = None,
+    full: bool = False,
+    keep: int | None = None,
 ) -> BuildResult:
-    """Rebuild ``warehouse.duckdb`` from the catalog's landed batches.
+    """Apply the batches landed since the last build, rebuild marts and ops, publish a snapshot.
 
-    ``entities`` limits which entities are merged again; the others are carried over from
-    the previous build when it has them with the current columns (else merged too), so the
-    file always holds every entity. ``registry`` defaults to ``schemas.ENTITIES``.
+    ``entities`` limits which entities take new batches this time; the others are carried
+    over unchanged. ``full`` rebuilds every entity from all its ledgered batches (use it
+    after restoring a lake, or to compact the file); change versions continue from the
+    previous build either way. ``keep`` is how many snapshots to keep (default
+    ``IEHUB_SNAPSHOTS_KEEP`` or 5). ``registry`` defaults to ``schemas.ENTITIES``.
     """
     lake = Lake(home)
     registry = _as_registry(registry if registry is not None else ENTITIES)
@@ -170,61 +234,108 @@ def build(
     with _exclusive_lock(lake):
         _remove_database(lake.building_path)
         try:
-            con = duckdb.connect(str(lake.building_path))
+            con, full, previous = _open_building(lake, full)
             try:
-                con.execute("SET TimeZone = 'UTC'")
-                previous = _attach_previous(con, lake)
-                built = build_core(
-                    con, lake, catalog, registry, only=entities, previous=previous
-                )
+                version = new_version(home)
+                built, first, last = build_core(con, lake, catalog, registry, only=entities, previous=previous)
+                mart_rows = marts_module.build_marts(con)
                 finished_at = datetime.now(timezone.utc)
-                result = BuildResult(lake.warehouse_path, started_at, finished_at, built)
-                build_ops(con, catalog, result, previous=previous)
+                result = BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last,
+                                     None, mart_rows)
+                build_ops(con, catalog, lake, result, version, previous=previous)
                 if previous:
                     con.execute("DETACH prev")
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
-            _publish(lake)
+            _replace_warehouse(lake)
         except BaseException:
             _remove_database(lake.building_path)
             raise
-    return result
+        manifest = {
+            "built_at": finished_at.isoformat(),
+            "full": full,
+            "first_change_version": first,
+            "last_change_version": last,
+            "rows": {name: e.rows for name, e in built.items()},
+            "tombstones": {name: e.tombstones for name, e in built.items()},
+            "marts": mart_rows,
+        }
+        snapshot = publish(home, lake.warehouse_path, manifest, keep=keep, version=version)
+    return BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last, snapshot, mart_rows)
 
 
-def _attach_previous(con: duckdb.DuckDBPyConnection, lake: Lake) -> bool:
-    """Attach the current warehouse read-only, for carried-over entities and the build log."""
-    if not lake.warehouse_path.exists():
-        return False
+def _open_building(lake: Lake, full: bool) -> tuple[duckdb.DuckDBPyConnection, bool, bool]:
+    """Open the file this build writes: a copy of the last build, or a new file.
+
+    A new file is used for ``full`` builds and when the last build has no builder state (a
+    warehouse from before incremental builds); the last build is then attached read-only as
+    ``prev`` so the change sequence and the build log continue. Returns (connection, full,
+    previous attached).
+    """
+    exists = lake.warehouse_path.exists()
+    if exists and not full:
+        shutil.copyfile(lake.warehouse_path, lake.building_path)
+        con = duckdb.connect(str(lake.building_path))
+        con.execute("SET TimeZone = 'UTC'")
+        if _table_exists(con, "ops", "build_state") and _table_exists(con, "ops", "change_sequence"):
+            return con, False, False
+        con.close()
+        _remove_database(lake.building_path)
+        log.info("warehouse %s has no incremental state; rebuilding it from the lake", lake.warehouse_path)
+    con = duckdb.connect(str(lake.building_path))
+    con.execute("SET TimeZone = 'UTC'")
+    previous = False
+    if exists:
+        try:
+            con.execute(f"ATTACH {_literal(str(lake.warehouse_path))} AS prev (READ_ONLY)")
+        except duckdb.Error as exc:
+            con.close()
+            raise BuildError(
+                f"cannot open the previous warehouse {lake.warehouse_path} read-only ({exc}); "
+                "close any session that opened it read-write (readers open published/CURRENT), "
+                "or move it aside to rebuild everything from the lake"
+            ) from exc
+        previous = True
+    return con, True, previous
+
+
+def _core_schema(entity: Entity) -> pa.Schema:
+    """The entity's business and lineage columns, without the delete flag."""
+    full = entity.arrow_schema(lineage=True)
+    return pa.schema([f for f in full if f.name != DELETED])
+
+
+def _signature(schema: pa.Schema) -> str:
+    """What the core table's columns were built from; a different signature rebuilds the entity."""
+    return ";".join(f"{f.name}:{f.type}" for f in schema)
+
+
+def _create_tables(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema, history: bool) -> None:
+    """The typed, empty core table (and history); DuckDB maps the Arrow types (DECIMAL, DATE, TIMESTAMPTZ)."""
+    con.register("_empty", schema.empty_table())
     try:
-        con.execute(f"ATTACH {_literal(str(lake.warehouse_path))} AS prev (READ_ONLY)")
-    except duckdb.Error as exc:
-        raise BuildError(
-            f"cannot open the previous warehouse {lake.warehouse_path} read-only ({exc}); "
-            "close any session that opened it read-write (analysts use duckdb -readonly), "
-            "or move it aside to rebuild everything from the lake"
-        ) from exc
-    return True
+        con.execute(f"CREATE TABLE core.{_ident(name)} AS SELECT *, NULL::BIGINT AS {CHANGE_VERSION} FROM _empty")
+        if history:
+            con.execute(
+                f"CREATE TABLE core.{_ident(name + '_history')} AS SELECT *, NULL::BIGINT AS {CHANGE_VERSION}, "
+                "NULL::TIMESTAMPTZ AS valid_from, NULL::TIMESTAMPTZ AS valid_to FROM _empty"
+            )
+    finally:
+        con.unregister("_empty")
 
 
-def _columns(con: duckdb.DuckDBPyConnection, database: str, schema: str, table: str) -> list[tuple[str, str]]:
-    return [
-        (name, dtype)
-        for name, dtype in con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() "
-            "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
-            [database, schema, table],
-        ).fetchall()
-    ]
-
-
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    """One value; fetchall() because DuckDB 2 keeps a half-read result open and blocks the connection."""
-    return con.execute(sql, params or []).fetchall()[0][0]
-
-
-def _current_db(con: duckdb.DuckDBPyConnection) -> str:
-    return _scalar(con, "SELECT current_database()")
+def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS core")
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS core.{TOMBSTONES} (entity VARCHAR, natural_key VARCHAR, "
+        f"{CHANGE_VERSION} BIGINT, deleted_at TIMESTAMPTZ, _source VARCHAR, _source_key VARCHAR, "
+        "_batch_id VARCHAR, _extracted_at TIMESTAMPTZ)"
+    )
+    con.execute("CREATE TABLE IF NOT EXISTS ops.build_state (entity VARCHAR PRIMARY KEY, applied_seq BIGINT, "
+                "signature VARCHAR)")
+    con.execute("CREATE TABLE IF NOT EXISTS ops.change_sequence (last_change_version BIGINT)")
 
 
 def build_core(
@@ -235,82 +346,77 @@ def build_core(
     *,
     only: list[str] | None = None,
     previous: bool = False,
-) -> dict[str, EntityBuild]:
-    """Schema ``core``: one table per entity (current rows) and ``core._tombstones``."""
-    con.execute("CREATE SCHEMA core")
-    con.execute(
-        f"CREATE TABLE core.{TOMBSTONES} (entity VARCHAR, natural_key VARCHAR, "
-        "_source VARCHAR, _batch_id VARCHAR, deleted_at TIMESTAMPTZ)"
-    )
-    _comment_table(
-        con,
-        f"core.{TOMBSTONES}",
-        "已删除记录 / deleted records. Grain: one row per entity and natural key whose latest "
-        "version is a delete.",
-        {
-            "entity": "实体 / entity (core table name)",
-            "natural_key": "自然键 / natural key as JSON text",
-            "_source": "来源系统 / source system of the delete",
-            "_batch_id": "批次号 / batch that delivered the delete",
-            "deleted_at": "删除时间 / when deleted: the row's updated_at, else _extracted_at (UTC)",
-        },
-    )
+) -> tuple[dict[str, EntityBuild], int | None, int]:
+    """Schema ``core``: apply each entity's new batches; returns (per entity, first and last version)."""
+    _ensure_state(con)
+    _comment_tombstones(con)
     ledger: dict[str, list[BatchRow]] = {}
     for batch in catalog.landed_batches():
         ledger.setdefault(batch.entity, []).append(batch)
     unknown = sorted(set(ledger) - set(registry))
     if unknown:
         raise BuildError(f"the ledger lists batches of unknown entities {unknown}; known: {sorted(registry)}")
+    ledger_seq = max((int(b.landed_seq or 0) for batches in ledger.values() for b in batches), default=0)
 
-    database = _current_db(con)
+    state = {e: (int(s or 0), sig) for e, s, sig in con.execute(
+        "SELECT entity, applied_seq, signature FROM ops.build_state").fetchall()}
+    last = int(_scalar(con, "SELECT coalesce(max(last_change_version), 0) FROM ops.change_sequence"))
+    if previous and _table_exists(con, "ops", "change_sequence", "prev"):
+        last = max(last, int(_scalar(con, "SELECT coalesce(max(last_change_version), 0) FROM prev.ops.change_sequence")))
+    if state and max(s for s, _ in state.values()) > ledger_seq:
+        raise BuildError(
+            f"warehouse.duckdb has applied batches up to landed_seq {max(s for s, _ in state.values())} but the "
+            f"catalog's ledger ends at {ledger_seq}; it belongs to another catalog: run `iehub build --full`"
+        )
+    first_version: int | None = None
     lineage_docs = {f.name: (f.zh, f.en) for f in LINEAGE_FIELDS}
     out: dict[str, EntityBuild] = {}
     for name, entity in registry.items():
         t0 = time.perf_counter()
         schema = _core_schema(entity)
-        _create_table(con, name, schema)
-        _comment_entity(con, entity, schema, lineage_docs)
-        carried = (
-            only is not None
-            and name not in only
-            and previous
-            and _columns(con, "prev", "core", name) == _columns(con, database, "core", name)
-        )
-        try:
-            if carried:
-                con.execute(f"INSERT INTO core.{_ident(name)} SELECT * FROM prev.core.{_ident(name)}")
-                con.execute(
-                    f"INSERT INTO core.{TOMBSTONES} SELECT * FROM prev.core.{TOMBSTONES} WHERE entity = ?",
-                    [name],
-                )
-                files = 0
-            else:
-                files = _merge_entity(con, lake, entity, schema, ledger.get(name, []))
-        except duckdb.Error as exc:
-            raise BuildError(f"entity {name}: merge failed: {exc}") from exc
+        signature = _signature(schema)
+        history = name in HISTORY_ENTITIES
+        applied, old_signature = state.get(name, (0, None))
+        exists = _table_exists(con, "core", name)
+        rebuilt = False
+        if not exists or old_signature != signature:
+            if exists:
+                log.info("entity %s: columns changed since the last build; rebuilding it from all its batches", name)
+            con.execute(f"DROP TABLE IF EXISTS core.{_ident(name)}")
+            con.execute(f"DROP TABLE IF EXISTS core.{_ident(name + '_history')}")
+            con.execute(f"DELETE FROM core.{TOMBSTONES} WHERE entity = ?", [name])
+            _create_tables(con, name, schema, history)
+            applied, rebuilt = 0, True
+        _comment_entity(con, entity, schema, lineage_docs, history)
+        carried = only is not None and name not in only and not rebuilt
+        files, changes = 0, 0
+        if not carried:
+            batches = [b for b in ledger.get(name, []) if int(b.landed_seq or 0) > applied]
+            try:
+                seq_table, present = _check_files(lake, entity, batches)
+                files = seq_table.num_rows
+                if files:
+                    missing_key = [k for k in entity.key if k not in present]
+                    if missing_key:
+                        raise BuildError(f"entity {name}: key column(s) {missing_key} absent from every std file")
+                    result = apply_entity(con, entity, schema, seq_table, present, last, history=history)
+                    changes = result.changes
+                    if changes:
+                        first_version = last + 1 if first_version is None else first_version
+                        last = result.last_version
+            except duckdb.Error as exc:
+                raise BuildError(f"entity {name}: merge failed: {exc}") from exc
+            con.execute("INSERT OR REPLACE INTO ops.build_state VALUES (?, ?, ?)", [name, ledger_seq, signature])
         rows = _scalar(con, f"SELECT count(*) FROM core.{_ident(name)}")
         tombstones = _scalar(con, f"SELECT count(*) FROM core.{TOMBSTONES} WHERE entity = ?", [name])
-        out[name] = EntityBuild(rows, files, time.perf_counter() - t0, tombstones, bool(carried))
-    return out
-
-
-def _core_schema(entity: Entity) -> pa.Schema:
-    """The entity's business and lineage columns, without the delete flag."""
-    full = entity.arrow_schema(lineage=True)
-    return pa.schema([f for f in full if f.name != DELETED])
-
-
-def _create_table(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema) -> None:
-    """Create the typed, empty core table; DuckDB maps the Arrow types (DECIMAL, DATE, TIMESTAMPTZ)."""
-    con.register("_empty", schema.empty_table())
-    try:
-        con.execute(f"CREATE TABLE core.{_ident(name)} AS SELECT * FROM _empty")
-    finally:
-        con.unregister("_empty")
+        out[name] = EntityBuild(rows, files, time.perf_counter() - t0, tombstones, carried, changes, rebuilt)
+    con.execute("DELETE FROM ops.change_sequence")
+    con.execute("INSERT INTO ops.change_sequence VALUES (?)", [last])
+    return out, first_version, last
 
 
 def _check_files(lake: Lake, entity: Entity, batches: list[BatchRow]) -> tuple[pa.Table, set[str]]:
-    """Resolve, open and count every ledgered std file; name the entity and file on failure.
+    """Resolve, open and count every new ledgered std file; name the entity and file on failure.
 
     Returns the (path, landed_seq) table for the merge and the union of the files' columns.
     A row count that differs from the ledger means the file was replaced by a run that never
@@ -320,7 +426,7 @@ def _check_files(lake: Lake, entity: Entity, batches: list[BatchRow]) -> tuple[p
     seqs: list[int] = []
     columns: set[str] = set()
     for batch in batches:
-        if not batch.std_path:
+        if not batch.std_path or not batch.rows_loaded:
             continue
         path = lake.resolve(batch.std_path)
         where = f"entity {entity.name}: std file {path} of batch {batch.batch_id}"
@@ -342,69 +448,61 @@ def _check_files(lake: Lake, entity: Entity, batches: list[BatchRow]) -> tuple[p
     return seq_table, columns
 
 
-def _merge_entity(
-    con: duckdb.DuckDBPyConnection, lake: Lake, entity: Entity, schema: pa.Schema, batches: list[BatchRow]
-) -> int:
-    """Latest version per natural key, by (landed_seq desc, row position desc); deletes become tombstones."""
-    seq_table, present = _check_files(lake, entity, batches)
-    if seq_table.num_rows == 0:
-        return 0
-    name = entity.name
-    key = list(entity.key)
-    missing_key = [k for k in key if k not in present]
-    if missing_key:
-        raise BuildError(f"entity {name}: key column(s) {missing_key} absent from every std file")
-    # Columns no file has yet (a field added to the schema) read as NULL.
-    select = [
-        (f"f.{_ident(c)}" if c in present else "NULL") + f" AS {_ident(c)}"
-        for c in [*schema.names, DELETED]
-    ]
-    files = "[" + ", ".join(_literal(p) for p in seq_table.column("path").to_pylist()) + "]"
-    con.register("_seq", seq_table)
-    try:
-        con.execute(
-            f"""
-            CREATE TEMP TABLE _latest AS
-            SELECT {", ".join(select)}
-            FROM read_parquet({files}, filename = true, file_row_number = true, union_by_name = true) AS f
-            JOIN _seq AS s ON f.filename = s.path
-            QUALIFY row_number() OVER (
-                PARTITION BY {", ".join(f"f.{_ident(k)}" for k in key)}
-                ORDER BY s.landed_seq DESC, f.file_row_number DESC
-            ) = 1
-            """
-        )
-    finally:
-        con.unregister("_seq")
-    try:
-        columns = ", ".join(_ident(c) for c in schema.names)
-        con.execute(
-            f"INSERT INTO core.{_ident(name)} ({columns}) SELECT {columns} FROM _latest "
-            f"WHERE NOT coalesce({DELETED}, false)"
-        )
-        natural_key = "json_object(" + ", ".join(f"{_literal(k)}, {_ident(k)}" for k in key) + ")::VARCHAR"
-        has_updated_at = "updated_at" in schema.names and pa.types.is_timestamp(schema.field("updated_at").type)
-        deleted_at = "coalesce(updated_at, _extracted_at)" if has_updated_at else "_extracted_at"
-        con.execute(
-            f"INSERT INTO core.{TOMBSTONES} SELECT {_literal(name)}, {natural_key}, _source, _batch_id, "
-            f"CAST({deleted_at} AS TIMESTAMPTZ) FROM _latest WHERE coalesce({DELETED}, false)"
-        )
-    finally:
-        con.execute("DROP TABLE IF EXISTS _latest")
-    return seq_table.num_rows
-
-
 # -- comments -------------------------------------------------------------------------------
 
 
 def _comment_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: Mapping[str, str]) -> None:
-    con.execute(f"COMMENT ON TABLE {table} IS {_literal(text)}")
+    """COMMENT a table and its columns, skipping comments already in place.
+
+    Each COMMENT is a catalog write (milliseconds); an incremental build keeps last build's
+    comments, so only changed docs are written again.
+    """
+    schema, name = (part.strip('"').replace('""', '"') for part in table.split(".", 1))
+    existing = dict(con.execute(
+        "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?", [schema, name]).fetchall())
+    current = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?", [schema, name]).fetchall()
+    statements = []
+    if not current or current[0][0] != text:
+        statements.append(f"COMMENT ON TABLE {table} IS {_literal(text)}")
     for column, doc in columns.items():
-        con.execute(f"COMMENT ON COLUMN {table}.{_ident(column)} IS {_literal(doc)}")
+        if existing.get(column) != doc:
+            statements.append(f"COMMENT ON COLUMN {table}.{_ident(column)} IS {_literal(doc)}")
+    if statements:
+        con.execute(";\n".join(statements))
+
+
+_CHANGE_VERSION_DOC = ("变更版本 / change version: from the hub-wide sequence (ops.change_sequence); "
+                       "feeds return changes after a version")
+
+
+def _comment_tombstones(con: duckdb.DuckDBPyConnection) -> None:
+    _comment_table(
+        con,
+        f"core.{TOMBSTONES}",
+        "已删除记录 / deleted records (tombstones), for feeds' deletes. Grain: one row per entity and natural "
+        "key whose latest version is a delete (soft, hard or missing from a full snapshot).",
+        {
+            "entity": "实体 / entity (core table name)",
+            "natural_key": "自然键 / natural key as JSON text, e.g. {\"_source\":\"…\",\"project_id\":\"…\"}",
+            CHANGE_VERSION: _CHANGE_VERSION_DOC,
+            "deleted_at": "删除时间 / when deleted: the row's updated_at, else _extracted_at (UTC)",
+            "_source": "来源系统 / source system of the delete",
+            "_source_key": "来源系统主键 / the record's key in its source system",
+            "_batch_id": "批次号 / batch that delivered the delete",
+            "_extracted_at": "抽取时间（UTC）/ when the delete was extracted",
+        },
+    )
 
 
 def _comment_entity(
-    con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, lineage: Mapping[str, tuple[str, str]]
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    schema: pa.Schema,
+    lineage: Mapping[str, tuple[str, str]],
+    history: bool,
 ) -> None:
     """Table and column comments from the schema docs: ``zh / en``, PII grade, the grain."""
     text = (
@@ -422,7 +520,23 @@ def _comment_entity(
         if column not in docs:
             zh, en = lineage.get(column, ("血缘", "lineage"))
             docs[column] = f"{zh} / {en}"
-    _comment_table(con, f"core.{_ident(entity.name)}", text, {c: docs[c] for c in schema.names})
+    docs = {c: docs[c] for c in schema.names}
+    docs[CHANGE_VERSION] = _CHANGE_VERSION_DOC
+    _comment_table(con, f"core.{_ident(entity.name)}", text, docs)
+    if history:
+        _comment_table(
+            con,
+            f"core.{_ident(entity.name + '_history')}",
+            f"{entity.zh}历史 / {entity.en}, slowly-changing history. Grain: one row per {entity.name} key and "
+            "version; the row valid at time T has valid_from <= T and (valid_to IS NULL or valid_to > T).",
+            {
+                **docs,
+                CHANGE_VERSION: "变更版本 / change version that created this version",
+                "valid_from": "生效时间 / valid from (UTC): the version's updated_at, else _extracted_at; never earlier "
+                              "than the previous version's",
+                "valid_to": "失效时间 / valid until (UTC, exclusive): the next version or the delete; NULL while current",
+            },
+        )
 
 
 # -- ops ------------------------------------------------------------------------------------
@@ -434,44 +548,79 @@ _BUILDS_SCHEMA = pa.schema(
         ("entities", pa.list_(pa.string())),
         ("rows", pa.int64()),
         ("seconds", pa.float64()),
+        ("full", pa.bool_()),
+        ("batches_applied", pa.int64()),
+        ("changes", pa.int64()),
+        ("first_change_version", pa.int64()),
+        ("last_change_version", pa.int64()),
+        ("snapshot_version", pa.string()),
     ]
 )
 
+_OPS_DOCS: dict[str, tuple[str, dict[str, str]]] = {
+    "batches": (
+        "批次台账 / batch ledger, copied from the ops catalog at build time. Grain: one row per batch id.",
+        {
+            "rows_in": "读入行数 / rows extracted",
+            "rows_loaded": "入库行数 / rows landed in std",
+            "rows_quarantined": "隔离行数 / rows quarantined",
+            "landed_seq": "落地序号 / merge order: later landings win",
+            "status": "状态 / landed or failed",
+        },
+    ),
+    "sync_state": (
+        "同步状态 / incremental sync cursors. Grain: one row per source and entity.",
+        {"cursor": "游标 / cursor as JSON text, committed with the batch it describes"},
+    ),
+}
+
 
 def build_ops(
-    con: duckdb.DuckDBPyConnection, catalog: Catalog, result: BuildResult, *, previous: bool = False
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    lake: Lake,
+    result: BuildResult,
+    snapshot_version: str,
+    *,
+    previous: bool = False,
 ) -> None:
-    """Schema ``ops``: the ledger and sync state copied from the catalog, and the build log."""
-    con.execute("CREATE SCHEMA ops")
-    for table, arrow, text, columns in (
-        (
-            "batches",
-            catalog.batches_table(),
-            "批次台账 / batch ledger, copied from the ops catalog at build time. Grain: one row per batch id.",
-            {
-                "rows_in": "读入行数 / rows extracted",
-                "rows_loaded": "入库行数 / rows landed in std",
-                "rows_quarantined": "隔离行数 / rows quarantined",
-                "landed_seq": "落地序号 / merge order: later landings win",
-                "status": "状态 / landed or failed",
-            },
-        ),
-        (
-            "sync_state",
-            catalog.sync_state_table(),
-            "同步状态 / incremental sync cursors. Grain: one row per source and entity.",
-            {"cursor": "游标 / cursor as JSON text, committed with the batch it describes"},
-        ),
-    ):
+    """Schema ``ops``: every catalog table copied, the quarantine, and the build log."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    tables = catalog.tables_arrow()
+    clash = sorted(set(tables) & set(_BUILDER_TABLES))
+    if clash:
+        raise BuildError(f"catalog tables {clash} clash with the builder's ops tables; rename them in the catalog")
+    database = _current_db(con)
+    for (stale,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'ops'", [database]
+    ).fetchall():
+        if stale not in _BUILDER_TABLES:
+            con.execute(f"DROP TABLE ops.{_ident(stale)}")
+    for table, arrow in tables.items():
         con.register("_ops", arrow)
         try:
-            con.execute(f"CREATE TABLE ops.{table} AS SELECT * FROM _ops")
+            con.execute(f"CREATE TABLE ops.{_ident(table)} AS SELECT * FROM _ops")
         finally:
             con.unregister("_ops")
-        _comment_table(con, f"ops.{table}", text, columns)
+        text, columns = _OPS_DOCS.get(table, (
+            f"运维目录表 / ops catalog table {table}, copied from the catalog at build time.", {}))
+        docs = {c: columns.get(c, f"运维目录字段 / {table}.{c} as stored in the ops catalog") for c in arrow.column_names}
+        _comment_table(con, f"ops.{_ident(table)}", text, docs)
+    _build_quarantine(con, lake, tables["batches"])
+    _comment_table(
+        con, "ops.build_state",
+        "构建状态 / the builder's incremental state. Grain: one row per entity.",
+        {"entity": "实体 / entity", "applied_seq": "已应用落地序号 / batches with landed_seq up to this are applied",
+         "signature": "列签名 / the core columns the entity was built with; a change rebuilds the entity"},
+    )
+    _comment_table(
+        con, "ops.change_sequence",
+        "变更序列 / the hub-wide change-version sequence. Grain: one row.",
+        {"last_change_version": "最新变更版本 / the last change version given out"},
+    )
 
     merged = sorted(n for n, e in result.entities.items() if not e.carried_over)
-    log = pa.Table.from_pylist(
+    log_row = pa.Table.from_pylist(
         [
             {
                 "started_at": result.started_at,
@@ -479,15 +628,22 @@ def build_ops(
                 "entities": merged,
                 "rows": result.rows,
                 "seconds": result.seconds,
+                "full": result.full,
+                "batches_applied": sum(e.files for e in result.entities.values()),
+                "changes": result.changes,
+                "first_change_version": result.first_change_version,
+                "last_change_version": result.last_change_version,
+                "snapshot_version": snapshot_version,
             }
         ],
         schema=_BUILDS_SCHEMA,
     )
-    con.register("_log", log)
+    con.register("_log", log_row)
     try:
-        con.execute("CREATE TABLE ops.builds AS SELECT * FROM _log WHERE false")
-        if previous and _columns(con, "prev", "ops", "builds") == _columns(con, _current_db(con), "ops", "builds"):
-            con.execute("INSERT INTO ops.builds SELECT * FROM prev.ops.builds")
+        if not _table_exists(con, "ops", "builds"):
+            con.execute("CREATE TABLE ops.builds AS SELECT * FROM _log WHERE false")
+            if previous and _table_exists(con, "ops", "builds", "prev"):
+                con.execute("INSERT INTO ops.builds BY NAME SELECT * FROM prev.ops.builds")
         con.execute("INSERT INTO ops.builds SELECT * FROM _log")
     finally:
         con.unregister("_log")
@@ -496,7 +652,74 @@ def build_ops(
         "ops.builds",
         "构建记录 / warehouse builds. Grain: one row per completed build.",
         {
-            "entities": "重新合并的实体 / entities merged in this build (others carried over)",
+            "started_at": "开始时间 / build started (UTC)",
+            "finished_at": "结束时间 / build finished, before publishing (UTC)",
+            "seconds": "耗时(秒) / seconds",
+            "entities": "处理的实体 / entities that took new batches in this build (others carried over)",
             "rows": "行数 / rows in core entity tables after the build",
+            "full": "全量重建 / whether the build rebuilt everything from the lake",
+            "batches_applied": "应用批次文件数 / std files applied",
+            "changes": "变更数 / changes given a change version",
+            "first_change_version": "首个变更版本 / first change version of this build (NULL: no change)",
+            "last_change_version": "最新变更版本 / the sequence's value after this build",
+            "snapshot_version": "快照版本 / the published snapshot (published/<version>)",
         },
+    )
+
+
+def _build_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batches: pa.Table) -> None:
+    """``ops.quarantine``: every rejected row of every landed batch, with its entity and reason.
+
+    A listed file that is gone (replayed and removed) is skipped with a warning rather than
+    failing the whole build: the ledger row still counts those rows.
+    """
+    rows = [r for r in batches.select(["entity", "status", "quarantine_path", "rows_quarantined"]).to_pylist()
+            if r["status"] == "landed" and r["quarantine_path"] and r["rows_quarantined"]]
+    paths, entities = [], []
+    for r in rows:
+        path = lake.resolve(r["quarantine_path"])
+        if not path.exists():
+            log.warning("quarantine file %s is listed in the ledger but missing; not in ops.quarantine", path)
+            continue
+        paths.append(str(path))
+        entities.append(r["entity"])
+    con.execute("DROP TABLE IF EXISTS ops.quarantine")
+    if paths:
+        files = pa.table({"path": pa.array(paths, pa.string()), "entity": pa.array(entities, pa.string())})
+        con.register("_qfiles", files)
+        try:
+            listing = "[" + ", ".join(_literal(p) for p in paths) + "]"
+            con.execute(
+                f"CREATE TABLE ops.quarantine AS SELECT q.entity, f.* EXCLUDE (filename) "
+                f"FROM read_parquet({listing}, filename = true, union_by_name = true) AS f "
+                "JOIN _qfiles AS q ON q.path = f.filename"
+            )
+        finally:
+            con.unregister("_qfiles")
+    else:
+        con.register("_qempty", QUARANTINE_SCHEMA.empty_table())
+        try:
+            con.execute("CREATE TABLE ops.quarantine AS SELECT * FROM _qempty")
+        finally:
+            con.unregister("_qempty")
+    docs = {
+        "entity": "实体 / entity of the batch",
+        "_source": "来源系统 / source system",
+        "_batch_id": "批次号 / batch",
+        "_extracted_at": "抽取时间（UTC）/ extracted at",
+        "_page": "页码 / source page",
+        "_row": "页内行号 / row within the page",
+        "_row_index": "批内行号 / row within the batch",
+        "_key": "记录键 / the record's key in its source",
+        "field": "字段 / field that failed",
+        "rule": "规则 / rule that failed",
+        "reason": "原因 / why the row was rejected",
+        "_record": "原始记录 / the record as received (JSON); may hold personal data",
+    }
+    present = {c for c, _ in _columns(con, _current_db(con), "ops", "quarantine")}
+    _comment_table(
+        con, "ops.quarantine",
+        "隔离区 / rejected rows with the rule and reason, from the ledgered quarantine files. "
+        "Grain: one row per rejected row and failed rule.",
+        {c: d for c, d in docs.items() if c in present},
     )

@@ -362,6 +362,31 @@ class Catalog:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(sync_state).order_by("source", "entity"))]
         return pa.Table.from_pylist(rows, schema=SYNC_STATE_ARROW_SCHEMA)
 
+    def tables_arrow(self) -> dict[str, pa.Table]:
+        """Every table of the catalog as Arrow, for ``ops.<table>`` (reflected: tables other
+        modules add to the catalog, such as quality results, are copied without changes here).
+
+        The ledger and sync state keep their pinned Arrow schemas; other tables get types
+        mapped from their reflected SQLAlchemy column types. Catalog tables are small (one
+        row per batch or per check), so reading them through SQLAlchemy is fine.
+        """
+        out: dict[str, pa.Table] = {"batches": self.batches_table(), "sync_state": self.sync_state_table()}
+        reflected = sa.MetaData()
+        with self._read() as conn:
+            reflected.reflect(conn)
+            for name, table in sorted(reflected.tables.items()):
+                if name in out or table.schema is not None:
+                    continue
+                rows = conn.execute(sa.select(table)).all()
+                fields, arrays = [], []
+                for i, column in enumerate(table.columns):
+                    arrow_type, convert = _arrow_column(column.type)
+                    values = [None if r[i] is None else convert(r[i]) for r in rows]
+                    fields.append(pa.field(column.name, arrow_type))
+                    arrays.append(pa.array(values, arrow_type))
+                out[name] = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        return out
+
     def summary(self) -> list[dict[str, Any]]:
         """Per source/entity: batches, last finished_at, rows totals and the last status.
 
@@ -434,6 +459,33 @@ class Catalog:
             query = query.where(sync_state.c.entity == entity)
         with self._write() as conn:
             return conn.execute(query).rowcount
+
+
+def _as_utc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value
+
+
+def _arrow_column(column_type: sa.types.TypeEngine[Any]) -> tuple[pa.DataType, Any]:
+    """The Arrow type of a reflected column and a converter for its Python values."""
+    if isinstance(column_type, sa.Boolean):
+        return pa.bool_(), bool
+    if isinstance(column_type, sa.Integer):
+        return pa.int64(), int
+    if isinstance(column_type, sa.Float):
+        return pa.float64(), float
+    if isinstance(column_type, sa.Numeric):
+        return pa.float64(), float
+    if isinstance(column_type, sa.DateTime):
+        return _UTC_US, _as_utc
+    if isinstance(column_type, sa.Date):
+        return pa.date32(), lambda v: v
+    if isinstance(column_type, sa.JSON):
+        return pa.string(), lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
+    if isinstance(column_type, sa.LargeBinary):
+        return pa.binary(), bytes
+    return pa.string(), lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (dict, list)) else str(v)
 
 
 def _require_aware(name: str, column: str, value: datetime | None) -> None:

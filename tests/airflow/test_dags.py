@@ -12,6 +12,7 @@ import pytest
 from iehub import orchestration
 from iehub.config import Settings
 from tests.conftest import REPO
+from warehouse.publish import current_path
 
 pytestmark = pytest.mark.airflow
 
@@ -64,7 +65,7 @@ def test_lingang_dag_runs_through_airflow_against_live_sandbox(iehub_home: Path,
     orchestration.run_dag(settings, "iehub_warehouse", log)
     text = log.read_text(encoding="utf-8")
     assert "IEHUB_DAG_RESULT iehub_sync_lingang_platform" in text and "success" in text
-    con = duckdb.connect(str(iehub_home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(current_path(iehub_home)), read_only=True)
     live = sum(1 for r in lingang.records("notices") if int(r["isDeleted"]) == 0)
     got = con.execute("select count(*) from core.notice").fetchone()[0]
     assert live * 0.9 <= got <= live
@@ -83,7 +84,7 @@ def test_municipal_dag_runs_through_airflow_against_the_sandbox_database(iehub_h
     orchestration.run_dag(settings, "iehub_sync_municipal_projects", log, started.env)
     orchestration.run_dag(settings, "iehub_warehouse", log, started.env)
     assert "IEHUB_DAG_RESULT iehub_sync_municipal_projects" in log.read_text(encoding="utf-8")
-    con = duckdb.connect(str(iehub_home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(current_path(iehub_home)), read_only=True)
     counts = dict(con.execute("select entity, sum(rows_in) from ops.batches where source = 'municipal_projects' "
                               "group by 1").fetchall())
     assert set(counts) == {"organization", "project", "project_participant", "project_report", "training_base",

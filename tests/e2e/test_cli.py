@@ -11,6 +11,7 @@ import yaml
 
 from connectors.spec import SPEC_DIR
 from tests.conftest import REPO
+from warehouse.publish import current_path
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ def test_sync_build_status_by_hand(iehub_home: Path, lingang) -> None:
     assert status.returncode == 0
     import duckdb
 
-    con = duckdb.connect(str(iehub_home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(current_path(iehub_home)), read_only=True)
     core = con.execute("select count(*) from core.rd_project").fetchone()[0]
     con.close()
     live = sum(1 for r in lingang.records("rd_projects") if int(r["isDeleted"]) == 0)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.helpers import SPEC, core_snapshot, ledger_loaded
+from warehouse.publish import current_path
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +28,7 @@ def test_demo_end_to_end_and_rerun_changes_nothing(tmp_path: Path) -> None:
     first = _demo(home)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "iehub status" in first.stdout
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(current_path(home)), read_only=True)
     for stream in SPEC.streams.values():
         assert con.execute(f"select count(*) from core.{stream.entity}").fetchone()[0] > 0, stream.entity
     con.close()

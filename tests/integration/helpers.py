@@ -6,6 +6,7 @@ from pathlib import Path
 import duckdb
 
 from connectors.spec import load_spec
+from warehouse.publish import current_path
 
 SPEC = load_spec("lingang_platform")
 STREAM_OF_MODULE = {"notices": "notices", "talent_demands": "talent_demands", "talent_supplies": "talent_supplies",
@@ -20,13 +21,13 @@ def key_field(entity: str) -> str:
 
 def core_snapshot(home: Path) -> dict[str, list[tuple]]:
     """Every core table, all columns except per-run lineage, sorted: equal snapshots mean equal content."""
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(current_path(home)), read_only=True)
     try:
         out = {}
         for stream in SPEC.streams.values():
             cols = [c for (c,) in con.execute(
                 "select column_name from duckdb_columns() where schema_name='core' and table_name=? "
-                "and column_name not in ('_batch_id', '_extracted_at') order by column_index", [stream.entity]).fetchall()]
+                "and column_name not in ('_batch_id', '_extracted_at', 'change_version') order by column_index", [stream.entity]).fetchall()]
             out[stream.entity] = con.execute(
                 f"select {', '.join(cols)} from core.{stream.entity} order by all").fetchall()
         return out
@@ -35,7 +36,7 @@ def core_snapshot(home: Path) -> dict[str, list[tuple]]:
 
 
 def core_keys(home: Path, entity: str) -> list[str]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(current_path(home)), read_only=True)
     try:
         return [k for (k,) in con.execute(f"select {key_field(entity)} from core.{entity}").fetchall()]
     finally:

@@ -15,6 +15,7 @@ from quality.policy import PolicyError
 from quality.store import quality_results
 from tests.conftest import start_platform
 from warehouse.build import build
+from warehouse.publish import current_path
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,7 @@ def test_replay_after_spec_fix_moves_rows_and_reconciles(iehub_home: Path, tmp_p
         build(iehub_home, settings.catalog())
         stuck = [r for r in open_rows(settings).to_pylist() if r["rule"] == "quality.publisher_uscc.valid_uscc"]
         assert stuck, "the dirty sandbox must have bad publisher credit codes"
-        con = duckdb.connect(str(iehub_home / "warehouse.duckdb"), read_only=True)
+        con = duckdb.connect(str(current_path(iehub_home)), read_only=True)
         before = con.execute("select count(*) from core.notice").fetchone()[0]
         con.close()
         # the fix: this source's publisher codes are known to be unreliable; accept them, visibly
@@ -138,7 +139,7 @@ def test_replay_after_spec_fix_moves_rows_and_reconciles(iehub_home: Path, tmp_p
         assert replay(settings, source="lingang_platform", entity="notice",
                       rule="quality.publisher_uscc.valid_uscc") == []
         build(iehub_home, settings.catalog())
-        con = duckdb.connect(str(iehub_home / "warehouse.duckdb"), read_only=True)
+        con = duckdb.connect(str(current_path(iehub_home)), read_only=True)
         after = con.execute("select count(*) from core.notice").fetchone()[0]
         con.close()
         assert after == before + len(stuck)

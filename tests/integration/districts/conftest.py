@@ -13,6 +13,7 @@ from iehub import pipeline
 from iehub.config import Settings
 from sandbox.districts import DistrictDrops, JiadingApi
 from warehouse.build import build
+from warehouse.publish import current_path
 
 
 def age(folder: Path, seconds: float = 30) -> None:
@@ -52,7 +53,7 @@ def build_core(home: Path) -> None:
 
 
 def core(home: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(current_path(home)), read_only=True)
     try:
         return con.execute(sql).fetchall()
     finally:

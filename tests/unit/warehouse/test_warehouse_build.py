@@ -105,9 +105,9 @@ def test_every_entity_is_present_typed_and_commented(home: Path, catalog: Catalo
     by_table: dict[str, list[tuple]] = {}
     for table, *rest in columns:
         by_table.setdefault(table, []).append(tuple(rest))
-    expected_notice = [f.name for f in NOTICE.arrow_schema()][:-1]  # without _is_deleted
+    expected_notice = [f.name for f in NOTICE.arrow_schema()][:-1] + ["change_version"]  # without _is_deleted
     assert [c[0] for c in by_table["notice"]] == expected_notice
-    assert [c[0] for c in by_table["organization"]] == [f.name for f in ORGANIZATION.arrow_schema()][:-1]
+    assert [c[0] for c in by_table["organization"]] == [f.name for f in ORGANIZATION.arrow_schema()][:-1] + ["change_version"]
     types = {c[0]: c[1] for c in by_table["notice"]}
     assert types["budget_amount"] == "DECIMAL(18,2)"
     assert types["publish_date"] == "DATE"
@@ -163,9 +163,11 @@ def test_partial_build_carries_other_entities_over(home: Path, catalog: Catalog)
 
 
 def test_missing_file_fails_naming_entity_and_file_and_keeps_previous_build(home: Path, catalog: Catalog) -> None:
-    bid, _ = land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
+    first, _ = land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
     build(home, catalog, registry=REGISTRY)
     before = digest(home / "warehouse.duckdb")
+    current = (home / "published" / "CURRENT").readlink()
+    bid, _ = land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2"}]))
     std = Lake(home).std_path("notice", "lingang", date(2025, 3, 1), bid)
     std.unlink()
     with pytest.raises(BuildError, match=rf"entity notice: std file .*{bid}\.parquet of batch {bid} is missing"):
@@ -174,7 +176,12 @@ def test_missing_file_fails_naming_entity_and_file_and_keeps_previous_build(home
     with pytest.raises(BuildError, match=rf"entity notice: std file .*{bid}\.parquet .* is unreadable"):
         build(home, catalog, registry=REGISTRY)
     assert digest(home / "warehouse.duckdb") == before
+    assert (home / "published" / "CURRENT").readlink() == current
     assert not (home / "warehouse.duckdb.building").exists()
+    # An applied batch's file is read again only by a full rebuild.
+    Lake(home).std_path("notice", "lingang", date(2025, 3, 1), first).unlink()
+    with pytest.raises(BuildError, match=rf"std file .*{first}\.parquet of batch {first} is missing"):
+        build(home, catalog, registry=REGISTRY, full=True)
 
 
 def test_file_overwritten_by_an_uncommitted_rerun_is_detected(home: Path, catalog: Catalog) -> None:
@@ -262,7 +269,8 @@ def test_builds_with_the_real_schema_registry(home: Path, catalog: Catalog) -> N
     assert len(names) == 13
     assert sorted(result.entities) == sorted(names)
     tables = {t for (t,) in query(home, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core'")}
-    assert tables == set(names) | {"_tombstones"}
+    history = {"organization_history", "project_history", "cooperation_history", "training_base_history"}
+    assert tables == set(names) | {"_tombstones"} | history
     lineage = query(home, "SELECT DISTINCT column_name FROM duckdb_columns() WHERE schema_name = 'core' "
                           "AND table_name = 'notice' AND column_name LIKE '\\_%' ESCAPE '\\'")
     assert {c for (c,) in lineage} == {"_source", "_source_key", "_batch_id", "_extracted_at", "_record_hash"}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemas.lineage import record_hash
 from schemas.model import Entity, Field
 
 from warehouse.catalog import BatchRecord, Catalog
@@ -69,11 +70,18 @@ def notice_rows(source: str, rows: list[dict[str, Any]], *, extracted: datetime 
                 "_source_key": r["notice_id"],
                 "_batch_id": r.get("_batch_id", "b"),
                 "_extracted_at": extracted,
-                "_record_hash": "h-" + r["notice_id"],
+                "_record_hash": "",  # filled below from the business fields, as the pipeline does
                 "_is_deleted": r.get("_is_deleted", False),
             }
         )
-    return pa.Table.from_pylist(full, schema=NOTICE.arrow_schema())
+    table = pa.Table.from_pylist(full, schema=NOTICE.arrow_schema())
+    return with_record_hash(table, NOTICE)
+
+
+def with_record_hash(table: pa.Table, entity: Entity) -> pa.Table:
+    """Real ``_record_hash`` values: the build gives no new version to a row whose hash did not change."""
+    index = table.schema.get_field_index("_record_hash")
+    return table.set_column(index, "_record_hash", record_hash(table, entity))
 
 
 def land(

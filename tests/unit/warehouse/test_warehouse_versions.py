@@ -1,0 +1,133 @@
+"""Change versions, tombstones, history and incremental builds on hand-made std batches."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from schemas import get_entity
+from tests.unit.warehouse.warehouse_fixtures import REGISTRY, land, notice_rows, with_record_hash
+from warehouse.build import build
+from warehouse.catalog import Catalog
+from warehouse.publish import current_path
+
+UTC = timezone.utc
+PROJECT = get_entity("project")
+
+
+def rows(home: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(current_path(home)), read_only=True)
+    try:
+        return [tuple(r.values()) for r in con.sql(sql).to_arrow_table().to_pylist()]
+    finally:
+        con.close()
+
+
+def project_rows(items: list[dict], *, extracted: datetime) -> pa.Table:
+    full = []
+    for r in items:
+        full.append({f.name: r.get(f.name) for f in PROJECT.arrow_schema()} | {
+            "_source": "municipal_db", "_source_key": r["project_id"], "_batch_id": "b",
+            "_extracted_at": extracted, "_record_hash": "", "_is_deleted": r.get("_is_deleted", False)})
+    return with_record_hash(pa.Table.from_pylist(full, schema=PROJECT.arrow_schema()), PROJECT)
+
+
+def test_versions_come_from_one_sequence_and_unchanged_rows_get_none(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [
+        {"notice_id": "N1", "title": "申报通知"}, {"notice_id": "N2", "title": "人才需求"}]))
+    first = build(home, catalog, registry=REGISTRY)
+    assert (first.first_change_version, first.last_change_version) == (1, 2)
+    assert rows(home, "SELECT notice_id, change_version FROM core.notice ORDER BY 1") == [("N1", 1), ("N2", 2)]
+
+    # Re-sent identical N1, changed N2, new N3: two changes, numbered after the last version.
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [
+        {"notice_id": "N1", "title": "申报通知"}, {"notice_id": "N2", "title": "人才需求（更正）"},
+        {"notice_id": "N3", "title": "新公告"}]))
+    second = build(home, catalog, registry=REGISTRY)
+    assert second.entities["notice"].changes == 2 and second.entities["notice"].files == 1
+    assert rows(home, "SELECT notice_id, change_version FROM core.notice ORDER BY 1") == [
+        ("N1", 1), ("N2", 3), ("N3", 4)]
+
+    # Nothing new landed: nothing applied, no version spent, but a new snapshot is published.
+    third = build(home, catalog, registry=REGISTRY)
+    assert third.changes == 0 and third.last_change_version == 4
+    assert third.snapshot is not None and third.snapshot.version != second.snapshot.version
+    assert rows(home, "SELECT last_change_version FROM ops.change_sequence") == [(4,)]
+    builds = rows(home, "SELECT changes, first_change_version, last_change_version FROM ops.builds ORDER BY started_at")
+    assert builds == [(2, 1, 2), (2, 3, 4), (0, None, 4)]
+
+
+def test_deletes_become_tombstones_with_key_version_and_time_then_revive(home: Path, catalog: Catalog) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}, {"notice_id": "N2"}]))
+    build(home, catalog, registry=REGISTRY)
+    deleted_at = datetime(2025, 3, 5, 2, 0, tzinfo=UTC)
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [
+        {"notice_id": "N2", "_is_deleted": True, "updated_at": deleted_at}]))
+    build(home, catalog, registry=REGISTRY)
+    assert rows(home, "SELECT notice_id FROM core.notice") == [("N1",)]
+    ((entity, key, version, at, source),) = rows(
+        home, "SELECT entity, natural_key, change_version, deleted_at, _source FROM core._tombstones")
+    assert (entity, json.loads(key), version, at, source) == (
+        "notice", {"_source": "lingang", "notice_id": "N2"}, 3, deleted_at, "lingang")
+
+    # The same delete sent again is no change; a re-created N2 leaves the tombstones.
+    land(home, catalog, "lingang", "w3", notice_rows("lingang", [{"notice_id": "N2", "_is_deleted": True}]))
+    assert build(home, catalog, registry=REGISTRY).changes == 0
+    land(home, catalog, "lingang", "w4", notice_rows("lingang", [{"notice_id": "N2", "title": "重新发布"}]))
+    build(home, catalog, registry=REGISTRY)
+    assert rows(home, "SELECT count(*) FROM core._tombstones") == [(0,)]
+    assert rows(home, "SELECT notice_id, title, change_version FROM core.notice ORDER BY 1") == [
+        ("N1", None, 1), ("N2", "重新发布", 4)]
+
+
+def test_incremental_equals_full_rebuild_and_the_sequence_continues(home: Path, catalog: Catalog) -> None:
+    for i, window in enumerate(["w1", "w2", "w3"]):
+        land(home, catalog, "lingang", window, notice_rows("lingang", [
+            {"notice_id": f"N{j}", "title": f"v{i}-{j % 2}"} for j in range(i, i + 4)]))
+        build(home, catalog, registry=REGISTRY)
+    land(home, catalog, "lingang", "w4", notice_rows("lingang", [{"notice_id": "N0", "_is_deleted": True}]))
+    build(home, catalog, registry=REGISTRY)
+    incremental = rows(home, "SELECT notice_id, title FROM core.notice ORDER BY 1")
+    tombstones = rows(home, "SELECT natural_key FROM core._tombstones ORDER BY 1")
+    last = rows(home, "SELECT last_change_version FROM ops.change_sequence")[0][0]
+    full = build(home, catalog, registry=REGISTRY, full=True)
+    assert rows(home, "SELECT notice_id, title FROM core.notice ORDER BY 1") == incremental
+    assert rows(home, "SELECT natural_key FROM core._tombstones ORDER BY 1") == tombstones
+    assert full.full and full.first_change_version == last + 1
+    assert rows(home, f"SELECT min(change_version) > {last} FROM core.notice") == [(True,)]
+
+
+def test_history_answers_what_a_project_looked_like_on_a_date(home: Path, catalog: Catalog) -> None:
+    registry = {"project": PROJECT}
+    t1, t2, t3 = (datetime(2025, m, 1, tzinfo=UTC) for m in (3, 7, 9))
+    land(home, catalog, "municipal_db", "w1", project_rows([
+        {"project_id": "P1", "title": "智能制造产教融合实训中心", "status": "立项", "updated_at": t1},
+        {"project_id": "P2", "title": "集成电路订单班", "status": "立项", "updated_at": t1},
+    ], extracted=t1), entity=PROJECT)
+    build(home, catalog, registry=registry)
+    # One batch holding two versions of P1 keeps both in history; P2 is deleted.
+    land(home, catalog, "municipal_db", "w2", project_rows([
+        {"project_id": "P1", "title": "智能制造产教融合实训中心", "status": "在建", "updated_at": t2},
+        {"project_id": "P1", "title": "智能制造产教融合实训中心", "status": "结项", "updated_at": t3},
+        {"project_id": "P2", "_is_deleted": True, "updated_at": t2},
+    ], extracted=t3), entity=PROJECT)
+    build(home, catalog, registry=registry)
+
+    def on(day: str) -> list[tuple]:
+        return rows(home, f"""SELECT project_id, status FROM core.project_history
+            WHERE valid_from <= TIMESTAMPTZ '{day} 00:00:00+00'
+              AND (valid_to IS NULL OR valid_to > TIMESTAMPTZ '{day} 00:00:00+00') ORDER BY 1""")
+
+    assert on("2025-06-30") == [("P1", "立项"), ("P2", "立项")]
+    assert on("2025-08-01") == [("P1", "在建")]
+    assert on("2025-12-31") == [("P1", "结项")]
+    history = rows(home, "SELECT project_id, status, change_version, valid_from, valid_to, _batch_id "
+                         "FROM core.project_history ORDER BY project_id, change_version")
+    assert [(p, s, f, t) for p, s, _, f, t, _ in history] == [
+        ("P1", "立项", t1, t2), ("P1", "在建", t2, t3), ("P1", "结项", t3, None), ("P2", "立项", t1, t2)]
+    assert len({v for _, _, v, _, _, _ in history}) == 4 and all(b.startswith("municipal_db-project-") for *_, b in history)
+    assert rows(home, "SELECT status, change_version FROM core.project") == [("结项", history[2][2])]

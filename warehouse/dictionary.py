@@ -1,0 +1,102 @@
+"""The data dictionary (Markdown and HTML), generated from the schemas and mart declarations.
+
+Generated, never hand-written, so it says exactly what the warehouse COMMENTs say: the same
+``schemas`` entities and :data:`warehouse.marts.MARTS` feed both.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from schemas import ENTITIES, LINEAGE_FIELDS
+from warehouse.marts import INDICATORS, MARTS
+from warehouse.versions import HISTORY_ENTITIES
+
+__all__ = ["render_html", "render_markdown", "write_dictionary"]
+
+_PII_ZH = {"none": "无", "personal": "个人信息", "sensitive": "敏感个人信息"}
+
+
+def _entities() -> list:
+    return list(ENTITIES.values() if isinstance(ENTITIES, dict) else ENTITIES)
+
+
+def _type(t: object) -> str:
+    text = str(t)
+    return {"string": "VARCHAR", "bool": "BOOLEAN", "date32[day]": "DATE", "int32": "INTEGER", "int16": "SMALLINT",
+            "int64": "BIGINT", "timestamp[us, tz=UTC]": "TIMESTAMPTZ (UTC)"}.get(text, text.replace("decimal128", "DECIMAL"))
+
+
+def _sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """(title, description, header, rows) per table, in reading order."""
+    out = []
+    for e in _entities():
+        rows = [[f.name, _type(f.type), f.zh, f.en, f"{f.pii} ({_PII_ZH.get(f.pii, f.pii)})",
+                 "key" if f.name in e.key else ""] for f in e.fields]
+        rows += [[f.name, _type(f.type), f.zh, f.en, "none (无)", "key" if f.name in e.key else "lineage"]
+                 for f in LINEAGE_FIELDS if f.name != "_is_deleted"]
+        rows.append(["change_version", "BIGINT", "变更版本", "change version from the hub-wide sequence", "none (无)", ""])
+        history = (" History: `core.%s_history` adds `valid_from`, `valid_to` (NULL while current)." % e.name
+                   if e.name in HISTORY_ENTITIES else "")
+        out.append((f"core.{e.name}", f"{e.zh} / {e.en}. Grain: {e.grain}. Natural key: ({', '.join(e.key)}).{history}",
+                    ["column", "type", "中文", "English", "PII", "role"], rows))
+    out.append(("core._tombstones", "已删除记录 / deletes with their natural key (JSON), change_version and deleted_at.",
+                ["column", "type", "中文", "English", "PII", "role"],
+                [["entity", "VARCHAR", "实体", "entity", "none (无)", ""],
+                 ["natural_key", "VARCHAR (JSON)", "自然键", "natural key", "none (无)", "key"],
+                 ["change_version", "BIGINT", "变更版本", "change version of the delete", "none (无)", ""],
+                 ["deleted_at", "TIMESTAMPTZ (UTC)", "删除时间", "when deleted", "none (无)", ""]]))
+    for m in MARTS:
+        rows = []
+        for column, doc in m.columns.items():
+            zh, _, en = doc.partition(" / ")
+            rows.append([column, "", zh, en or zh, "none (无)", ""])
+        out.append((f"marts.{m.name}", f"{m.zh} / {m.en}. Grain: {m.grain}.",
+                    ["column", "type", "中文", "English", "PII", "role"], rows))
+    out.append(("marts.evaluation_indicators — indicators", "产教融合效能评价指标口径 / indicator definitions.",
+                ["code", "unit", "指标", "indicator", "口径", "definition"],
+                [[i.code, i.unit, i.zh, i.en, i.definition_zh, i.definition_en] for i in INDICATORS]))
+    return out
+
+
+_INTRO = (
+    "# iehub 数据字典 / data dictionary\n\n"
+    "Generated from `schemas/` and `warehouse/marts.py` by `iehub dictionary`; do not edit by hand. "
+    "Every table and column below also carries this text as a DuckDB COMMENT. "
+    "PII grades: none 无, personal 个人信息 (masked in feeds unless granted), sensitive 敏感个人信息.\n"
+    "Open the current snapshot read-only: `iehub sql` or `duckdb -readonly var/published/CURRENT/warehouse.duckdb`.\n"
+)
+
+
+def render_markdown() -> str:
+    parts = [_INTRO]
+    for title, text, header, rows in _sections():
+        parts.append(f"\n## {title}\n\n{text}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
+        for row in rows:
+            parts.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |\n")
+    return "".join(parts)
+
+
+def render_html() -> str:
+    body = [f"<h1>iehub 数据字典 / data dictionary</h1><p>{html.escape(_INTRO.split(chr(10), 2)[2])}</p>"]
+    for title, text, header, rows in _sections():
+        body.append(f"<h2 id='{html.escape(title)}'>{html.escape(title)}</h2><p>{html.escape(text)}</p><table><tr>"
+                    + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        for row in rows:
+            cls = " class='pii'" if any(c.startswith(("personal", "sensitive")) for c in row) else ""
+            body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        body.append("</table>")
+    style = ("body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:collapse;width:100%}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}tr.pii{background:#fde8e8}")
+    return (f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>iehub data dictionary</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def write_dictionary(out_dir: Path) -> list[Path]:
+    """Write ``data_dictionary.md`` and ``data_dictionary.html`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "data_dictionary.md", out_dir / "data_dictionary.html"]
+    paths[0].write_text(render_markdown(), encoding="utf-8")
+    paths[1].write_text(render_html(), encoding="utf-8")
+    return paths

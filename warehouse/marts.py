@@ -1,0 +1,512 @@
+"""Programme marts (``marts.*``) and code lists (``ref.codes``), rebuilt from ``core`` on every build.
+
+dbt-style: each mart is declared once as a :class:`Mart` (its grain, zh/en description, a doc
+per column and its SQL); the build creates and COMMENTs it from that declaration and the data
+dictionary renders the same declaration, so the documentation cannot drift from the table.
+
+Marts read whatever core holds: every core table always exists (empty when no source sends
+that entity yet), so an empty input gives an empty mart, never an error. Marts are small
+aggregates; rebuilding them is a scan of core, which DuckDB does in well under a second at a
+million rows, so they are recomputed rather than maintained incrementally.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+__all__ = ["INDICATORS", "MARTS", "Indicator", "Mart", "build_marts", "build_ref"]
+
+log = logging.getLogger(__name__)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Mart:
+    """One mart: what it is, its grain, a doc per column, and its SELECT."""
+
+    name: str
+    zh: str
+    en: str
+    grain: str
+    columns: dict[str, str]
+    sql: str
+
+    @property
+    def comment(self) -> str:
+        return f"{self.zh} / {self.en}. Grain: {self.grain}."
+
+    @property
+    def inputs(self) -> set[tuple[str, str]]:
+        """The (schema, table) pairs its SQL reads."""
+        return set(re.findall(r"\b(core|marts|ref)\.([a-z_]+)\b", self.sql))
+
+
+# Local (Asia/Shanghai) calendar date of a UTC instant: due dates are local dates.
+def _local_date(expr: str) -> str:
+    return f"CAST(timezone('Asia/Shanghai', {expr}) AS DATE)"
+
+
+_REPORT_STATUS = f"""
+SELECT r._source, r.report_id, r.project_id, p.title AS project_title,
+       p.lead_org_id, p.lead_org_name, p.lead_org_uscc,
+       r.period_start, r.period_end, r.due_on, {_local_date("r.submitted_at")} AS submitted_on,
+       CASE WHEN r.submitted_at IS NOT NULL AND r.due_on IS NOT NULL
+            THEN greatest(date_diff('day', r.due_on, {_local_date("r.submitted_at")}), 0) END AS days_late,
+       CASE
+         WHEN r.submitted_at IS NOT NULL AND (r.due_on IS NULL OR {_local_date("r.submitted_at")} <= r.due_on) THEN 'on_time'
+         WHEN r.submitted_at IS NOT NULL THEN 'late'
+         WHEN r.due_on < current_date THEN 'missing'
+         ELSE 'pending'
+       END AS timeliness
+FROM core.project_report AS r
+LEFT JOIN core.project AS p ON p._source = r._source AND p.project_id = r.project_id
+"""
+
+# Every organisation seen acting as an enterprise, keyed by USCC (else by name).
+_ENTERPRISES = """
+WITH seen AS (
+    SELECT uscc, name, 1 AS rank, integration_status, is_integration_enterprise, district_code
+    FROM core.organization WHERE org_type = 'enterprise' OR is_integration_enterprise
+    UNION ALL SELECT enterprise_uscc, enterprise_name, 2, NULL, NULL, district_code FROM core.cooperation
+    UNION ALL SELECT enterprise_uscc, enterprise_name, 3, NULL, NULL, district_code FROM core.trainee
+    UNION ALL SELECT org_uscc, org_name, 4, NULL, NULL, NULL FROM core.project_participant WHERE org_type = 'enterprise'
+    UNION ALL SELECT host_org_uscc, host_org_name, 5, NULL, NULL, district_code FROM core.training_base
+    UNION ALL SELECT org_uscc, org_name, 6, NULL, NULL, district_code FROM core.talent_demand
+)
+SELECT coalesce(uscc, name) AS enterprise_key,
+       arg_min(uscc, rank) AS enterprise_uscc,
+       arg_min(name, rank) AS enterprise_name,
+       arg_min(integration_status, rank) FILTER (WHERE rank = 1) AS integration_status,
+       coalesce(bool_or(is_integration_enterprise), false) AS is_integration_enterprise,
+       arg_min(district_code, rank) FILTER (WHERE district_code IS NOT NULL) AS district_code
+FROM seen WHERE coalesce(uscc, name) IS NOT NULL
+GROUP BY 1
+"""
+
+_ENTERPRISE_PARTICIPATION = f"""
+WITH e AS ({_ENTERPRISES}),
+coop AS (SELECT coalesce(enterprise_uscc, enterprise_name) AS k, count(*) AS n,
+                count(DISTINCT coalesce(school_uscc, school_name)) AS schools
+         FROM core.cooperation GROUP BY 1),
+trainees AS (SELECT coalesce(enterprise_uscc, enterprise_name) AS k, count(*) AS n FROM core.trainee GROUP BY 1),
+projects AS (SELECT coalesce(org_uscc, org_name) AS k, count(DISTINCT _source || '|' || project_id) AS n
+             FROM core.project_participant GROUP BY 1),
+bases AS (SELECT coalesce(host_org_uscc, host_org_name) AS k, count(*) AS n FROM core.training_base GROUP BY 1),
+demand AS (SELECT coalesce(org_uscc, org_name) AS k, sum(headcount) AS n FROM core.talent_demand GROUP BY 1)
+SELECT e.enterprise_uscc, e.enterprise_name, e.integration_status, e.is_integration_enterprise, e.district_code,
+       coalesce(coop.n, 0) AS cooperation_count, coalesce(coop.schools, 0) AS schools_partnered,
+       coalesce(trainees.n, 0) AS trainees_hosted, coalesce(projects.n, 0) AS projects_joined,
+       coalesce(bases.n, 0) AS training_bases_hosted, coalesce(demand.n, 0) AS talent_demand_headcount
+FROM e
+LEFT JOIN coop ON coop.k = e.enterprise_key
+LEFT JOIN trainees ON trainees.k = e.enterprise_key
+LEFT JOIN projects ON projects.k = e.enterprise_key
+LEFT JOIN bases ON bases.k = e.enterprise_key
+LEFT JOIN demand ON demand.k = e.enterprise_key
+"""
+
+_SCHOOL_YEAR = """
+WITH events AS (
+    SELECT coalesce(school_uscc, school_name) AS k, school_uscc, school_name, year(start_date) AS year,
+           'cooperation' AS kind, coalesce(enterprise_uscc, enterprise_name) AS partner, investment_amount AS amount,
+           NULL::BIGINT AS n, NULL::BOOLEAN AS employed
+    FROM core.cooperation
+    UNION ALL
+    SELECT coalesce(school_uscc, school_name), school_uscc, school_name, year(start_date), 'trainee',
+           coalesce(enterprise_uscc, enterprise_name), NULL, 1, is_employed
+    FROM core.trainee
+    UNION ALL
+    SELECT coalesce(school_uscc, school_name), school_uscc, school_name, graduation_year, 'supply',
+           NULL, NULL, graduates_count, NULL
+    FROM core.talent_supply
+    UNION ALL
+    SELECT coalesce(school_uscc, school_name), school_uscc, school_name, year(established_on), 'base',
+           coalesce(host_org_uscc, host_org_name), NULL, 1, NULL
+    FROM core.training_base
+)
+SELECT any_value(school_uscc) FILTER (WHERE school_uscc IS NOT NULL) AS school_uscc,
+       any_value(school_name) FILTER (WHERE school_name IS NOT NULL) AS school_name,
+       year,
+       count(*) FILTER (WHERE kind = 'cooperation') AS cooperations_started,
+       count(DISTINCT partner) FILTER (WHERE kind IN ('cooperation', 'trainee', 'base')) AS enterprises_partnered,
+       count(*) FILTER (WHERE kind = 'trainee') AS trainees_started,
+       count(*) FILTER (WHERE kind = 'trainee' AND employed) AS trainees_employed,
+       coalesce(sum(n) FILTER (WHERE kind = 'supply'), 0) AS graduates_supplied,
+       count(*) FILTER (WHERE kind = 'base') AS training_bases_established,
+       coalesce(sum(amount) FILTER (WHERE kind = 'cooperation'), 0)::DECIMAL(18,2) AS cooperation_investment_amount
+FROM events WHERE k IS NOT NULL AND year IS NOT NULL
+GROUP BY k, year
+"""
+
+_ENTERPRISE_YEAR = """
+WITH events AS (
+    SELECT coalesce(enterprise_uscc, enterprise_name) AS k, enterprise_uscc AS uscc, enterprise_name AS name,
+           year(start_date) AS year, 'cooperation' AS kind, coalesce(school_uscc, school_name) AS partner,
+           investment_amount AS amount, NULL::BIGINT AS n
+    FROM core.cooperation
+    UNION ALL
+    SELECT coalesce(enterprise_uscc, enterprise_name), enterprise_uscc, enterprise_name, year(start_date), 'trainee',
+           coalesce(school_uscc, school_name), NULL, 1
+    FROM core.trainee
+    UNION ALL
+    SELECT coalesce(org_uscc, org_name), org_uscc, org_name, year(published_on), 'demand', NULL, NULL, headcount
+    FROM core.talent_demand
+    UNION ALL
+    SELECT coalesce(host_org_uscc, host_org_name), host_org_uscc, host_org_name, year(established_on), 'base',
+           coalesce(school_uscc, school_name), NULL, 1
+    FROM core.training_base
+)
+SELECT any_value(uscc) FILTER (WHERE uscc IS NOT NULL) AS enterprise_uscc,
+       any_value(name) FILTER (WHERE name IS NOT NULL) AS enterprise_name,
+       year,
+       count(*) FILTER (WHERE kind = 'cooperation') AS cooperations_started,
+       count(DISTINCT partner) FILTER (WHERE kind IN ('cooperation', 'trainee', 'base')) AS schools_partnered,
+       count(*) FILTER (WHERE kind = 'trainee') AS trainees_hosted,
+       coalesce(sum(n) FILTER (WHERE kind = 'demand'), 0) AS talent_demand_headcount,
+       count(*) FILTER (WHERE kind = 'base') AS training_bases_established,
+       coalesce(sum(amount) FILTER (WHERE kind = 'cooperation'), 0)::DECIMAL(18,2) AS cooperation_investment_amount
+FROM events WHERE k IS NOT NULL AND year IS NOT NULL
+GROUP BY k, year
+"""
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """One 产教融合效能评价 indicator: its definition sits next to its value in the mart."""
+
+    code: str
+    zh: str
+    en: str
+    definition_zh: str
+    definition_en: str
+    unit: str
+    sql: str  # a scalar SELECT over core / marts
+
+
+INDICATORS: tuple[Indicator, ...] = (
+    Indicator("EI01", "协同育人项目数", "collaborative-education projects",
+              "core.project 中的项目数（各来源合计）", "number of projects in core.project, all sources",
+              "个", "SELECT count(*) FROM core.project"),
+    Indicator("EI02", "项目经费总额", "total project budget",
+              "core.project.budget_amount 之和（元）", "sum of core.project.budget_amount, yuan",
+              "元", "SELECT coalesce(sum(budget_amount), 0) FROM core.project"),
+    Indicator("EI03", "产教融合型企业数", "integration enterprises",
+              "is_integration_enterprise 为真的机构数", "organisations with is_integration_enterprise true",
+              "家", "SELECT count(*) FROM core.organization WHERE is_integration_enterprise"),
+    Indicator("EI04", "试点企业数", "pilot enterprises",
+              "integration_status = 'pilot' 的机构数", "organisations whose integration_status is 'pilot'",
+              "家", "SELECT count(*) FROM core.organization WHERE integration_status = 'pilot'"),
+    Indicator("EI05", "校企合作协议数", "school-enterprise cooperation agreements",
+              "core.cooperation 中的协议数", "number of agreements in core.cooperation",
+              "项", "SELECT count(*) FROM core.cooperation"),
+    Indicator("EI06", "参与合作企业数", "enterprises in at least one cooperation",
+              "至少有一项校企合作的企业数（按统一社会信用代码，缺失时按名称）",
+              "enterprises with at least one cooperation agreement (by USCC, else name)",
+              "家", "SELECT count(*) FROM marts.enterprise_participation WHERE cooperation_count > 0"),
+    Indicator("EI07", "实习实训人数", "trainee placements",
+              "core.trainee 中的实习实训人次", "trainee placements in core.trainee",
+              "人次", "SELECT count(*) FROM core.trainee"),
+    Indicator("EI08", "实习学生就业率", "trainee employment rate",
+              "is_employed 为真的实习人次 ÷ 已知就业状态的人次", "placements with is_employed true ÷ placements with a known status",
+              "%", "SELECT 100.0 * count(*) FILTER (WHERE is_employed) / nullif(count(is_employed), 0) FROM core.trainee"),
+    Indicator("EI09", "在用实训基地数", "active training bases",
+              "is_active 为真的实训基地数", "training bases with is_active true",
+              "个", "SELECT count(*) FROM core.training_base WHERE is_active"),
+    Indicator("EI10", "定期报送按时率", "periodic report on-time rate",
+              "按时报送数 ÷ (按时 + 逾期 + 缺报)，未到期的不计", "on-time reports ÷ (on time + late + missing); not yet due excluded",
+              "%", "SELECT 100.0 * count(*) FILTER (WHERE timeliness = 'on_time') / "
+                   "nullif(count(*) FILTER (WHERE timeliness <> 'pending'), 0) FROM marts.report_status"),
+    Indicator("EI11", "人才供需比", "talent supply-to-demand ratio",
+              "供给毕业生人数 ÷ 需求人数（全部专业）", "graduates supplied ÷ headcount demanded, all majors",
+              "倍", "SELECT sum(supply_graduates) / nullif(sum(demand_headcount), 0) FROM marts.talent_balance_by_major"),
+    Indicator("EI12", "研发项目数", "R&D projects",
+              "core.rd_project 中的项目数", "projects in core.rd_project",
+              "个", "SELECT count(*) FROM core.rd_project"),
+    Indicator("EI13", "技术服务供给数", "technical service offers",
+              "core.tech_service 中的服务数", "offers in core.tech_service",
+              "项", "SELECT count(*) FROM core.tech_service"),
+)
+
+_EVALUATION = "\nUNION ALL\n".join(
+    f"SELECT {_literal(i.code)} AS indicator_code, {_literal(i.zh)} AS indicator_zh, {_literal(i.en)} AS indicator_en, "
+    f"{_literal(i.definition_zh)} AS definition_zh, {_literal(i.definition_en)} AS definition_en, "
+    f"{_literal(i.unit)} AS unit, CAST(({i.sql}) AS DOUBLE) AS value"
+    for i in INDICATORS
+)
+
+MARTS: tuple[Mart, ...] = (
+    Mart(
+        "projects_by_district_industry", "协同育人项目分布", "projects by district, category and Lingang industry",
+        "one row per district code, project category and industry code (NULLs kept as their own group)",
+        {
+            "district_code": "区代码 / district code (GB/T 2260)",
+            "district_name": "区名称 / district name",
+            "category": "项目类别 / project category",
+            "industry_code": "产业代码 / Lingang industry code",
+            "industry_name": "产业名称 / Lingang industry name",
+            "project_count": "项目数 / projects",
+            "lead_org_count": "牵头单位数 / distinct lead organisations",
+            "budget_amount": "经费合计(元) / total budget, yuan",
+            "avg_budget_amount": "平均经费(元) / average budget per project with a budget, yuan",
+        },
+        """
+        SELECT p.district_code, d.zh AS district_name, p.category, p.industry_code, i.zh AS industry_name,
+               count(*) AS project_count,
+               count(DISTINCT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name)) AS lead_org_count,
+               coalesce(sum(p.budget_amount), 0)::DECIMAL(18,2) AS budget_amount,
+               avg(p.budget_amount)::DECIMAL(18,2) AS avg_budget_amount
+        FROM core.project AS p
+        LEFT JOIN ref.codes AS d ON d.code_list = 'district' AND d.code = p.district_code
+        LEFT JOIN ref.codes AS i ON i.code_list = 'lingang_industry' AND i.code = p.industry_code
+        GROUP BY ALL
+        """,
+    ),
+    Mart(
+        "talent_balance_by_major", "人才供需（按专业）", "talent demand against supply by major",
+        "one row per major named by a demand or a supply",
+        {
+            "major": "专业 / major",
+            "demand_postings": "需求条数 / demand postings",
+            "demand_headcount": "需求人数 / headcount demanded",
+            "supply_postings": "供给条数 / supply postings",
+            "supply_graduates": "供给毕业生数 / graduates supplied",
+            "gap_headcount": "缺口 / headcount demanded minus graduates supplied (positive: shortage)",
+            "supply_per_demand": "供需比 / graduates supplied per head demanded",
+        },
+        """
+        WITH d AS (SELECT major, count(*) AS postings, coalesce(sum(headcount), 0) AS headcount
+                   FROM core.talent_demand WHERE major IS NOT NULL GROUP BY 1),
+             s AS (SELECT major, count(*) AS postings, coalesce(sum(graduates_count), 0) AS graduates
+                   FROM core.talent_supply WHERE major IS NOT NULL GROUP BY 1)
+        SELECT coalesce(d.major, s.major) AS major,
+               coalesce(d.postings, 0) AS demand_postings, coalesce(d.headcount, 0) AS demand_headcount,
+               coalesce(s.postings, 0) AS supply_postings, coalesce(s.graduates, 0) AS supply_graduates,
+               coalesce(d.headcount, 0) - coalesce(s.graduates, 0) AS gap_headcount,
+               coalesce(s.graduates, 0) / nullif(d.headcount, 0) AS supply_per_demand
+        FROM d FULL OUTER JOIN s ON d.major = s.major
+        """,
+    ),
+    Mart(
+        "talent_demand_by_occupation", "人才需求（按职业与专业）", "talent demand by occupation and major",
+        "one row per occupation and major named by a demand",
+        {
+            "occupation": "职业/岗位 / occupation",
+            "major": "专业 / major",
+            "demand_postings": "需求条数 / demand postings",
+            "demand_headcount": "需求人数 / headcount demanded",
+            "avg_salary_min_amount": "平均最低月薪(元) / average minimum salary, yuan",
+            "avg_salary_max_amount": "平均最高月薪(元) / average maximum salary, yuan",
+            "major_supply_graduates": "该专业供给毕业生数 / graduates supplied for the major "
+                                      "(repeated on each occupation of the major: do not sum across occupations)",
+        },
+        """
+        SELECT d.occupation, d.major, count(*) AS demand_postings, coalesce(sum(d.headcount), 0) AS demand_headcount,
+               avg(d.salary_min_amount)::DECIMAL(18,2) AS avg_salary_min_amount,
+               avg(d.salary_max_amount)::DECIMAL(18,2) AS avg_salary_max_amount,
+               coalesce(any_value(s.graduates), 0) AS major_supply_graduates
+        FROM core.talent_demand AS d
+        LEFT JOIN (SELECT major, sum(graduates_count) AS graduates FROM core.talent_supply GROUP BY 1) AS s
+          ON s.major = d.major
+        GROUP BY d.occupation, d.major
+        """,
+    ),
+    Mart(
+        "enterprise_participation", "企业参与情况", "enterprise participation",
+        "one row per enterprise (by USCC, else by name) seen in organisations, cooperation, trainees, "
+        "project participants, training bases or talent demand",
+        {
+            "enterprise_uscc": "统一社会信用代码 / USCC",
+            "enterprise_name": "企业名称 / enterprise name",
+            "integration_status": "产教融合型企业状态 / integration enterprise status (cultivating, pilot, certified)",
+            "is_integration_enterprise": "是否产教融合型企业 / is an integration enterprise",
+            "district_code": "区代码 / district code",
+            "cooperation_count": "校企合作数 / cooperation agreements",
+            "schools_partnered": "合作院校数 / distinct partner schools",
+            "trainees_hosted": "接收实习实训人次 / trainee placements hosted",
+            "projects_joined": "参与项目数 / projects participated in",
+            "training_bases_hosted": "承建实训基地数 / training bases hosted",
+            "talent_demand_headcount": "发布需求人数 / headcount demanded",
+        },
+        _ENTERPRISE_PARTICIPATION,
+    ),
+    Mart(
+        "enterprise_participation_by_status", "企业参与（按产教融合型企业状态）",
+        "enterprise participation by integration status",
+        "one row per integration status ('none' for enterprises without one)",
+        {
+            "integration_status": "产教融合型企业状态 / integration status, 'none' when not listed",
+            "integration_status_zh": "状态名称 / status label",
+            "enterprises": "企业数 / enterprises",
+            "cooperation_count": "校企合作数 / cooperation agreements",
+            "trainees_hosted": "接收实习实训人次 / trainee placements hosted",
+            "projects_joined": "参与项目数 / project participations",
+        },
+        """
+        SELECT coalesce(e.integration_status, 'none') AS integration_status,
+               coalesce(any_value(c.zh), '未入库') AS integration_status_zh,
+               count(*) AS enterprises, sum(e.cooperation_count) AS cooperation_count,
+               sum(e.trainees_hosted) AS trainees_hosted, sum(e.projects_joined) AS projects_joined
+        FROM marts.enterprise_participation AS e
+        LEFT JOIN ref.codes AS c ON c.code_list = 'integration_status' AND c.code = e.integration_status
+        GROUP BY 1
+        """,
+    ),
+    Mart(
+        "report_status", "定期报送明细", "periodic report timeliness, per report",
+        "one row per periodic report (定期报送) per source",
+        {
+            "_source": "来源系统 / source system",
+            "report_id": "报送编号 / report id",
+            "project_id": "项目编号 / project id",
+            "project_title": "项目名称 / project title",
+            "lead_org_id": "牵头单位编号 / lead organisation id",
+            "lead_org_name": "牵头单位 / lead organisation",
+            "lead_org_uscc": "牵头单位统一社会信用代码 / lead organisation USCC",
+            "period_start": "报告期开始 / period start",
+            "period_end": "报告期结束 / period end",
+            "due_on": "应报日期 / due date (local)",
+            "submitted_on": "报送日期 / submitted on (Asia/Shanghai date)",
+            "days_late": "逾期天数 / days after the due date (0 when on time)",
+            "timeliness": "及时性 / on_time, late, missing (due and not submitted), pending (not yet due)",
+        },
+        _REPORT_STATUS,
+    ),
+    Mart(
+        "report_timeliness_by_lead_org", "定期报送及时性（按牵头单位）", "periodic report timeliness by lead organisation",
+        "one row per lead organisation (by USCC, else id, else name; NULL when the project is unknown)",
+        {
+            "lead_org_uscc": "牵头单位统一社会信用代码 / lead organisation USCC",
+            "lead_org_name": "牵头单位 / lead organisation",
+            "reports_total": "报送总数 / reports",
+            "reports_on_time": "按时 / on time",
+            "reports_late": "逾期 / late",
+            "reports_missing": "缺报 / missing",
+            "reports_pending": "未到期 / not yet due",
+            "on_time_rate": "按时率 / on time ÷ (on time + late + missing)",
+        },
+        """
+        SELECT any_value(lead_org_uscc) AS lead_org_uscc, any_value(lead_org_name) AS lead_org_name,
+               count(*) AS reports_total,
+               count(*) FILTER (WHERE timeliness = 'on_time') AS reports_on_time,
+               count(*) FILTER (WHERE timeliness = 'late') AS reports_late,
+               count(*) FILTER (WHERE timeliness = 'missing') AS reports_missing,
+               count(*) FILTER (WHERE timeliness = 'pending') AS reports_pending,
+               count(*) FILTER (WHERE timeliness = 'on_time')
+                 / nullif(count(*) FILTER (WHERE timeliness <> 'pending'), 0) AS on_time_rate
+        FROM marts.report_status
+        GROUP BY coalesce(lead_org_uscc, lead_org_id, lead_org_name)
+        """,
+    ),
+    Mart(
+        "annual_report_school", "院校年度协同育人报告", "yearly collaborative-education report per school (年度报告)",
+        "one row per school (by USCC, else name) and calendar year",
+        {
+            "school_uscc": "院校统一社会信用代码 / school USCC",
+            "school_name": "院校名称 / school name",
+            "year": "年度 / year (of the agreement, placement, graduation or base)",
+            "cooperations_started": "新签合作数 / cooperation agreements started",
+            "enterprises_partnered": "合作企业数 / distinct partner enterprises",
+            "trainees_started": "实习实训人次 / placements started",
+            "trainees_employed": "实习后就业人次 / placements that led to employment",
+            "graduates_supplied": "供给毕业生数 / graduates supplied",
+            "training_bases_established": "新建实训基地数 / training bases established",
+            "cooperation_investment_amount": "合作投入(元) / investment in agreements started, yuan",
+        },
+        _SCHOOL_YEAR,
+    ),
+    Mart(
+        "annual_report_enterprise", "企业年度协同育人报告", "yearly collaborative-education report per enterprise (年度报告)",
+        "one row per enterprise (by USCC, else name) and calendar year",
+        {
+            "enterprise_uscc": "企业统一社会信用代码 / enterprise USCC",
+            "enterprise_name": "企业名称 / enterprise name",
+            "year": "年度 / year (of the agreement, placement, demand or base)",
+            "cooperations_started": "新签合作数 / cooperation agreements started",
+            "schools_partnered": "合作院校数 / distinct partner schools",
+            "trainees_hosted": "接收实习实训人次 / placements hosted",
+            "talent_demand_headcount": "发布需求人数 / headcount demanded",
+            "training_bases_established": "新建实训基地数 / training bases established",
+            "cooperation_investment_amount": "合作投入(元) / investment in agreements started, yuan",
+        },
+        _ENTERPRISE_YEAR,
+    ),
+    Mart(
+        "evaluation_indicators", "产教融合效能评价指标", "industry-education integration evaluation indicators",
+        "one row per indicator, its definition next to its value",
+        {
+            "indicator_code": "指标代码 / indicator code",
+            "indicator_zh": "指标名称 / indicator (zh)",
+            "indicator_en": "指标名称（英文）/ indicator (en)",
+            "definition_zh": "口径 / definition (zh)",
+            "definition_en": "口径（英文）/ definition (en)",
+            "unit": "单位 / unit",
+            "value": "指标值 / value (NULL when its denominator is zero)",
+        },
+        _EVALUATION,
+    ),
+)
+
+
+def build_ref(con: duckdb.DuckDBPyConnection) -> None:
+    """``ref.codes``: every code list with zh/en labels, so marts and analysts can label codes."""
+    from schemas.codes import CODE_LISTS
+
+    rows = [
+        {"code_list": lst.name, "code": code, "zh": zh, "en": en}
+        for lst in CODE_LISTS.values()
+        for code, (zh, en) in lst.entries.items()
+    ]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in ("code_list", "code", "zh", "en")]))
+    con.execute("CREATE SCHEMA IF NOT EXISTS ref")
+    con.register("_codes", table)
+    try:
+        con.execute("CREATE OR REPLACE TABLE ref.codes AS SELECT * FROM _codes")
+    finally:
+        con.unregister("_codes")
+    statements = ["COMMENT ON TABLE ref.codes IS " + _literal(
+        "代码表 / code lists (districts, Lingang industries, org types, statuses…). Grain: one row per code list and code.")]
+    for column, doc in {"code_list": "代码表名 / code list name", "code": "代码 / code",
+                        "zh": "中文名称 / label (zh)", "en": "英文名称 / label (en)"}.items():
+        statements.append(f"COMMENT ON COLUMN ref.codes.{_ident(column)} IS {_literal(doc)}")
+    con.execute(";\n".join(statements))
+
+
+def build_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """(Re)create every mart from core, with its comments; returns row counts by mart."""
+    build_ref(con)
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    counts: dict[str, int] = {}
+    existing = {(schema, table) for schema, table in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
+    for mart in MARTS:
+        table = f"marts.{_ident(mart.name)}"
+        missing = sorted(mart.inputs - existing)
+        if missing:
+            # Only a build with a partial entity registry (tests) lacks core tables.
+            log.info("mart %s skipped: inputs %s are not in this warehouse", mart.name, missing)
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+            continue
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {mart.sql}")
+        actual = [c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = 'marts' AND table_name = ? ORDER BY column_index", [mart.name]).fetchall()]
+        if actual != list(mart.columns):
+            raise ValueError(f"mart {mart.name}: columns {actual} differ from its documented columns {list(mart.columns)}")
+        statements = [f"COMMENT ON TABLE {table} IS {_literal(mart.comment)}"] + [
+            f"COMMENT ON COLUMN {table}.{_ident(column)} IS {_literal(doc)}" for column, doc in mart.columns.items()]
+        con.execute(";\n".join(statements))  # one call: each COMMENT alone costs a round of catalog work
+        counts[mart.name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+        existing.add(("marts", mart.name))
+    return counts
