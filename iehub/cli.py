@@ -265,7 +265,7 @@ def status_table(settings: Settings) -> Table:
         finally:
             con.close()
     table = Table("source", "entity", "batches", "last batch (UTC)", "status", "loaded", "quarantined",
-                  "core rows", title=f"iehub status — {settings.home}")
+                  "core rows (entity)", title=f"iehub status — {settings.home}")
     for row in catalog.summary():
         last = row.get("last_finished_at")
         table.add_row(row["source"], row["entity"], str(row["batches"]),
