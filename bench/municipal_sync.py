@@ -3,6 +3,7 @@
     .venv/bin/pip install -e '.[bench]'                     # dlt, psutil
     .venv/bin/python bench/municipal_sync.py                # 1,000,000 projects; dlt too
     .venv/bin/python bench/municipal_sync.py --rss-rows 5000000   # adds the 5M peak-RSS run
+    .venv/bin/python bench/municipal_sync.py --backends 1000000   # ADBC / connectorx / SQLAlchemy, PG and SQLite
 
 Each scenario runs in its own process so its peak RSS is its own. Figures printed:
   1. full sync of N project rows (extract → standardise → quality gate → land → build), seconds,
@@ -117,6 +118,29 @@ def warm(url: str) -> None:
         backend.close()
 
 
+def worker_backend(url: str, backend: str) -> dict:
+    """The SQL kind's read alone (full pass of `projects`) through one backend: time, memory, types."""
+    os.environ["IEHUB_MUNICIPAL_DB_URL"] = url
+    import pyarrow as pa
+
+    from connectors.base import open_stream
+    from connectors.spec import load_spec
+
+    spec = load_spec("municipal_projects")
+    spec = spec.model_copy(update={"connection": spec.connection.model_copy(update={"backend": backend})})
+    stream = open_stream(spec, "projects")
+    stream.prepare(state=None, work_dir=Path(tempfile.gettempdir()), known_keys=lambda: pa.array([], pa.string()))
+    t = time.perf_counter()
+    rows, types, total = 0, None, 0
+    for page in stream.read(None):
+        rows += page.table.num_rows
+        total += int(sum(v for v in page.table.column("budget").to_pylist() if v is not None) * 100)
+        types = types or {n: str(page.table.schema.field(n).type) for n in ("budget", "approved_on", "updated_at")}
+    stream.close()
+    return {"seconds": time.perf_counter() - t, "rows_in": rows, "rss_mb": rss_mb(), "types": types,
+            "budget_cents": total}
+
+
 def run_worker(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
@@ -130,19 +154,59 @@ def mutate(url: str, share: float) -> dict:
     return municipal.mutate(url, changed=share, seed=1)["projects"]
 
 
+def compare_backends(rows: int) -> None:
+    """Each backend's full read of the same projects on PostgreSQL and on SQLite, with the types it keeps."""
+    from sandbox import municipal
+
+    pg = database(rows)
+    work = Path(tempfile.mkdtemp(prefix="iehub-bench-"))
+    try:
+        lite = f"sqlite:///{work / 'municipal.sqlite'}"
+        municipal.seed(lite, scale=rows / municipal.BASE_SIZES["projects"], seed=7, tables=("organizations", "projects"))
+        print(f"\nthe SQL kind's full read of {rows:,} projects (stream only), by backend")
+        print(f"{'database':<12}{'backend':<12}{'seconds':>9}{'rows/s':>11}{'peak RSS':>10}  types kept (budget, approved_on, updated_at)")
+        for name, url, backends in (("postgresql", pg, ("adbc", "connectorx", "sqlalchemy")),
+                                    ("sqlite", lite, ("sqlalchemy", "connectorx", "adbc"))):
+            if name == "postgresql":
+                warm(url)
+            sums = set()
+            for backend in backends:
+                try:
+                    r = run_worker("backend", url, backend)
+                except SystemExit as exc:
+                    print(f"{name:<12}{backend:<12}   failed: {str(exc).strip().splitlines()[-1][:90]}")
+                    continue
+                sums.add(r["budget_cents"])
+                print(f"{name:<12}{backend:<12}{r['seconds']:>9.1f}{r['rows_in'] / r['seconds']:>11,.0f}"
+                      f"{r['rss_mb']:>7} MB  {', '.join(r['types'].values())}")
+            print(f"{'':<12}budget totals agree to the cent across backends: {len(sums) == 1}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--rss-rows", type=int, default=0, help="also measure peak RSS of a full sync at this size")
     ap.add_argument("--no-dlt", action="store_true")
+    ap.add_argument("--backends", type=int, default=0, metavar="ROWS",
+                    help="only compare the read backends (ADBC, connectorx, SQLAlchemy) on PostgreSQL and SQLite")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         kind, *rest = args.worker
-        result = worker_dlt(*rest) if kind == "dlt" else worker_iehub(rest[0], rest[1], full=(kind == "iehub-full"))
+        if kind == "backend":
+            result = worker_backend(*rest)
+        elif kind == "dlt":
+            result = worker_dlt(*rest)
+        else:
+            result = worker_iehub(rest[0], rest[1], full=(kind == "iehub-full"))
         print(json.dumps(result))
         return
 
+    if args.backends:
+        compare_backends(args.backends)
+        return
     url = database(args.rows)
     work = Path(tempfile.mkdtemp(prefix="iehub-bench-"))
     try:

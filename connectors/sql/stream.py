@@ -28,7 +28,7 @@ from connectors.base import BOOKKEEPING, RawPage, SourceStream, register_kind
 from connectors.errors import Actor, ConnectorError, FatalError, SpecError
 from connectors.secrets import Secret, mask, resolve_secret
 from connectors.spec import interpolate_env
-from connectors.sql.backends import Backend, is_dropped_connection, open_backend
+from connectors.sql.backends import Backend, is_dropped_connection, is_type_mismatch, open_backend
 from connectors.sql.spec import SqlSourceSpec
 from connectors.sql.types import NAIVE_US, UTC_US, arrow_type, conform_table, from_sqlalchemy
 
@@ -85,6 +85,7 @@ class SqlSourceStream(SourceStream):
         self.url, self.secrets = resolve_url(spec)
         self.dialect = self.url.get_backend_name()
         self.backend: Backend | None = None
+        self.backend_choice = spec.connection.backend  # may fall back to sqlalchemy (see backends.py)
         self.columns: pa.Schema | None = None
         self._stats: dict[str, Any] = {"backend": None, "queries": 0, "reconnects": 0, "tombstones": 0,
                                        "reconciled": False}
@@ -180,7 +181,7 @@ class SqlSourceStream(SourceStream):
         attempts = self.spec.connection.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                backend = open_backend(self.url, self.spec.connection.backend)
+                backend = open_backend(self.url, self.backend_choice)
             except Exception as exc:  # noqa: BLE001 - drivers raise their own types; all are classified here
                 if attempt < attempts and is_dropped_connection(exc):
                     self._stats["reconnects"] += 1
@@ -226,6 +227,11 @@ class SqlSourceStream(SourceStream):
                 raise
             except Exception as exc:  # noqa: BLE001 - classified right here: dropped connection or not
                 self._drop_backend()
+                if is_type_mismatch(exc) and self.backend_choice != "sqlalchemy":
+                    log.info("%s.%s: %s; carrying on through SQLAlchemy after the last row read", self.source,
+                             self.name, str(exc)[:200])
+                    self.backend_choice = "sqlalchemy"
+                    continue
                 attempt += 1
                 if not is_dropped_connection(exc) or attempt >= conn_spec.max_attempts:
                     raise self._error(f"reading failed after {attempt} attempt(s)" if is_dropped_connection(exc)

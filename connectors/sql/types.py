@@ -64,7 +64,7 @@ def conform(arr: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
     t = arr.type
     if t == target:
         return arr
-    if pa.types.is_null(t):
+    if pa.types.is_null(t) or arr.null_count == len(arr):  # a driver may type an all-null column anyhow
         return pa.nulls(len(arr), target)
     if pa.types.is_decimal(target):
         if pa.types.is_floating(t):

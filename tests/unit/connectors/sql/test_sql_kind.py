@@ -172,3 +172,16 @@ def test_a_wrong_table_name_says_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(FatalError) as exc:
         list(stream.read(None))
     assert "itemz" in str(exc.value) and "check the spec's table name" in str(exc.value)
+
+
+def test_a_numeric_column_sqlite_stored_as_integers_then_reals_still_reads_exactly(tmp_path: Path) -> None:
+    """ADBC SQLite fixes INT64 from the first rows and fails on the first REAL: the stream carries on."""
+    rows = [(i, "whole", 4010000, T, None) for i in range(1, 2501)] + [(2501, "cents", 12915.95, T, None)]
+    path = _spec(tmp_path, _source(tmp_path, rows))
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["connection"]["batch_rows"] = 1000
+    stream = _open(_write(tmp_path, data))
+    table = pa.concat_tables(p.table for p in stream.read(None))
+    assert table.num_rows == 2501 and table.column(KEY).to_pylist()[-1] == "2501"
+    assert table.column("amount").to_pylist()[-2:] == [Decimal("4010000.00"), Decimal("12915.95")]
+    assert stream.stats()["backend"] == "sqlalchemy"  # started on ADBC, finished on the fallback
