@@ -40,26 +40,19 @@ def fresh_database(dialect: str, tmp_path: Path) -> Iterator[str]:
     if dialect == "sqlite":
         yield f"sqlite:///{tmp_path / 'source.sqlite'}"
         return
+    server, label, create, drop = {
+        "postgresql": (PG_SERVER, "PostgreSQL", "CREATE DATABASE {}", "DROP DATABASE IF EXISTS {} WITH (FORCE)"),
+        "mariadb": (MARIADB_SERVER, "MariaDB", "CREATE DATABASE {} CHARACTER SET utf8mb4", "DROP DATABASE IF EXISTS {}"),
+    }[dialect]
     name = f"iehub_t_{secrets.token_hex(4)}"
-    if dialect == "postgresql":
-        admin = _admin(PG_SERVER, "PostgreSQL")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        try:
-            yield admin.url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            admin.dispose()
-        return
-    admin = _admin(MARIADB_SERVER, "MariaDB")
+    admin = _admin(server, label)
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        conn.exec_driver_sql(create.format(name))
     try:
         yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            conn.exec_driver_sql(drop.format(name))
         admin.dispose()
 
 

@@ -19,13 +19,9 @@ from connectors.spec import SPEC_DIR, load_spec
 from connectors.sql.stream import DELETED
 from connectors.sql.types import UTC_US, arrow_type, conform
 
+from tests.unit.connectors.test_spec import _write
+
 BASE = yaml.safe_load((SPEC_DIR / "municipal_projects.yaml").read_text(encoding="utf-8"))
-
-
-def _write(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def _variant(change) -> dict:
