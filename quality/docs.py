@@ -6,8 +6,11 @@ personal data; the rows themselves are in quarantine, where access is governed.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
+import os
 import shutil
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,23 +51,57 @@ def _context(home: Path) -> Any:
     return context
 
 
+def _pending_dir(home: Path) -> Path:
+    return home / "quality" / "pending"
+
+
 def store_results(home: Path, *, entity: str, source: str, batch_id: str, results: list[Any]) -> None:
-    """Keep this run's results (values stripped) and only the newest runs per entity."""
+    """Queue this run's results (values stripped) for the next Data Docs build.
+
+    Results are GX ExpectationSuiteValidationResult documents (or GX objects); they are written
+    as JSON without importing Great Expectations, so the validate step of a batch never pays for
+    GX's import and file context: `build_site`, once per sync run, moves them into GX's store.
+    Only the newest runs per entity are kept while waiting.
+    """
+    now = datetime.now(timezone.utc)
+    folder = _pending_dir(home) / entity
+    with _locked(home):
+        folder.mkdir(parents=True, exist_ok=True)
+        for part, result in enumerate(results):
+            doc = result.to_json_dict() if hasattr(result, "to_json_dict") else json.loads(json.dumps(result))
+            for r in doc.get("results", []):
+                for key in _VALUE_KEYS:
+                    (r.get("result") or {}).pop(key, None)
+            run_name = batch_id if len(results) == 1 else f"{batch_id}.part{part + 1}"
+            entry = {"entity": entity, "source": source, "run_name": run_name, "run_time": now.isoformat(),
+                     "result": doc}
+            target = folder / f"{now:%Y%m%dT%H%M%S%f}-{part:04d}-{uuid.uuid4().hex[:8]}.json"
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(json.dumps(entry, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, target)
+        for old in sorted(folder.glob("*.json"))[:-HISTORY_PER_ENTITY]:
+            old.unlink(missing_ok=True)
+
+
+def _ingest_pending(home: Path, context: Any) -> None:
+    """Move queued results into GX's validation results store, keeping the newest per entity."""
+    from great_expectations.core.expectation_validation_result import expectationSuiteValidationResultSchema
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
 
-    with _locked(home):
-        store = _context(home).validation_results_store
-        now = datetime.now(timezone.utc)
-        for part, result in enumerate(results):
-            for r in result.results:
-                for key in _VALUE_KEYS:
-                    r.result.pop(key, None)
-            run = RunIdentifier(run_name=batch_id if len(results) == 1 else f"{batch_id}.part{part + 1}", run_time=now)
-            store.set(ValidationResultIdentifier(ExpectationSuiteIdentifier(entity), run, source), result)
+    store = context.validation_results_store
+    entities = set()
+    for path in sorted(_pending_dir(home).glob("*/*.json")):
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        run = RunIdentifier(run_name=entry["run_name"], run_time=datetime.fromisoformat(entry["run_time"]))
+        key = ValidationResultIdentifier(ExpectationSuiteIdentifier(entry["entity"]), run, entry["source"])
+        store.set(key, expectationSuiteValidationResultSchema.load(entry["result"]))
+        entities.add(entry["entity"])
+        path.unlink()
+    for entity in entities:
         keys = [k for k in store.list_keys() if k.expectation_suite_identifier.name == entity]
         keys.sort(key=lambda k: str(k.run_id.run_time))
         for old in keys[:-HISTORY_PER_ENTITY]:
@@ -73,10 +110,14 @@ def store_results(home: Path, *, entity: str, source: str, batch_id: str, result
 
 def build_site(home: Path) -> Path | None:
     """Rebuild the Data Docs site from the kept results (once per sync run, not per batch)."""
-    if not (home / "quality" / "gx").exists():
+    pending = _pending_dir(home).exists() and any(_pending_dir(home).glob("*/*.json"))
+    if not pending and not (home / "quality" / "gx").exists():
         return None
+    import quality.expectations  # noqa: F401  (GX renders our custom expectations only once they are registered)
+
     with _locked(home):
         context = _context(home)
+        _ingest_pending(home, context)
         shutil.rmtree(docs_dir(home) / "validations", ignore_errors=True)
         context.build_data_docs()
     log.info("quality Data Docs: %s", docs_dir(home) / "index.html")

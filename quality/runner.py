@@ -1,21 +1,28 @@
-"""Validate one batch of canonical rows: which rows fail which rule, per-rule results, verdict."""
+"""Validate one batch of canonical rows: which rows fail which rule, per-rule results, verdict.
+
+Two engines compute the same GX suite: the Arrow engine (default; vectorised, no GX import)
+and Great Expectations itself (`IEHUB_QUALITY_ENGINE=gx`). They hand back the same GX-shaped
+results (`quality.results`), so everything after this point does not know which one ran.
+"""
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quality import gx_engine
-from quality.expectations import REASONS
+from quality.checks import REASONS
 from quality.policy import EntityPolicy
+from quality.results import Evaluation, suite_result
 from quality.suites import Rule, rules_for
 from schemas import get_entity
 
-ROW = "_qrow"
+ENGINE_ENV = "IEHUB_QUALITY_ENGINE"
+ENGINES = ("arrow", "gx")
 MAX_REASONS_PER_ROW = 3
 
 
@@ -39,28 +46,27 @@ class Outcome:
     results: list[RuleResult] = field(default_factory=list)
     batch_failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    gx_result: Any = None  # the ExpectationSuiteValidationResult, for Data Docs
+    gx_result: Any = None  # the ExpectationSuiteValidationResult document (GX JSON), for Data Docs
 
 
-def _digits(col: pa.ChunkedArray | pa.Array, fmt: str) -> pa.Array:
-    """Dates/times as YYYYMMDD[HHMMSS] integers (vectorised; see quality/suites.py for why)."""
-    return pc.cast(pc.strftime(col, format=fmt), pa.int64())
+def engine_name(engine: str | None = None) -> str:
+    """The engine to run: the argument, else IEHUB_QUALITY_ENGINE, else the Arrow engine."""
+    name = (engine or os.environ.get(ENGINE_ENV) or "arrow").strip().lower()
+    if name not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={name!r} is not a quality engine; use one of {', '.join(ENGINES)}")
+    return name
 
 
-def _frame(table: pa.Table, columns: list[str]) -> Any:
-    """Arrow → pandas for GX: decimals as float, dates/times as digit integers, positions in `_qrow`."""
-    out = {}
-    for name in columns:
-        col = table.column(name)
-        if pa.types.is_decimal(col.type):
-            col = col.cast(pa.float64())
-        elif pa.types.is_date(col.type):
-            col = _digits(col, "%Y%m%d")
-        elif pa.types.is_timestamp(col.type):
-            col = _digits(pc.cast(col, pa.timestamp("s", tz="UTC"), safe=False), "%Y%m%d%H%M%S")
-        out[name] = col
-    out[ROW] = pa.array(range(table.num_rows), pa.int64())
-    return pa.table(out).to_pandas()
+def evaluate(rules: list[Rule], table: pa.Table, *, want_rows: set[str] | None = None,
+             engine: str | None = None) -> list[Evaluation]:
+    """The rules over `table` with the chosen engine (GX is imported only for the gx engine)."""
+    if engine_name(engine) == "gx":
+        from quality import gx_engine
+
+        return gx_engine.evaluate(rules, table, want_rows=want_rows)
+    from quality import arrow_engine
+
+    return arrow_engine.evaluate(rules, table, want_rows=want_rows, today=date.today())
 
 
 def _reason(rule: Rule, column: str, value: Any, pii: bool) -> str:
@@ -73,12 +79,7 @@ def _reason(rule: Rule, column: str, value: Any, pii: bool) -> str:
     return f"{column} {shown} {rule.describe}"
 
 
-def _suite_name(entity: str, rules: list[Rule]) -> str:
-    digest = hashlib.md5(json.dumps(sorted(r.rule_id for r in rules)).encode(), usedforsecurity=False).hexdigest()[:8]
-    return f"{entity}.{digest}"
-
-
-def validate_table(entity_name: str, table: pa.Table, policy: EntityPolicy) -> Outcome:
+def validate_table(entity_name: str, table: pa.Table, policy: EntityPolicy, *, engine: str | None = None) -> Outcome:
     """Run the entity's generated suite over the live (non-deleted) rows of `table`."""
     entity = get_entity(entity_name)
     pii = {f.name for f in entity.business_fields if f.pii != "none"}
@@ -86,50 +87,43 @@ def validate_table(entity_name: str, table: pa.Table, policy: EntityPolicy) -> O
     outcome = Outcome()
     if table.num_rows == 0 or not rules:
         return outcome
-    live = pc.invert(pc.fill_null(table.column("_is_deleted"), False)) if "_is_deleted" in table.column_names \
-        else pa.array([True] * table.num_rows)
-    positions = pc.indices_nonzero(live)
-    live_table = table.take(positions)
-    columns = sorted({c for r in rules for c in r.columns})
-    frame = _frame(live_table, columns)
-    # Only rules that quarantine need the failing rows; the rest need counts. GX finds failing
-    # rows with per-row Python, so asking it only where needed keeps duplicates cheap.
-    row_rules = [r for r in rules if policy.action_for(r.rule_id) == "quarantine"]
-    count_rules = [r for r in rules if policy.action_for(r.rule_id) != "quarantine"]
-    gx_results = []
-    if row_rules:
-        gx_results.append(gx_engine.run(gx_engine.suite(_suite_name(entity_name, row_rules),
-                                                        [r.expectation for r in row_rules]), frame, ROW))
-    if count_rules:
-        gx_results.append(gx_engine.run(gx_engine.suite(_suite_name(entity_name, count_rules),
-                                                        [r.expectation for r in count_rules]), frame, None))
-    expectation_results = [r for result in gx_results for r in result.results]
-    outcome.gx_result = gx_results[0] if len(gx_results) == 1 else gx_engine.merge(gx_results)
-    by_id = {f"{entity_name}.{r.rule_id}": r for r in rules}
-    pos = positions.to_pylist()
-    for res in expectation_results:
-        rule = by_id[res.expectation_config.meta["rule"]]
+    positions: np.ndarray | None = None  # live row → table row, when some rows are deletions
+    live_table = table
+    if "_is_deleted" in table.column_names:
+        deleted = pc.fill_null(table.column("_is_deleted"), False)
+        if pc.any(deleted).as_py():
+            positions = pc.indices_nonzero(pc.invert(deleted)).to_numpy()
+            live_table = table.take(pa.array(positions, pa.int64()))
+    if live_table.num_rows == 0:
+        return outcome
+    # Only rules that quarantine need the failing rows; the rest need counts.
+    row_rules = {r.rule_id for r in rules if policy.action_for(r.rule_id) == "quarantine"}
+    evaluations = evaluate(rules, live_table, want_rows=row_rules, engine=engine)
+    outcome.gx_result = suite_result(entity_name, [e.result for e in evaluations], engine=engine_name(engine))
+    for ev in evaluations:
+        rule = ev.rule
         action = policy.action_for(rule.rule_id)
-        info = res.exception_info or {}
-        if info.get("raised_exception"):
-            outcome.batch_failures.append(f"rule {rule.rule_id} could not be evaluated: {info.get('exception_message')}")
+        if ev.raised:
+            outcome.batch_failures.append(f"rule {rule.rule_id} could not be evaluated: {ev.raised}")
             continue
-        r = res.result
+        r = ev.result["result"]
         unexpected = int(r.get("unexpected_count") or 0)
-        outcome.results.append(RuleResult(rule.rule_id, res.expectation_config.type, ",".join(rule.columns), action,
+        outcome.results.append(RuleResult(rule.rule_id, rule.expectation_type, ",".join(rule.columns), action,
                                           int(r.get("element_count") or live_table.num_rows), unexpected,
-                                          float(r.get("unexpected_percent") or 0.0), bool(res.success)))
+                                          float(r.get("unexpected_percent") or 0.0), bool(ev.result["success"])))
         if not unexpected:
             continue
         if action == "fail":
             outcome.batch_failures.append(f"rule {rule.rule_id} ({action}) failed on {unexpected} rows")
         elif action == "warn":
             outcome.warnings.append(f"rule {rule.rule_id} warns on {unexpected} rows")
-        elif action == "quarantine":
+        elif action == "quarantine" and ev.unexpected_rows is not None and len(ev.unexpected_rows):
+            live_rows = ev.unexpected_rows
+            rows = positions[live_rows] if positions is not None else live_rows
             column = rule.columns[0]
-            for item in r.get("unexpected_index_list") or []:
-                row = pos[int(item[ROW])]
-                reason = _reason(rule, column, item.get(column), column in pii)
+            values = live_table.column(column).take(pa.array(live_rows, pa.int64())).to_pylist()
+            for row, value in zip(rows.tolist(), values):
+                reason = _reason(rule, column, value, column in pii)
                 if row in outcome.failed:
                     first_rule, reasons = outcome.failed[row]
                     if reasons.count("; ") < MAX_REASONS_PER_ROW - 1:

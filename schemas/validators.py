@@ -3,7 +3,8 @@
 Each returns None when the value is valid, else a short English reason. Reasons never echo
 the value (ID numbers and phones are personal data that must not reach logs or quarantine
 reasons); they point at a position instead. ``validate_array`` runs a validator over an
-Arrow column, calling Python once per distinct value.
+Arrow column, calling Python once per distinct value. The ``*_valid_mask`` functions at the
+end are the same rules vectorised over a whole column (the quality gate's hot path).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from datetime import date
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,6 +28,12 @@ __all__ = [
     "check_resident_id",
     "check_mobile",
     "validate_array",
+    "uscc_valid_mask",
+    "resident_id_valid_mask",
+    "resident_id_birth_ymd",
+    "mobile_valid_mask",
+    "fixed_width_bytes",
+    "PHONE_SEPARATOR_CHARS",
     "VALIDATORS",
     "Check",
 ]
@@ -200,3 +208,178 @@ def validate_array(arr: pa.Array | pa.ChunkedArray, check: Check) -> tuple[pa.Bo
     )
     reasons = pc.take(unique_reasons, pc.index_in(arr, value_set=uniques))
     return pc.is_null(reasons), reasons
+
+
+# --- Vectorised forms -------------------------------------------------------------------------
+# The same rules as the scalar checks above, over a whole Arrow column at once: the quality gate
+# runs them on every batch, where a Python call per value (resident IDs are nearly all distinct)
+# would cost seconds per million rows. A column is dictionary-encoded first (credit codes repeat
+# across thousands of rows) and each distinct fixed-width value becomes a row of an (n, 18) byte
+# matrix read straight from the Arrow data buffer, so each check character is a few numpy array
+# operations. Nulls count as valid, as in ``validate_array``.
+# tests/unit/schemas/test_validators_vectorised.py holds both forms to the same verdicts.
+
+_INVALID = 255
+_USCC_BYTE_VALUE = np.full(256, _INVALID, dtype=np.uint8)
+for _i, _c in enumerate(USCC_CHARSET):
+    _USCC_BYTE_VALUE[ord(_c)] = _i
+_BASE36_BYTE_VALUE = np.zeros(256, dtype=np.int32)  # int(c, 36), as org_code_check_char reads 0-9 and A-Z
+for _c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+    _BASE36_BYTE_VALUE[ord(_c)] = int(_c, 36)
+_USCC_AUTHORITY_TYPE = np.zeros((256, 256), dtype=bool)
+for _authority, _types in _USCC_AUTHORITIES.items():
+    for _t in _types:
+        _USCC_AUTHORITY_TYPE[ord(_authority), ord(_t)] = True
+# Every 31xxxx prefix district_for_prefix knows (current and retired), from that one definition.
+_SHANGHAI_NUMBERS = np.array([i for i in range(310000, 320000) if district_for_prefix(str(i)) is not None],
+                             dtype=np.int32)
+_PROVINCE_BY_NUMBER = np.zeros(100, dtype=bool)
+for _p in PROVINCE_CODES:
+    _PROVINCE_BY_NUMBER[int(_p)] = True
+_USCC_CHARSET_BYTES = np.frombuffer(USCC_CHARSET.encode("ascii"), dtype=np.uint8)
+_ORG_CHECK_BYTES = np.frombuffer(b"0123456789X0", dtype=np.uint8)  # by 11 - total % 11 (1..11)
+_ID_CHECK_BYTES = np.frombuffer(_ID_CHECK.encode("ascii"), dtype=np.uint8)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
+# str.isspace() characters, which the scalar check's ``[\s\-]+`` strips; RE2's \s is ASCII-only.
+PHONE_SEPARATOR_CHARS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+                         + "\u2028\u2029\u202f\u205f\u3000-")
+_PHONE_SEPARATORS_RE2 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PHONE_SEPARATOR_CHARS) + "]+"
+_MOBILE_AFTER_CLEANING = r"^(?:\+86|0086|86)?1[3-9][0-9]{9}$"
+
+
+def _as_string_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if not pa.types.is_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    return arr
+
+
+def fixed_width_bytes(arr: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, (m, width) uint8 matrix) of the non-null values of a string array exactly
+    `width` bytes long. Values of another byte length (including shorter non-ASCII text) are not
+    in the matrix; every check that uses it treats them as failing the length rule."""
+    same = pc.fill_null(pc.equal(pc.binary_length(arr), width), False)
+    positions = pc.indices_nonzero(same).to_numpy()
+    picked = arr.take(pa.array(positions, pa.int64())) if len(positions) != len(arr) else arr
+    if len(picked) == 0:
+        return positions, np.zeros((0, width), dtype=np.uint8)
+    offsets = np.frombuffer(picked.buffers()[1], dtype=np.int32)
+    start = int(offsets[picked.offset])
+    data = np.frombuffer(picked.buffers()[2], dtype=np.uint8)[start:start + width * len(picked)]
+    return positions, data.reshape(len(picked), width)
+
+
+def _fixed_width_check(arr: pa.Array | pa.ChunkedArray, valid_rows: Callable[[np.ndarray], np.ndarray], *,
+                       distinct: bool) -> pa.BooleanArray:
+    """Run an 18-byte check over a column: `valid_rows` gets the byte matrix of the 18-byte values;
+    any other non-null value fails. With `distinct`, it runs once per distinct value (codes that
+    repeat); without, once per row (personal IDs, nearly all distinct, where encoding costs more)."""
+    arr = _as_string_array(arr)
+    if distinct:
+        encoded = pc.dictionary_encode(arr)
+        values, indices = encoded.dictionary, encoded.indices
+    else:
+        values, indices = arr, None
+    positions, matrix = fixed_width_bytes(values, 18)
+    verdict = np.zeros(len(values), dtype=bool)
+    verdict[positions] = valid_rows(matrix)
+    mask = pa.array(verdict, pa.bool_())
+    if indices is not None:
+        return pc.fill_null(pc.take(mask, indices), True)
+    return pc.or_(mask, pc.is_null(arr))
+
+
+def _digits(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values = matrix - np.uint8(ord("0"))  # wraps below '0', so a non-digit lands above 9
+    return values, values <= 9
+
+
+def _number(values: np.ndarray, start: int, stop: int) -> np.ndarray:
+    out = np.zeros(len(values), dtype=np.int32)
+    for i in range(start, stop):
+        out = out * 10 + values[:, i]
+    return out
+
+
+def _real_ymd(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_ok = (month >= 1) & (month <= 12)
+    days = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + ((month == 2) & leap)
+    return (year >= 1) & month_ok & (day >= 1) & (day <= days)
+
+
+def _birth_ymd(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(YYYYMMDD, is a real date written in ASCII digits) from characters 7-14 of 18-byte IDs."""
+    values, digits = _digits(matrix[:, 6:14])
+    year, month, day = _number(values, 0, 4), _number(values, 4, 6), _number(values, 6, 8)
+    return year * 10000 + month * 100 + day, digits.all(axis=1) & _real_ymd(year, month, day)
+
+
+def resident_id_birth_ymd(arr: pa.Array | pa.ChunkedArray) -> pa.Int32Array:
+    """YYYYMMDD of the birth date in characters 7-14 of each 18-character value whose characters
+    7-14 are ASCII digits forming a real date; null for every other value."""
+    arr = _as_string_array(arr)
+    positions, matrix = fixed_width_bytes(arr, 18)
+    ymd, real = _birth_ymd(matrix)
+    out = np.zeros(len(arr), dtype=np.int32)
+    have = np.zeros(len(arr), dtype=bool)
+    out[positions] = ymd
+    have[positions] = real
+    return pa.array(out, pa.int32(), mask=~have)
+
+
+def resident_id_valid_mask(arr: pa.Array | pa.ChunkedArray, *, as_of: date | None = None) -> pa.BooleanArray:
+    """``check_resident_id(v) is None`` for every value of a column, nulls True."""
+    today = as_of or date.today()
+    latest = today.year * 10000 + today.month * 100 + today.day
+
+    def valid(matrix: np.ndarray) -> np.ndarray:
+        values, digits = _digits(matrix)
+        last = matrix[:, 17]
+        ok = digits[:, :17].all(axis=1) & (digits[:, 17] | (last == ord("X")))
+        province = np.where(ok, values[:, 0].astype(np.int32) * 10 + values[:, 1], 0)
+        ok &= _PROVINCE_BY_NUMBER[province]
+        ok &= (province != 31) | np.isin(_number(values, 0, 6), _SHANGHAI_NUMBERS)
+        ymd, real = _birth_ymd(matrix)
+        ok &= real & (ymd >= 19000101) & (ymd <= latest)
+        total = values[:, :17].astype(np.int32) @ np.array(_ID_WEIGHTS, dtype=np.int32)
+        return ok & (_ID_CHECK_BYTES[total % 11] == last)
+
+    return _fixed_width_check(arr, valid, distinct=False)
+
+
+def uscc_valid_mask(arr: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
+    """``check_uscc(v) is None`` for every value of a column, nulls True."""
+
+    def valid(matrix: np.ndarray) -> np.ndarray:
+        values = _USCC_BYTE_VALUE[matrix]
+        ok = (values.max(axis=1) != _INVALID) & _USCC_AUTHORITY_TYPE[matrix[:, 0], matrix[:, 1]]
+        ok &= values[:, 2:8].max(axis=1) <= 9
+        province = np.where(ok, values[:, 2].astype(np.int32) * 10 + values[:, 3], 0)
+        ok &= _PROVINCE_BY_NUMBER[province] | (matrix[:, 2:8] == np.frombuffer(b"100000", np.uint8)).all(axis=1)
+        org_total = _BASE36_BYTE_VALUE[matrix[:, 8:16]] @ np.array(_ORG_CODE_WEIGHTS, dtype=np.int32)
+        ok &= _ORG_CHECK_BYTES[11 - org_total % 11] == matrix[:, 16]
+        total = values[:, :17].astype(np.int32) @ np.array(_USCC_WEIGHTS, dtype=np.int32)
+        return ok & (_USCC_CHARSET_BYTES[(31 - total % 31) % 31] == matrix[:, 17])
+
+    return _fixed_width_check(arr, valid, distinct=True)
+
+
+def mobile_valid_mask(arr: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
+    """``check_mobile(v) is None`` for every value of a column, nulls True.
+
+    Plain 11-digit numbers (nearly all of them) are judged on the byte matrix; only the rest go
+    through the separator-stripping regex (Arrow's RE2)."""
+    arr = _as_string_array(arr)
+    positions, matrix = fixed_width_bytes(arr, 11)
+    values, digits = _digits(matrix)
+    plain = digits.all(axis=1) & (values[:, 0] == 1) & (values[:, 1] >= 3)
+    verdict = np.zeros(len(arr), dtype=bool)
+    verdict[positions[plain]] = True
+    verdict |= pc.is_null(arr).to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(~verdict)
+    if len(rest):
+        cleaned = pc.replace_substring_regex(arr.take(pa.array(rest, pa.int64())), _PHONE_SEPARATORS_RE2, "")
+        verdict[rest] = pc.match_substring_regex(cleaned, _MOBILE_AFTER_CLEANING).to_numpy(zero_copy_only=False)
+    return pa.array(verdict, pa.bool_())

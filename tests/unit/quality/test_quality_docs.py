@@ -23,3 +23,22 @@ def test_docs_keep_a_bounded_history(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "b4" in text and "b0" not in text
     page = next((tmp_path / "quality" / "docs" / "validations").rglob("*.html")).read_text(encoding="utf-8")
     assert "91310115MA1FL5XL1I" not in page, "failing values must not reach Data Docs"
+
+
+def test_results_wait_without_values_and_bounded_until_the_site_is_built(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The validate step only queues JSON (no GX import); the queue keeps the newest runs, no row values."""
+    import json
+
+    monkeypatch.setattr(docs, "HISTORY_PER_ENTITY", 3)
+    bad = "91310115MA1FL5XL1I"
+    for i in range(5):
+        outcome = validate_table("notice", _table("notice", [_row("notice", publisher_uscc=bad)]), policy_for("notice"))
+        assert any(r["result"].get("partial_unexpected_list") for r in outcome.gx_result["results"])
+        docs.store_results(tmp_path, entity="notice", source="lingang_platform", batch_id=f"b{i}",
+                           results=[outcome.gx_result])
+    queued = sorted((tmp_path / "quality" / "pending" / "notice").glob("*.json"))
+    assert [json.loads(p.read_text(encoding="utf-8"))["run_name"] for p in queued] == ["b2", "b3", "b4"]
+    assert not any(bad in p.read_text(encoding="utf-8") for p in queued)
+    docs.build_site(tmp_path)
+    assert not list((tmp_path / "quality" / "pending").rglob("*.json"))

@@ -170,7 +170,7 @@ def test_gx_fingerprint_workaround_still_applies() -> None:
     original = engine.hash_pandas_dataframe
     engine.hash_pandas_dataframe = lambda df: calls.append(1) or original(df)
     try:
-        validate_table("notice", _table("notice", [_row("notice")]), policy_for("notice"))
+        validate_table("notice", _table("notice", [_row("notice")]), policy_for("notice"), engine="gx")
     finally:
         engine.hash_pandas_dataframe = original
     assert calls == []

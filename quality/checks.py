@@ -1,0 +1,115 @@
+"""How the programme's own checks are computed, without Great Expectations.
+
+Each custom expectation (quality/expectations.py, the GX declarations) has here a scalar form
+(why one value fails: quarantine reasons and GX's pandas metrics) and a vectorised form over a
+whole Arrow column (the Arrow engine). The identifier checks themselves live next to their
+scalar validators in `schemas.validators`; this module adds the code-list and age rules.
+"""
+from __future__ import annotations
+
+from datetime import date
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from quality.suites import MOJIBAKE
+from schemas.codes import CODE_LISTS
+from schemas.validators import (
+    check_mobile,
+    check_resident_id,
+    check_uscc,
+    mobile_valid_mask,
+    resident_id_birth_ymd,
+    resident_id_valid_mask,
+    uscc_valid_mask,
+)
+
+CURRENT_DISTRICTS = sorted(CODE_LISTS["district"].codes)
+
+
+def district_problem(code: str) -> str | None:
+    if code in CODE_LISTS["district"]:
+        return None
+    if code in CODE_LISTS["retired_district"]:
+        return f"{code} is a retired district code"
+    return f"{code} is not a Shanghai district code (GB/T 2260)"
+
+
+def age_on(number: str, today: date) -> int | None:
+    """Age on `today` of the holder of an 18-character ID whose characters 7-14 are an ASCII date."""
+    if len(number) != 18 or not number.isascii() or not number[6:14].isdigit():
+        return None
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def age_problem(number: str, min_age: int, max_age: int, today: date) -> str | None:
+    age = age_on(number, today)
+    return None if age is None or min_age <= age <= max_age else "age out of range"
+
+
+# ------------------------------------------------------------------------- vectorised forms
+def district_valid_mask(arr: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
+    """`district_problem(v) is None` per value, nulls True."""
+    return pc.or_(pc.is_in(arr, value_set=pa.array(CURRENT_DISTRICTS, pa.string())), pc.is_null(arr))
+
+
+def age_valid_mask(arr: pa.Array | pa.ChunkedArray, min_age: int, max_age: int, today: date) -> pa.BooleanArray:
+    """`age_problem(v, …) is None` per value, nulls True: the age from the birth date in the ID."""
+    born = resident_id_birth_ymd(arr).to_numpy(zero_copy_only=False)  # float with NaN where no date
+    have = ~np.isnan(born)
+    ymd = np.where(have, born, 0).astype(np.int64)
+    age = today.year - ymd // 10000 - ((today.month * 100 + today.day) < ymd % 10000)
+    return pa.array(~have | ((age >= min_age) & (age <= max_age)), pa.bool_())
+
+
+# Byte sequences that every match of a regex contains, so the Arrow engine runs the regex only on
+# the values holding one (found with a numpy scan of the column's UTF-8 buffer). Mojibake is made
+# of U+0080-U+00FF (UTF-8 lead bytes C2/C3) or U+FFFD (EF BF BD); clean Chinese text has neither.
+# test_checks.py proves the claim for every code point.
+REGEX_REQUIRED_BYTES: dict[str, tuple[bytes, ...]] = {MOJIBAKE: (b"\xc2", b"\xc3", b"\xef\xbf\xbd")}
+
+
+def rows_containing(arr: pa.Array, needles: tuple[bytes, ...]) -> np.ndarray:
+    """Positions of the values of a string array whose UTF-8 bytes contain one of `needles`."""
+    if len(arr) == 0 or arr.null_count == len(arr) or arr.buffers()[2] is None:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    firsts = sorted({needle[0] for needle in needles})
+    lead = data == firsts[0]
+    for byte in firsts[1:]:
+        lead |= data == byte
+    starts = np.flatnonzero(lead)  # few in clean text: the rest of each needle is checked only there
+    ok = np.zeros(len(starts), dtype=bool)
+    for needle in needles:
+        found = data[starts] == needle[0]
+        for j in range(1, len(needle)):
+            inside = starts + j < len(data)
+            found &= inside & (data[np.minimum(starts + j, len(data) - 1)] == needle[j])
+        ok |= found
+    rows = np.searchsorted(offsets, starts[ok] + offsets[0], side="right") - 1
+    return np.unique(rows)
+
+
+# Why a value fails, for quarantine reasons; the same validators both engines run.
+REASONS: dict[str, Callable[[str], str | None]] = {
+    "valid_uscc": check_uscc,
+    "valid_resident_id": check_resident_id,
+    "valid_district_code": district_problem,
+    "valid_mobile": check_mobile,
+}
+# The vectorised form of each custom expectation, by class name (kwargs are the declaration's).
+VALID_MASKS: dict[str, Callable[..., pa.BooleanArray]] = {
+    "ExpectColumnValuesToBeValidUscc": lambda col, today: uscc_valid_mask(col),
+    "ExpectColumnValuesToBeValidResidentId": lambda col, today: resident_id_valid_mask(col, as_of=today),
+    "ExpectColumnValuesToBeValidDistrictCode": lambda col, today: district_valid_mask(col),
+    "ExpectColumnValuesToBeValidMobile": lambda col, today: mobile_valid_mask(col),
+    "ExpectColumnValuesToBeResidentIdOfAgeBetween":
+        lambda col, today, min_age=0, max_age=150: age_valid_mask(col, min_age, max_age, today),
+}
