@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -288,19 +289,20 @@ def apply_mapping(raw: pa.Table, mapping: EntityMapping) -> MappingResult:
             except TypeError as exc:
                 raise MappingSpecError(f"entity {entity.name}, field {field.name}: {exc}") from None
         is_key = field.name in entity.key
-        if not is_key:
+        if not is_key and reason.null_count < n:
             # Tombstones keep only their key; their other values may be anything.
             reason = pc.if_else(deleted, _NULL_STR, reason)
-        if is_key or field.required:
+        if (is_key or field.required) and values.null_count:
             missing = pc.and_(pc.is_null(values), pc.is_null(reason))
             if not is_key:
                 missing = pc.and_(missing, live)
             reason = pc.if_else(missing, pa.scalar(f"field {field.name}: required value is missing"), reason)
             rule = pc.if_else(missing, pa.scalar("mapping.required"), rule)
-        first = pc.and_(pc.is_null(row_reason), pc.is_valid(reason))
-        row_reason = pc.if_else(first, reason, row_reason)
-        row_rule = pc.if_else(first, rule, row_rule)
-        row_field = pc.if_else(first, pa.scalar(field.name), row_field)
+        if reason.null_count < n:  # some row refused by this field: keep each row's first reason
+            first = pc.and_(pc.is_null(row_reason), pc.is_valid(reason))
+            row_reason = pc.if_else(first, reason, row_reason)
+            row_rule = pc.if_else(first, rule, row_rule)
+            row_field = pc.if_else(first, pa.scalar(field.name), row_field)
         columns.append(values)
 
     if READ_ERROR in raw.column_names:
@@ -312,8 +314,12 @@ def apply_mapping(raw: pa.Table, mapping: EntityMapping) -> MappingResult:
     ok = pc.is_null(row_reason)
     bad = pc.invert(ok)
     schema = _output_schema(entity)
-    table = pa.Table.from_arrays([c.filter(ok) for c in columns] + [deleted.filter(ok)], schema=schema)
-    accepted = pc.indices_nonzero(ok).cast(pa.int64())
+    if row_reason.null_count == n:  # every row accepted (the common case): nothing to filter
+        table = pa.Table.from_arrays(columns + [deleted], schema=schema)
+        accepted = pa.array(np.arange(n, dtype=np.int64))
+    else:
+        table = pa.Table.from_arrays([c.filter(ok) for c in columns] + [deleted.filter(ok)], schema=schema)
+        accepted = pc.indices_nonzero(ok).cast(pa.int64())
     rejects = pa.Table.from_arrays(
         [
             pc.indices_nonzero(bad).cast(pa.int64()),

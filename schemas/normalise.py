@@ -21,6 +21,7 @@ from decimal import Context, Decimal, localcontext
 from typing import Callable
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -350,7 +351,10 @@ class _FastPathMiss(Exception):
 def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One contiguous array; dictionary and large strings decoded so kernels see plain types."""
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], type=arr.type)
+        if arr.num_chunks == 1:
+            arr = arr.chunk(0)  # no copy
+        else:
+            arr = arr.combine_chunks() if arr.num_chunks else pa.array([], type=arr.type)
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if pa.types.is_large_string(arr.type):
@@ -376,22 +380,31 @@ def _all_rows_error(arr: pa.Array, out_type: pa.DataType, reason: str) -> NormRe
 def _per_unique(
     arr: pa.Array, mask: pa.Array, out_type: pa.DataType, rule: Callable[[object], object]
 ) -> tuple[pa.Array, pa.Array]:
-    """Apply a Python rule to the distinct values under ``mask``; values and reasons per row."""
-    uniques = pc.unique(arr.filter(mask))
+    """Apply a Python rule to the distinct values under ``mask``; values and reasons per row.
+
+    One dictionary-encoding pass finds the distinct values and each row's index into them, so
+    the rule runs once per distinct value (code lists, repeated dates) and the answers are
+    gathered back with a take; rows outside ``mask`` come back null.
+    """
+    every = pc.all(pc.fill_null(mask, False)).as_py() if len(arr) else True
+    subset = arr if every else arr.filter(mask)
+    encoded = pc.dictionary_encode(subset)
     outs: list[object] = []
     reasons: list[str | None] = []
-    for value in uniques.to_pylist():
+    for value in encoded.dictionary.to_pylist():
         try:
             outs.append(rule(value))
             reasons.append(None)
         except _Reject as exc:
             outs.append(None)
             reasons.append(exc.reason)
-    index = pc.index_in(arr, value_set=uniques)
-    return (
-        pc.take(pa.array(outs, type=out_type), index),
-        pc.take(pa.array(reasons, type=pa.string()), index),
-    )
+    values = pc.take(pa.array(outs, type=out_type), encoded.indices)
+    why = pc.take(pa.array(reasons, type=pa.string()), encoded.indices)
+    if every:
+        return values, why
+    mask = pc.fill_null(mask, False)
+    return (pc.replace_with_mask(pa.nulls(len(arr), out_type), mask, values),
+            pc.replace_with_mask(pa.nulls(len(arr), pa.string()), mask, why))
 
 
 def _convert(
@@ -426,16 +439,148 @@ def _convert(
     return _result(values, errors)
 
 
-def _map_text(arr: pa.Array, func: Callable[[str], str], needs: str) -> NormResult:
-    """Rewrite only the strings matching regex ``needs``, once per distinct value."""
-    arr = _plain(arr)
-    if not _is_text(arr.type):
-        return NormResult(arr)
-    mask = pc.fill_null(pc.match_substring_regex(arr, needs), False)
-    if not pc.any(mask).as_py():
-        return NormResult(arr)
-    mapped, _ = _per_unique(arr, mask, pa.string(), lambda v: func(v))  # type: ignore[arg-type]
-    return NormResult(pc.if_else(mask, mapped, arr))
+# UTF-8 at the byte level ------------------------------------------------------------------------
+# Full-width forms and whitespace are a handful of fixed UTF-8 byte sequences, so they can be found
+# with a few numpy passes over a string column's data buffer instead of a Python call (or an RE2
+# scan, slow on CJK text) per value. A byte that starts one of these sequences never occurs inside
+# another character, so a match is always a whole character of one value.
+
+
+def _utf8_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets rebased to 0, value bytes) of a plain string array, without copying."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = arr.buffers()[2]
+    base, end = int(offsets[0]), int(offsets[-1])
+    values = np.frombuffer(data, dtype=np.uint8)[base:end] if data is not None else np.zeros(0, np.uint8)
+    return offsets - base, values
+
+
+def _from_utf8_buffers(arr: pa.Array, offsets: np.ndarray, values: np.ndarray) -> pa.Array:
+    """A string array with ``arr``'s nulls over new offsets and bytes."""
+    validity = pc.is_valid(arr).buffers()[1] if arr.null_count else None
+    return pa.Array.from_buffers(
+        pa.string(), len(arr),
+        [validity, pa.py_buffer(offsets.astype(np.int32, copy=False)), pa.py_buffer(values)],
+        null_count=arr.null_count,
+    )
+
+
+class _Chars:
+    """A set of characters, found in a UTF-8 buffer by one lookup per byte: single bytes (ASCII,
+    or a 2-byte lead taken whole) directly, 3-byte characters by lead byte then continuation pair."""
+
+    def __init__(self, chars: str, *, whole_leads: bytes = b"") -> None:
+        self.first = np.zeros(256, dtype=bool)
+        self.single = np.zeros(256, dtype=bool)
+        self.pairs = np.zeros((256, 256, 256 // 8), dtype=np.uint8)  # lead, b1 → bitset over b2
+        for c in chars:
+            b = c.encode("utf-8")
+            if len(b) == 1:
+                self.single[b[0]] = True
+            elif len(b) == 3:
+                self.pairs[b[0], b[1], b[2] >> 3] |= 1 << (b[2] & 7)
+            else:
+                raise ValueError(f"U+{ord(c):04X}: only 1- and 3-byte characters (or whole_leads) are supported")
+            self.first[b[0]] = True
+        for lead in whole_leads:
+            self.single[lead] = self.first[lead] = True
+
+    def starts(self, values: np.ndarray) -> np.ndarray:
+        """Sorted positions where one of the characters starts."""
+        pos = np.flatnonzero(self.first[values])
+        if not len(pos):
+            return pos
+        wide = ~self.single[values[pos]]
+        if wide.any():
+            at = pos[wide]
+            last = len(values) - 1
+            b1, b2 = values[np.minimum(at + 1, last)], values[np.minimum(at + 2, last)]
+            hit = ((self.pairs[values[at], b1, b2 >> 3] >> (b2 & 7)) & 1).astype(bool) & (at + 2 <= last)
+            keep = np.ones(len(pos), dtype=bool)
+            keep[np.flatnonzero(wide)] = hit
+            pos = pos[keep]
+        return pos
+
+
+_FULLWIDTH_CHARS = _Chars("".join(map(chr, _FULLWIDTH)))
+_FULLWIDTH_ASCII = np.zeros((256, 256), dtype=np.uint8)  # (b1, b2) → the ASCII byte it becomes
+for _cp, _ascii in _FULLWIDTH.items():
+    _b = chr(_cp).encode("utf-8")
+    _FULLWIDTH_ASCII[_b[1], _b[2]] = _ascii
+
+
+def _halfwidth_array(arr: pa.Array) -> pa.Array:
+    """:func:`to_halfwidth` over a string array: each 3-byte full-width form becomes its ASCII byte."""
+    if arr.null_count == len(arr):
+        return arr
+    offsets, values = _utf8_buffers(arr)
+    starts = _FULLWIDTH_CHARS.starts(values)
+    if not len(starts):
+        return arr
+    out = values.copy()
+    out[starts] = _FULLWIDTH_ASCII[values[starts + 1], values[starts + 2]]
+    keep = np.ones(len(values), dtype=bool)
+    keep[starts + 1] = False
+    keep[starts + 2] = False
+    # every dropped byte lies inside the value its sequence starts in
+    shift = 2 * np.searchsorted(starts, offsets, side="left")
+    return _from_utf8_buffers(arr, offsets - shift, out[keep])
+
+
+# str.isspace() characters (what clean_text's str.split() splits on) and the zero-width marks it drops.
+_SPACE_CHARS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+                + "\u2028\u2029\u202f\u205f\u3000")
+_ZERO_WIDTH_CHARS = "\u200b\u200c\u200d\u2060\ufeff"
+assert all(c.isspace() for c in _SPACE_CHARS) and not any(c.isspace() for c in _ZERO_WIDTH_CHARS)
+assert set(map(ord, _ZERO_WIDTH_CHARS)) == set(_ZERO_WIDTH)
+
+
+def _re2_class(chars: str) -> str:
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
+
+
+_SPACE_RE2, _ZERO_WIDTH_RE2 = _re2_class(_SPACE_CHARS), _re2_class(_ZERO_WIDTH_CHARS)
+# Characters that make a value unclean wherever they are: every space but ' ', and zero-width
+# marks (the lead byte C2 is taken whole: a cheap superset for U+0085 and U+00A0).
+_UNCLEAN_CHARS = _Chars("".join(c for c in _SPACE_CHARS + _ZERO_WIDTH_CHARS
+                                if c != " " and (ord(c) < 0x80 or ord(c) >= 0x800)), whole_leads=b"\xc2")
+
+
+def _rows_of(offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    return np.searchsorted(offsets, positions, side="right") - 1
+
+
+def _unclean_rows(arr: pa.Array) -> np.ndarray:
+    """Rows :func:`clean_text` may change: any whitespace but a lone inner ' ', or a zero-width
+    mark (C2 rows are included whole: a cheap superset for U+0085 and U+00A0)."""
+    offsets, values = _utf8_buffers(arr)
+    found = [_UNCLEAN_CHARS.starts(values)]
+    spaces = np.flatnonzero(values == 0x20)
+    if len(spaces):
+        rows = _rows_of(offsets, spaces)
+        edge = (spaces == offsets[rows]) | (spaces + 1 == offsets[rows + 1])
+        after = np.minimum(spaces + 1, len(values) - 1)
+        double = (values[after] == 0x20) & (spaces + 1 < offsets[rows + 1])
+        found.append(spaces[edge | double])
+    unclean = np.zeros(len(arr), dtype=bool)
+    unclean[_rows_of(offsets, np.concatenate(found))] = True
+    return np.flatnonzero(unclean)
+
+
+def _clean_text_array(arr: pa.Array) -> pa.Array:
+    """:func:`clean_text` over a string array: only the rows it may change go through RE2."""
+    if arr.null_count == len(arr):
+        return arr
+    rows = _unclean_rows(arr)
+    if not len(rows):
+        return arr
+    idx = pa.array(rows, pa.int64())
+    dirty = arr.take(idx)
+    dirty = pc.replace_substring_regex(dirty, _ZERO_WIDTH_RE2 + "+", "")
+    dirty = pc.utf8_trim(pc.replace_substring_regex(dirty, _SPACE_RE2 + "+", " "), characters=" ")
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(arr, pa.array(mask), dirty)
 
 
 # Text normalisers ------------------------------------------------------------------------------
@@ -443,12 +588,46 @@ def _map_text(arr: pa.Array, func: Callable[[str], str], needs: str) -> NormResu
 _ZW_CHARS = "\u200b\u200c\u200d\u2060\ufeff"
 
 
+# Bytes that may start a character Arrow's trims remove: ASCII whitespace, and the lead bytes of
+# every non-ASCII space (U+0085 … U+3000) or zero-width mark (C2, E1, E2, E3, EF).
+_TRIM_LEADS = np.zeros(256, dtype=bool)
+_TRIM_LEADS[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0xC2, 0xE1, 0xE2, 0xE3, 0xEF]] = True
+_TRIM_LAST = np.zeros(256, dtype=bool)  # a value's last byte when its last character is ASCII space
+_TRIM_LAST[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+
+
+def _untrimmed_rows(arr: pa.Array) -> np.ndarray:
+    """Rows whose first or last character may be trimmed (a cheap superset, by byte)."""
+    offsets, values = _utf8_buffers(arr)
+    starts, ends = offsets[:-1], offsets[1:]
+    length = ends - starts
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    top = len(values) - 1
+    first = (length > 0) & _TRIM_LEADS[values[np.minimum(starts, top)]]
+    last = (length > 0) & _TRIM_LAST[values[np.maximum(ends - 1, 0)]]
+    last |= (length > 1) & (values[np.maximum(ends - 2, 0)] == 0xC2)
+    last |= (length > 2) & _TRIM_LEADS[values[np.maximum(ends - 3, 0)]] & (values[np.maximum(ends - 3, 0)] >= 0xE0)
+    return np.flatnonzero(first | last)
+
+
 def norm_trim(arr: pa.Array) -> NormResult:
-    """Strip leading/trailing whitespace (Unicode, incl. U+3000 and nbsp) and zero-width marks."""
+    """Strip leading/trailing whitespace (Unicode, incl. U+3000 and nbsp) and zero-width marks.
+
+    Only values whose ends may need it go through Arrow's trims; the rest are not copied.
+    """
     arr = _plain(arr)
-    if not _is_text(arr.type):
+    if not _is_text(arr.type) or arr.null_count == len(arr):
         return NormResult(arr)
-    return NormResult(pc.utf8_trim_whitespace(pc.utf8_trim(arr, characters=_ZW_CHARS)))
+    rows = _untrimmed_rows(arr)
+    if not len(rows):
+        return NormResult(arr)
+    if len(rows) > len(arr) // 2:
+        return NormResult(pc.utf8_trim_whitespace(pc.utf8_trim(arr, characters=_ZW_CHARS)))
+    trimmed = pc.utf8_trim_whitespace(pc.utf8_trim(arr.take(pa.array(rows)), characters=_ZW_CHARS))
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[rows] = True
+    return NormResult(pc.replace_with_mask(arr, pa.array(mask), trimmed))
 
 
 def norm_clean_text(arr: pa.Array) -> NormResult:
@@ -456,14 +635,15 @@ def norm_clean_text(arr: pa.Array) -> NormResult:
     arr = _plain(arr)
     if not _is_text(arr.type):
         return NormResult(arr)
-    arr = pc.replace_substring_regex(arr, "[\u200b\u200c\u200d\u2060\ufeff]", "")
-    arr = pc.replace_substring_regex(arr, r"[\s\x{00A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]+", " ")
-    return NormResult(pc.utf8_trim_whitespace(arr))
+    return NormResult(_clean_text_array(arr))
 
 
 def norm_halfwidth(arr: pa.Array) -> NormResult:
     """Full-width ASCII forms to ASCII (only rows that contain any are touched)."""
-    return _map_text(arr, to_halfwidth, "[\uff01-\uff5e\u3000]")
+    arr = _plain(arr)
+    if not _is_text(arr.type):
+        return NormResult(arr)
+    return NormResult(_halfwidth_array(arr))
 
 
 def norm_upper(arr: pa.Array) -> NormResult:

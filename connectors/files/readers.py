@@ -11,11 +11,13 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -25,6 +27,7 @@ from connectors.files.spec import FileStreamSpec, HeaderRule
 FILE_ROW = "_file_row"       # 1-based row number in the file (Excel) or data row ordinal (CSV)
 ROW_ERROR = "_read_error"    # why a row could not be read; the mapping rejects such rows with it
 HEAD_BYTES = 256 << 10
+DECODE_BLOCK_BYTES = 8 << 20  # raw bytes decoded at a time: bounds the transcoding memory
 _UTF8 = {"utf-8", "utf8", "utf-8-sig", "utf_8", "utf_8_sig"}
 _FLOAT_TEXT = re.compile(r"^\s*[+-]?[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+\s*$|^\s*[0-9]+\.0+\s*$")
 
@@ -102,6 +105,21 @@ def apply_skip_rules(table: pa.Table, spec: FileStreamSpec, skipped: dict[str, i
     return table
 
 
+def row_numbers(first: int, n: int) -> pa.Array:
+    """first, first + 1, … as int64, built in numpy (a Python range costs ~50 ms per million)."""
+    return pa.array(np.arange(first, first + n, dtype=np.int64))
+
+
+def _blank_rows(table: pa.Table, names: list[str]) -> pa.Array | None:
+    """Rows whose every cell is null (a line of delimiters only); None when there are none."""
+    if not table.num_rows or not names:
+        return None
+    empty = pc.is_null(table[names[0]])
+    for n in names[1:]:
+        empty = pc.and_(empty, pc.is_null(table[n]))
+    return empty if pc.any(empty).as_py() else None
+
+
 def _flag_text_columns(table: pa.Table, spec: FileStreamSpec, numeric: dict[str, pa.Array]) -> pa.Array:
     """Per row, why a must-be-text column is not text (a number, or a number's text form)."""
     n = table.num_rows
@@ -126,6 +144,60 @@ def _decodes(head: bytes, encoding: str) -> bool:
         return False
 
 
+class _Utf8Transcoder(io.RawIOBase):
+    """A file's bytes from ``offset`` on, decoded from ``encoding`` and handed to Arrow as UTF-8.
+
+    Decoding runs a large block at a time through Python's C codec (an incremental decoder, so a
+    character split across blocks is whole again), on the thread Arrow reads from, while Arrow's
+    own threads parse the blocks already handed over; memory stays bounded by the block size.
+    A decoding error is kept with the file offset where it happened, for the caller's reason.
+    """
+
+    def __init__(self, path: Path, offset: int, encoding: str) -> None:
+        super().__init__()
+        self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._raw.seek(offset)
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._position = offset        # file offset of the next raw block
+        self._out = memoryview(b"")    # UTF-8 not handed out yet
+        self._eof = False
+        self.error_at: int | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        raw = self._raw.read(DECODE_BLOCK_BYTES)
+        final = not raw
+        try:
+            text = self._decoder.decode(raw, final=final)
+        except UnicodeDecodeError as exc:
+            self.error_at = self._position + exc.start
+            raise
+        self._position += len(raw)
+        self._eof = final
+        self._out = memoryview(text.encode("utf-8"))
+
+    def readinto(self, buffer: Any) -> int:
+        # fill the whole buffer (short reads only at the end): Arrow cuts its blocks by what it gets
+        done = 0
+        while done < len(buffer):
+            if not len(self._out):
+                if self._eof:
+                    break
+                self._fill()
+                continue
+            n = min(len(buffer) - done, len(self._out))
+            buffer[done:done + n] = self._out[:n]
+            self._out = self._out[n:]
+            done += n
+        return done
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def read_csv(path: Path, spec: FileStreamSpec) -> ParsedFile:
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -136,6 +208,8 @@ def read_csv(path: Path, spec: FileStreamSpec) -> ParsedFile:
             continue
         try:
             return _read_csv_as(path, head, encoding, spec)
+        except _DecodeFailed as exc:
+            tried.append(f"{encoding} (fails at byte {exc.at})")
         except UnicodeDecodeError as exc:
             tried.append(f"{encoding} (fails at byte {exc.start})")
         except pa.ArrowInvalid as exc:
@@ -144,6 +218,14 @@ def read_csv(path: Path, spec: FileStreamSpec) -> ParsedFile:
             tried.append(f"{encoding} (invalid bytes)")
     raise Unreadable(f"cannot be decoded as {' or '.join(spec.encodings)}: {'; '.join(tried)}; "
                      "ask the district to re-export it, or add its encoding to `encodings` in the spec")
+
+
+class _DecodeFailed(Exception):
+    """The file is not in this encoding; `at` is the file offset of the first bad byte, if known."""
+
+    def __init__(self, at: int | None) -> None:
+        super().__init__(at)
+        self.at = at
 
 
 def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -> ParsedFile:
@@ -171,30 +253,33 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
             bad.append((row.number, f"row has {row.actual_columns} fields, the header has {row.expected_columns}"))
         return "skip"
 
-    source = pa.memory_map(str(path))
-    source.seek(offset)
-    read = pcsv.ReadOptions(column_names=names, encoding="utf8" if utf8 else encoding, block_size=8 << 20)
+    if utf8:  # Arrow reads the mapped bytes as they are (and refuses invalid UTF-8)
+        source: Any = pa.memory_map(str(path))
+        source.seek(offset)
+    else:
+        source = _Utf8Transcoder(path, offset, encoding)
+    read = pcsv.ReadOptions(column_names=names, block_size=8 << 20)
     parse = pcsv.ParseOptions(delimiter=spec.delimiter, invalid_row_handler=invalid, newlines_in_values=False)
-    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
-                                  quoted_strings_can_be_null=False)
+    # blank cells are null (empty text means nothing was given), quoted or not
+    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[""],
+                                  strings_can_be_null=True, quoted_strings_can_be_null=True)
     try:
         table = pcsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+    except (UnicodeDecodeError, pa.ArrowException) as exc:
+        if isinstance(source, _Utf8Transcoder) and source.error_at is not None:
+            raise _DecodeFailed(source.error_at) from None
+        if isinstance(exc, UnicodeDecodeError):
+            raise _DecodeFailed(None) from None
+        raise
     finally:
         source.close()
-    # blank cells are null (empty text means nothing was given)
-    table = pa.table({n: pc.if_else(pc.equal(table[n], ""), pa.scalar(None, pa.string()), table[n])
-                      for n in names}) if table.num_rows else table
     skipped = {"note lines": notes} if notes else {}
     # a row made only of blanks and delimiters is an empty line in disguise
-    if table.num_rows and names:
-        empty = pc.is_null(table[names[0]])
-        for n in names[1:]:
-            empty = pc.and_(empty, pc.is_null(table[n]))
-        k = pc.sum(empty.cast(pa.int64())).as_py() or 0
-        if k:
-            table = table.filter(pc.invert(empty))
-            skipped["blank rows"] = k
-    table = table.append_column(FILE_ROW, pa.array(range(1, table.num_rows + 1), pa.int64()))
+    empty = _blank_rows(table, names)
+    if empty is not None:
+        skipped["blank rows"] = pc.sum(empty.cast(pa.int64())).as_py()
+        table = table.filter(pc.invert(empty))
+    table = table.append_column(FILE_ROW, row_numbers(1, table.num_rows))
     table = apply_skip_rules(table, spec, skipped)
     table = table.append_column(ROW_ERROR, _flag_text_columns(table, spec, {}))
     return ParsedFile(table, encoding, skipped, bad)
@@ -217,18 +302,89 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
+def _per_distinct_text(arr: pa.Array) -> pa.Array:
+    """`_cell_text` once per distinct value of a typed column (the rare values no cast covers)."""
+    encoded = pc.dictionary_encode(arr)
+    texts = pa.array([_cell_text(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return pc.take(texts, encoded.indices)
+
+
+_REPR_LIKE_CAST = (1e-4, 1e10)  # |x| where Arrow's float → text cast writes what repr() writes
+
+
+def _typed_text(arr: pa.Array) -> pa.Array:
+    """A column of one Python type (see `_TYPED`) as `_cell_text` writes it, by casts; values
+    no cast writes the same way go through `_cell_text` once per distinct value."""
+    t = arr.type
+    if pa.types.is_floating(t):
+        # whole numbers below 1e15 print as integers; others as repr(), which the cast matches
+        # for amounts of ordinary size (checked value by value in the tests)
+        magnitude = pc.abs(arr)
+        whole = pc.fill_null(pc.and_(pc.equal(pc.floor(arr), arr), pc.less(magnitude, 1e15)), False)
+        plain = pc.fill_null(pc.and_(pc.greater_equal(magnitude, _REPR_LIKE_CAST[0]),
+                                     pc.less(magnitude, _REPR_LIKE_CAST[1])), False)
+        texts = pc.if_else(whole, pc.if_else(whole, arr, pa.scalar(None, t)).cast(pa.int64()).cast(pa.string()),
+                           arr.cast(pa.string()))
+        odd = pc.and_(pc.is_valid(arr), pc.invert(pc.or_(whole, plain)))
+        return pc.if_else(odd, _per_distinct_text(arr), texts) if pc.any(odd).as_py() else texts
+    if pa.types.is_timestamp(t):
+        day = arr.cast(pa.date32())
+        dates = day.cast(pa.string())
+        odd = pc.fill_null(pc.not_equal(day.cast(t), arr), False)  # a time of day: isoformat
+        return pc.if_else(odd, _per_distinct_text(arr), dates) if pc.any(odd).as_py() else dates
+    return arr.cast(pa.string())  # booleans (true/false), integers, dates (ISO): as _cell_text
+
+
+# Python types of calamine cells that convert by casts (one Arrow type each).
+_TYPED = {float: pa.float64(), int: pa.int64(), bool: pa.bool_(), dt.datetime: pa.timestamp("us"), dt.date: pa.date32()}
+_ALL_FALSE = pa.scalar(False)
+
+
+def _group_text(values: list[Any]) -> tuple[pa.Array, pa.Array]:
+    """Cells of one Python type: (text, typed in the workbook)."""
+    kind = type(values[0])
+    n = len(values)
+    if kind is type(None):
+        return pa.nulls(n, pa.string()), pa.repeat(_ALL_FALSE, n)
+    if kind is str:
+        arr = pa.array(values, pa.string())
+        return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr), pa.repeat(_ALL_FALSE, n)
+    if kind in _TYPED:
+        try:
+            return _typed_text(pa.array(values, _TYPED[kind])), pa.repeat(pa.scalar(True), n)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass  # e.g. integers beyond int64
+    return pa.array([_cell_text(v) for v in values], pa.string()), pa.repeat(pa.scalar(True), n)
+
+
 def _text_column(values: list[Any]) -> tuple[pa.Array, pa.Array]:
-    """Cells of one column as text, and which cells were not text in the workbook."""
-    try:
-        arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        arr = None
-    if arr is not None and pa.types.is_string(arr.type):
-        texts = pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
-        return texts, pc.is_valid(pa.nulls(len(values), pa.bool_()))  # all false
-    texts = pa.array([_cell_text(v) for v in values], pa.string())
-    numeric = pa.array([v is not None and not isinstance(v, str) for v in values], pa.bool_())
-    return texts, numeric
+    """Cells of one column as text, and which cells were not text in the workbook.
+
+    Cells are grouped by Python type in numpy (no Python step per cell): text goes as it is,
+    numbers, dates and booleans by casts written to agree with `_cell_text`, and the groups are
+    put back in row order. An ID column with a few cells typed as numbers is two groups.
+    """
+    n = len(values)
+    if not n:
+        return pa.array([], pa.string()), pa.array([], pa.bool_())
+    kinds = list(set(map(type, values)))
+    if len(kinds) == 1:
+        return _group_text(values)
+    cells = np.empty(n, dtype=object)
+    cells[:] = values
+    types = np.empty(n, dtype=object)
+    types[:] = list(map(type, values))
+    texts, numeric, order = [], [], []
+    for kind in kinds:
+        rows = np.flatnonzero(types == kind)
+        t, m = _group_text(cells[rows].tolist())
+        texts.append(t)
+        numeric.append(m)
+        order.append(rows)
+    back = np.empty(n, dtype=np.int64)
+    back[np.concatenate(order)] = np.arange(n)
+    take = pa.array(back)
+    return pa.concat_arrays(texts).take(take), pa.concat_arrays(numeric).take(take)
 
 
 def _merged_ranges(path: Path, sheet: Any, sheet_name: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -287,26 +443,24 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
     names = unique_names(_compose_header(grid, spec.header.joiner))
     body = rows[end:]
     width = len(names)
-    columns = list(zip(*[(r + [None] * (width - len(r)))[:width] for r in body])) if body else [()] * width
+    if body and min(map(len, body)) < width:  # calamine's rows are as wide as the sheet; others pad
+        body = [r + [None] * (width - len(r)) for r in body]
+    columns = list(zip(*body))[:width] if body else [()] * width
     arrays, numeric = {}, {}
     for name, values in zip(names, columns):
         arrays[name], numeric[name] = _text_column(list(values))
     table = pa.table(arrays) if names else pa.table({})
-    table = table.append_column(FILE_ROW, pa.array(range(end + 1, end + 1 + len(body)), pa.int64()))
+    table = table.append_column(FILE_ROW, row_numbers(end + 1, len(body)))
     numeric_table = pa.table(numeric) if numeric else None
     skipped: dict[str, int] = {}
-    if names and table.num_rows:
-        empty = pc.is_null(table[names[0]])
-        for n in names[1:]:
-            empty = pc.and_(empty, pc.is_null(table[n]))
-        k = pc.sum(empty.cast(pa.int64())).as_py() or 0
-        if k:
-            skipped["blank rows"] = k
-            keep = pc.invert(empty)
-            table, numeric_table = table.filter(keep), numeric_table.filter(keep) if numeric_table else None
+    empty = _blank_rows(table, names)
+    if empty is not None:
+        skipped["blank rows"] = pc.sum(empty.cast(pa.int64())).as_py()
+        keep = pc.invert(empty)
+        table, numeric_table = table.filter(keep), numeric_table.filter(keep) if numeric_table else None
     # skip rules, carrying the numeric flags along row for row
     if numeric_table is not None:
-        table = table.append_column("__numeric", pa.array(range(table.num_rows), pa.int64()))
+        table = table.append_column("__numeric", row_numbers(0, table.num_rows))
     table = apply_skip_rules(table, spec, skipped)
     flags: dict[str, pa.Array] = {}
     if numeric_table is not None:

@@ -221,16 +221,18 @@ class FileSourceStream(SourceStream):
             log.info("%s: %d data rows, %d emitted (%s)", self._where(item.entry), table.num_rows, rows,
                      ", ".join(f"{k} {v}" for k, v in parsed.skipped.items()) or "nothing skipped")
 
-    def _conform(self, columns: dict[str, pa.Array], n: int) -> pa.Table:
+    def _conform(self, columns: dict[str, pa.Array | pa.ChunkedArray], n: int) -> pa.Table:
         arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in self.raw_schema]
+        arrays = [a if isinstance(a, pa.ChunkedArray) else pa.chunked_array([a], a.type) for a in arrays]
         return pa.Table.from_arrays(arrays, schema=self.raw_schema)
 
     def _rows(self, table: pa.Table, keys: pa.Array, digests: pa.Array, item: _Pending,
               emit: pa.Array | None) -> pa.Table:
         n = table.num_rows
-        cols: dict[str, pa.Array] = {c: table[c].combine_chunks() for c in table.column_names if c in self.columns}
+        # the file's columns go through as they are (chunked, no copy); filter copies only what is emitted
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {c: table[c] for c in table.column_names if c in self.columns}
         cols.update({KEY: keys, DIGEST: digests, FILE: pa.repeat(pa.scalar(item.entry.name), n),
-                     FILE_ROW: table[FILE_ROW].combine_chunks(), ROW_ERROR: table[ROW_ERROR].combine_chunks()})
+                     FILE_ROW: table[FILE_ROW], ROW_ERROR: table[ROW_ERROR]})
         out = self._conform(cols, n)
         return out.filter(emit) if emit is not None else out
 

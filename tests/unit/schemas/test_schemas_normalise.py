@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,6 +63,52 @@ def test_arrow_text_normalisers_agree_with_scalar(values: list[str | None]) -> N
     arr = pa.array(values, type=pa.string())
     assert NORMALISERS["halfwidth"](arr).values.to_pylist() == [None if v is None else to_halfwidth(v) for v in values]
     assert NORMALISERS["clean_text"](arr).values.to_pylist() == [None if v is None else clean_text(v) for v in values]
+
+
+_TRICKY_TEXT = ("ａＢ１２（）～！　 临港ab1\u00a0\u0085\t\n\x0b\x1c\u1680\u2000\u200a\u2028\u202f\u205f"
+                "\u200b\u200d\u2060\ufeff—“”…。、€\uff5f\uff00\u3001\u30000")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=_TRICKY_TEXT, max_size=12)), max_size=25),
+       st.integers(min_value=0, max_value=5))
+def test_byte_level_text_normalisers_agree_with_scalar_on_slices(values: list[str | None], cut: int) -> None:
+    # slices start mid-buffer (non-zero offsets) and hold every width of UTF-8 sequence
+    arr = pa.array(values, type=pa.string()).slice(min(cut, len(values)))
+    kept = values[min(cut, len(values)):]
+    assert NORMALISERS["halfwidth"](arr).values.to_pylist() == [None if v is None else to_halfwidth(v) for v in kept]
+    assert NORMALISERS["clean_text"](arr).values.to_pylist() == [None if v is None else clean_text(v) for v in kept]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=_TRICKY_TEXT, max_size=6), st.text(max_size=6)), max_size=25),
+       st.integers(min_value=0, max_value=5))
+def test_trim_only_touches_what_arrows_trims_change(values: list[str | None], cut: int) -> None:
+    # the byte pre-check may pass rows over; it must never pass over one Arrow's trims would change
+    arr = pa.array(values, type=pa.string()).slice(min(cut, len(values)))
+    reference = pc.utf8_trim_whitespace(pc.utf8_trim(arr, characters="\u200b\u200c\u200d\u2060\ufeff"))
+    assert NORMALISERS["trim"](arr).values.to_pylist() == reference.to_pylist()
+
+
+def test_trim_pre_check_misses_no_code_point() -> None:
+    # every Unicode scalar at either end of a value: the byte pre-check must not skip any Arrow trims
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    arr = pa.array([c + "x" for c in chars] + ["x" + c for c in chars], type=pa.string())
+    reference = pc.utf8_trim_whitespace(pc.utf8_trim(arr, characters="\u200b\u200c\u200d\u2060\ufeff"))
+    assert NORMALISERS["trim"](arr).values.equals(reference)
+
+
+def test_halfwidth_and_clean_text_on_real_looking_rows() -> None:
+    arr = pa.array(["上海电机学院校企合作实训基地（１２）", "９１３１０１１５ＭＡ１ＧＸ　", None,
+                    "上海临港经济发展（集团）有限公司", "临港\u200b集团\u3000 \u00a0研究院 ", "“双师型”教师—培养…", ""])
+    assert NORMALISERS["halfwidth"](arr).values.to_pylist() == [
+        "上海电机学院校企合作实训基地(12)", "91310115MA1GX ", None, "上海临港经济发展(集团)有限公司",
+        "临港\u200b集团  \u00a0研究院 ", "“双师型”教师—培养…", ""]
+    assert NORMALISERS["clean_text"](arr).values.to_pylist() == [
+        "上海电机学院校企合作实训基地（１２）", "９１３１０１１５ＭＡ１ＧＸ", None, "上海临港经济发展（集团）有限公司",
+        "临港集团 研究院", "“双师型”教师—培养…", ""]
+    assert NORMALISERS["halfwidth"](pa.nulls(3, pa.string())).values.null_count == 3
+    assert NORMALISERS["clean_text"](pa.array([], pa.string())).values.to_pylist() == []
 
 
 # --- dates --------------------------------------------------------------------------------------

@@ -1,15 +1,20 @@
 """Reading dropped files: encodings, header rules, notes, totals, text columns, half-written files."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from connectors.files.readers import (
     ROW_ERROR,
     Incomplete,
     Unreadable,
+    _cell_text,
+    _text_column,
     read_csv,
     read_excel,
 )
@@ -113,3 +118,53 @@ def test_a_truncated_workbook_is_incomplete(tmp_path: Path) -> None:
 def test_a_snapshot_spec_without_the_tombstone_rule_is_refused() -> None:
     with pytest.raises(ValueError, match="deleted"):
         spec(mapping={"fields": {}})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.lists(st.one_of(st.none(), st.floats(allow_nan=True), st.floats(min_value=-1e16, max_value=1e16).map(round),
+                       st.sampled_from([0.1, 12.5, 1e15, 999999999999999.0, -0.0, 1.5e-07, 316.56, 1e-4, 9.9999e-05,
+                                       9999999999.5, 10000000000.5, -0.00012, float('inf')]),
+                       st.integers(min_value=0, max_value=10**9).map(lambda c: c / 100))),
+    st.lists(st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1900, 1, 1)),
+                       st.dates(min_value=dt.date(1900, 1, 1)).map(lambda d: dt.datetime(d.year, d.month, d.day)))),
+    st.lists(st.one_of(st.none(), st.dates())),
+    st.lists(st.one_of(st.none(), st.booleans())),
+    st.lists(st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1))),
+    st.lists(st.one_of(st.none(), st.just(""), st.text(max_size=5), st.floats(), st.dates(), st.booleans(),
+                       st.integers(min_value=-(2**70), max_value=2**70), st.times())),
+))
+def test_excel_columns_convert_by_type_exactly_as_cell_by_cell(values: list) -> None:
+    texts, numeric = _text_column(list(values))
+    assert texts.to_pylist() == [_cell_text(v) for v in values]
+    assert numeric.to_pylist() == [v not in (None, "") and not isinstance(v, str) for v in values]
+
+
+def test_gbk_decoded_in_small_blocks_splits_no_character(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # blocks of 7 bytes cut through nearly every two-byte GBK character: the result must not change
+    rows = [f"YP-{i:03d},上海海洋大学（临港）实训基地{i},2023年4月{i % 28 + 1}日,{i}.5" for i in range(60)]
+    path = write(tmp_path, f"{HEADER}\n" + "\n".join(rows) + "\n注：完\n", "gbk")
+    whole = read_csv(path, spec()).table
+    monkeypatch.setattr("connectors.files.readers.DECODE_BLOCK_BYTES", 7)
+    small = read_csv(path, spec()).table
+    assert small.equals(whole) and small.num_rows == 60
+    assert small["项目名称"][59].as_py() == "上海海洋大学（临港）实训基地59"
+
+
+def test_a_bad_byte_past_the_sniffed_head_names_its_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connectors.files.readers.HEAD_BYTES", 64)
+    good = f"{HEADER}\n" + "".join(f"YP-{i},上海电力大学,2023-01-01,1\n" for i in range(20))
+    data = good.encode("gb18030")
+    path = tmp_path / "f.csv"
+    path.write_bytes(data + b"YP-x,\xff\xff,2023-01-01,1\n")
+    with pytest.raises(Unreadable, match=f"gb18030 \\(fails at byte {len(data) + 5}\\)"):
+        read_csv(path, spec())
+
+
+def test_blank_cells_quoted_or_not_are_null_and_delimiter_only_lines_are_skipped(tmp_path: Path) -> None:
+    parsed = read_csv(write(tmp_path, f'{HEADER}\nYP-1,"",,\n,,,\nYP-2, ,2023-01-01,""\n', "utf-8"), spec())
+    assert parsed.table.select(["项目编号", "项目名称", "开始日期"]).to_pylist() == [
+        {"项目编号": "YP-1", "项目名称": None, "开始日期": None},
+        {"项目编号": "YP-2", "项目名称": " ", "开始日期": "2023-01-01"}]
+    assert parsed.skipped == {"blank rows": 1}
+    assert parsed.table["_file_row"].to_pylist() == [1, 2]
