@@ -45,4 +45,35 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
     console.print("Query it: `iehub sql` (or duckdb -readonly "
                   f"{settings.home / 'published' / 'CURRENT' / 'warehouse.duckdb'}); `iehub status` any time.")
     if serve:
-        console.print("(The feed API arrives with the feeds issue; until then the demo stops after the build.)")
+        serve_feeds(settings, console=console)
+
+
+def serve_feeds(settings: Settings, *, console: Console, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Create a one-day demo key (all datasets and districts, personal fields masked), show how to use it, serve.
+
+    The key is printed once, on its own line; only its hash is kept.
+    """
+    from datetime import timedelta
+
+    from feeds.config import FeedConfig
+    from feeds.keys import KeyStore
+    from feeds.server import serve
+
+    config = FeedConfig.from_env(settings.home)
+    store = KeyStore(config.db_url)
+    try:
+        grant, token = store.create("demo", None, None, personal=False, expires_in=timedelta(days=1))
+    finally:
+        store.dispose()
+    base = f"http://{host}:{port}"
+    console.print(f"• feed API key for consumer 'demo' (id {grant.key_id}, expires in 1 day, personal fields masked):")
+    print(token, flush=True)
+    console.print(f"• serving the feed API on {base} (docs {base}/docs); Ctrl-C stops. "
+                  "Put the key above in IEHUB_KEY and try:", highlight=False)
+    auth = "-H \"Authorization: Bearer $IEHUB_KEY\""
+    for line in (f"curl {auth} {base}/v1/feeds",
+                 f"curl {auth} '{base}/v1/feeds/talent_demand?limit=5'",
+                 f"curl {auth} '{base}/v1/feeds/notice?format=csv&limit=5'",
+                 f"curl {auth} {base}/v1/feeds/notice/deletes"):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    serve(config, host, port)

@@ -27,7 +27,9 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.types import TypeDecorator
+
+from warehouse.sqlstore import UtcDateTime as _UtcDateTime
+from warehouse.sqlstore import configure_sqlite
 
 __all__ = [
     "BatchRecord",
@@ -46,30 +48,11 @@ class LedgerError(ValueError):
     """A ledger write that would make the ledger lie (counts that do not add up, bad paths…)."""
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timestamps stored as UTC and handed back timezone-aware on every backend.
+class UtcDateTime(_UtcDateTime):
+    """The ledger's UTC timestamps: a naive time is a :class:`LedgerError`."""
 
-    SQLite has no timezone type, so without this a value would come back naive and be
-    compared wrongly against aware values elsewhere in the hub.
-    """
-
-    impl = sa.DateTime(timezone=True)
     cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise LedgerError(f"naive datetime {value!r}: the ledger takes timezone-aware UTC times")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+    error = LedgerError
 
 
 metadata = sa.MetaData()
@@ -200,7 +183,7 @@ class Catalog:
         self.url = url
         if sa.make_url(url).get_backend_name() == "sqlite":
             self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 60})
-            _configure_sqlite(self.engine)
+            configure_sqlite(self.engine)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
 
@@ -491,30 +474,6 @@ def _arrow_column(column_type: sa.types.TypeEngine[Any]) -> tuple[pa.DataType, A
 def _require_aware(name: str, column: str, value: datetime | None) -> None:
     if value is not None and value.tzinfo is None:
         raise LedgerError(f"{name}: {column} is a naive datetime; the ledger takes timezone-aware UTC times")
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL, a busy timeout, durable commits and ``BEGIN IMMEDIATE`` for writers.
-
-    pysqlite's own transaction handling begins lazily with a deferred BEGIN, which lets two
-    writers both read and then deadlock on upgrade; we take over BEGIN ourselves.
-    """
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get("iehub_read_only"):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _dialect_insert(table: sa.Table, name: str) -> Any:

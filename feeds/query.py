@@ -1,0 +1,373 @@
+"""Reading feed pages out of a published snapshot: keyset paging, scope, projection, deletes.
+
+Why keyset paging: Ed-Fi's offset paging skips rows when the set moves between pages. Here a
+page is ``WHERE change_version > after ... ORDER BY change_version LIMIT n + 1``; the extra
+row only says whether there is a next page. ``change_version`` is unique within a table, so
+ordering by it alone is the contract's order by (change_version, key). Pages come from one
+immutable snapshot for a whole pass (the cursor names it), so nothing can move under a pass.
+
+Connections: one read-only DuckDB connection per snapshot, kept in a small LRU (opening a
+file costs more than a page) and closed when evicted and no request still uses it; every
+request takes its own ``.cursor()`` of it, because a DuckDB connection is not for sharing
+between threads. While a snapshot is open here, ``warehouse.publish.prune`` keeps it.
+
+Values leave as Arrow tables, never Python rows: the formats encode straight from Arrow.
+District codes are always bound as parameters; column names only ever come from the
+snapshot's own catalogue, quoted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from feeds.datasets import Dataset, ScopeRule
+from warehouse.publish import DATABASE, current_version, published_dir
+from warehouse.versions import CHANGE_VERSION, TOMBSTONES
+
+__all__ = [
+    "DELETE_FIELDS",
+    "MAX_CHANGE_VERSION",
+    "FieldError",
+    "NoSnapshot",
+    "Page",
+    "SnapshotGone",
+    "SnapshotPool",
+    "Window",
+    "coverage",
+    "fetch_changes",
+    "fetch_deletes",
+    "newest_change_version",
+    "resolve_fields",
+    "scope_sql",
+    "tombstone_scope_sql",
+    "versions",
+]
+
+MAX_CHANGE_VERSION = 2**63 - 1
+#: How many page lengths after the cursor the first look for a page's end spans (see _page).
+PROBE_SPAN = 8
+DISTRICT = "district_code"
+
+
+class NoSnapshot(RuntimeError):
+    """Nothing is published yet: the API has nothing to serve."""
+
+
+class SnapshotGone(RuntimeError):
+    """The snapshot a pass started on has been pruned; the consumer must restart the pass."""
+
+
+class FieldError(ValueError):
+    """A requested field is not a column of the dataset (message names it and the known ones)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where a page starts and how far a pass reaches: rows with after < change_version, in [low, high]."""
+
+    after: int
+    low: int
+    high: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a feed: the rows (Arrow), and where the next page starts, if there is one."""
+
+    table: pa.Table
+    has_more: bool
+    last_change_version: int | None
+
+    @property
+    def count(self) -> int:
+        return self.table.num_rows
+
+
+class _Entry:
+    """A cached connection with a count of requests using it, so eviction never closes it under one."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.users = 0
+        self.evicted = False
+        self.columns: dict[str, list[str]] = {}
+
+
+class SnapshotPool:
+    """Read-only connections to published snapshots, LRU-cached; see the module doc."""
+
+    def __init__(self, home: Path, size: int = 4) -> None:
+        self.home = Path(home)
+        self.size = max(1, size)
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def current(self) -> str:
+        """The version CURRENT points at now; NoSnapshot before the first build."""
+        version = current_version(self.home)
+        if version is None:
+            raise NoSnapshot(f"no published snapshot under {published_dir(self.home)}; run `iehub build` first")
+        return version
+
+    def _open(self, version: str) -> _Entry:
+        path = published_dir(self.home) / version / DATABASE
+        gone = f"snapshot {version} is no longer published; restart the pass without a cursor"
+        if "/" in version or version.startswith(".") or not path.is_file():
+            raise SnapshotGone(gone)
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.IOException:  # pruned between the check and the open
+            raise SnapshotGone(gone) from None
+        con.execute("SET TimeZone = 'UTC'")
+        return _Entry(con)
+
+    @contextmanager
+    def cursor(self, version: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, _Entry]]:
+        """A per-request cursor on ``version`` (and its cache entry, for column lookups)."""
+        with self._lock:
+            entry = self._entries.get(version)
+            if entry is not None:
+                self._entries.move_to_end(version)
+            else:
+                entry = self._open(version)
+                self._entries[version] = entry
+                while len(self._entries) > self.size:
+                    _, old = self._entries.popitem(last=False)
+                    old.evicted = True
+                    if old.users == 0:
+                        old.con.close()
+            entry.users += 1
+            cur = entry.con.cursor()
+        try:
+            yield cur, entry
+        finally:
+            cur.close()
+            with self._lock:
+                entry.users -= 1
+                if entry.evicted and entry.users == 0:
+                    entry.con.close()
+
+    def close(self) -> None:
+        """Close every cached connection not in use (the rest close when their request ends)."""
+        with self._lock:
+            for entry in self._entries.values():
+                entry.evicted = True
+                if entry.users == 0:
+                    entry.con.close()
+            self._entries.clear()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _columns(cur: duckdb.DuckDBPyConnection, entry: _Entry, table: str) -> list[str]:
+    """The snapshot's columns of ``core.<table>`` in order (cached per snapshot: snapshots never change)."""
+    cols = entry.columns.get(table)
+    if cols is None:
+        cols = [c for (c,) in cur.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'core' AND table_name = ? "
+            "ORDER BY column_index", [table]).fetchall()]
+        entry.columns[table] = cols
+    return cols
+
+
+def resolve_fields(
+    dataset: Dataset, columns: Sequence[str], requested: Sequence[str] | None, derived: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(columns to read, fields to return) for a ``fields=`` request.
+
+    ``derived`` maps extra output fields (a pseudonym) to the column they are computed from.
+    ``change_version`` and the natural key are always returned, so every record can be placed.
+    Unknown names raise :class:`FieldError` naming them and listing the known ones.
+    """
+    derived = derived or {}
+    known: list[str] = []
+    for column in columns:  # a derived field follows the column it is made from
+        known.append(column)
+        known.extend(d for d, source in derived.items() if source == column and d not in columns)
+    if requested is None:
+        return list(columns), known
+    unknown = [f for f in requested if f not in known]
+    if unknown:
+        raise FieldError(f"unknown field(s) {', '.join(repr(u) for u in unknown)} for dataset {dataset.name} "
+                         f"(known: {', '.join(known)})")
+    always = [CHANGE_VERSION, *dataset.entity.key]
+    wanted = [c for c in known if c in always or c in requested]
+    read = [c for c in columns if c in wanted or c in {derived[d] for d in wanted if d in derived}]
+    return read, wanted
+
+
+def scope_sql(dataset: Dataset, districts: frozenset[str] | None, alias: str = "t") -> tuple[str, list[Any]]:
+    """The WHERE fragment limiting ``dataset``'s rows to ``districts`` (None = all), with its parameters."""
+    if districts is None:
+        return "TRUE", []
+    if dataset.scope is ScopeRule.ALL_DISTRICTS_ONLY or not districts:
+        return "FALSE", []
+    marks = ", ".join("?" for _ in districts)
+    params = sorted(districts)
+    if dataset.scope is ScopeRule.COLUMN:
+        return f"{alias}.{DISTRICT} IN ({marks})", params
+    if dataset.scope is ScopeRule.PROJECT:
+        return (f"EXISTS (SELECT 1 FROM core.project AS p WHERE p._source = {alias}._source "
+                f"AND p.project_id = {alias}.project_id AND p.{DISTRICT} IN ({marks}))", params)
+    raise AssertionError(f"unhandled scope rule {dataset.scope}")
+
+
+def tombstone_scope_sql(
+    dataset: Dataset, districts: frozenset[str] | None, has_district: bool, alias: str = "t"
+) -> tuple[str, list[Any]]:
+    """The WHERE fragment for deletes: the tombstone's own district; unknown (NULL) only for all-district keys."""
+    if districts is None:
+        return "TRUE", []
+    if dataset.scope is ScopeRule.ALL_DISTRICTS_ONLY or not districts or not has_district:
+        return "FALSE", []
+    return f"{alias}.{DISTRICT} IN ({', '.join('?' for _ in districts)})", sorted(districts)
+
+
+def _page(cur: duckdb.DuckDBPyConnection, select: str, source: str, where: str, params: list[Any],
+          window: Window, version: str = f"t.{CHANGE_VERSION}", tiebreak: str = "") -> Page:
+    """The rows of ``source`` after ``window.after`` in ``version`` order, ``limit`` of them, in two steps.
+
+    Why two steps: ``ORDER BY change_version LIMIT n`` over all columns makes DuckDB read every
+    column of every row after the cursor to find the first n (measured: ~20 ms per 27,000 rows,
+    so early pages of a million rows would take a second). The first step finds the page's last
+    version reading that one column only; the second reads whole rows in the narrow range
+    ``(after, upper]``, which the column's zone maps prune to a row group or two.
+
+    ``version`` is unique per row for a table's own ``change_version``; where it is not (a
+    participant's version is raised to its project's, see :func:`fetch_changes`), rows sharing
+    a version are ordered by ``tiebreak`` (the natural key) and a page never splits them, so it
+    may hold a few more than ``limit``.
+    """
+    limit = window.limit
+    condition = f"({where}) AND {version} > ? AND {version} BETWEEN ? AND ?"
+    bounds = [*params, window.after, window.low, window.high]
+    bound_sql = (f"SELECT count(*), max(v) FROM (SELECT {version} AS v FROM {source} AS t "
+                 f"WHERE {condition} AND {version} <= ? ORDER BY v LIMIT ?)")
+    # Probe a span first: versions of one table are mostly dense, so a page usually lies within
+    # a few limits after the cursor, and a bounded span lets the zone maps skip all the rest.
+    probe = min(window.high, window.after + limit * PROBE_SPAN)  # never past high, so never past BIGINT
+    found, upper = cur.execute(bound_sql, [*bounds, probe, limit]).fetchall()[0]
+    if found < limit and probe < window.high:  # sparse here: look in the whole window
+        found, upper = cur.execute(bound_sql, [*bounds, window.high, limit]).fetchall()[0]
+    if upper is None:
+        upper = window.after
+    table = cur.sql(f"SELECT {select} FROM {source} AS t WHERE {condition} AND {version} <= ? "
+                    f"ORDER BY {version}{tiebreak}", params=[*bounds, upper]).to_arrow_table()
+    has_more = found == limit and bool(cur.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {source} AS t WHERE {condition} AND {version} > ? LIMIT 1)",
+        [*bounds, upper]).fetchall()[0][0])
+    return Page(table, has_more, upper if table.num_rows else None)
+
+
+def fetch_changes(
+    pool: SnapshotPool,
+    version: str,
+    dataset: Dataset,
+    window: Window,
+    *,
+    requested: Sequence[str] | None,
+    districts: frozenset[str] | None,
+    derived: dict[str, str] | None = None,
+) -> tuple[Page, list[str]]:
+    """One page of live rows in ``window``; returns it and the fields to return."""
+    with pool.cursor(version) as (cur, entry):
+        columns = _columns(cur, entry, dataset.name)
+        read, wanted = resolve_fields(dataset, columns, requested, derived)
+        select = ", ".join("t." + _ident(c) for c in read)
+        if dataset.scope is ScopeRule.PROJECT and districts:
+            # A participant or report enters a key's districts when its project does (moves
+            # there, or comes back from a delete) without changing itself: for scoped keys its
+            # change_version is the later of its own and its project's, so the pass that covers
+            # the project's change carries it too (a consumer may get it again: same content).
+            select = ", ".join(f"t._feed_version AS {_ident(c)}" if c == CHANGE_VERSION else "t." + _ident(c)
+                               for c in read)
+            marks = ", ".join("?" for _ in districts)
+            source = (f"(SELECT c.*, greatest(c.{CHANGE_VERSION}, p.{CHANGE_VERSION}) AS _feed_version "
+                      f"FROM {dataset.table} AS c JOIN core.project AS p "
+                      f"ON p._source = c._source AND p.project_id = c.project_id WHERE p.{DISTRICT} IN ({marks}))")
+            tiebreak = "".join(f", t.{_ident(k)}" for k in dataset.entity.key)
+            page = _page(cur, select, source, "TRUE", sorted(districts), window, version="t._feed_version",
+                         tiebreak=tiebreak)
+            return page, wanted
+        where, params = scope_sql(dataset, districts)
+        return _page(cur, select, dataset.table, where, params, window), wanted
+
+
+#: What a delete record carries, in order; ``key`` is the natural key as an object.
+DELETE_FIELDS = (CHANGE_VERSION, "key", "deleted_at", "_source", "_source_key", "_batch_id", "_extracted_at")
+
+
+def fetch_deletes(
+    pool: SnapshotPool,
+    version: str,
+    dataset: Dataset,
+    window: Window,
+    *,
+    districts: frozenset[str] | None,
+) -> Page:
+    """One page of tombstones of ``dataset`` with the natural key decoded into a struct column."""
+    with pool.cursor(version) as (cur, entry):
+        has_district = DISTRICT in _columns(cur, entry, TOMBSTONES)
+        where, params = tombstone_scope_sql(dataset, districts, has_district)
+        key = ", ".join(f"{_ident(k)} := json_extract_string(t.natural_key, {_json_path(k)})"
+                        for k in dataset.entity.key)
+        select = (f"t.{CHANGE_VERSION}, struct_pack({key}) AS key, t.deleted_at, t._source, t._source_key, "
+                  "t._batch_id, t._extracted_at")
+        return _page(cur, select, f"core.{TOMBSTONES}", f"t.entity = ? AND ({where})", [dataset.name, *params], window)
+
+
+def _json_path(key: str) -> str:
+    # Key names are declared identifiers ([a-z_]); quoted in the path so '_source' stays one member.
+    return "'$.\"" + key.replace("'", "''").replace('"', '') + "\"'"
+
+
+def versions(pool: SnapshotPool, version: str, dataset: Dataset) -> dict[str, int | None]:
+    """``oldest_change_version`` of the dataset (rows and deletes) and the hub's ``newest_change_version``.
+
+    The newest is the snapshot's last change version hub-wide (as Ed-Fi's availableChangeVersions):
+    a consumer that read up to it can start its next pass after it whether or not this dataset changed.
+    """
+    with pool.cursor(version) as (cur, _):
+        oldest = cur.execute(
+            f"SELECT min(v) FROM (SELECT min({CHANGE_VERSION}) AS v FROM {dataset.table} "
+            f"UNION ALL SELECT min({CHANGE_VERSION}) FROM core.{TOMBSTONES} WHERE entity = ?)", [dataset.name]
+        ).fetchall()[0][0]
+        newest = _newest(cur)
+    return {"oldest_change_version": oldest, "newest_change_version": newest}
+
+
+def _newest(cur: duckdb.DuckDBPyConnection) -> int:
+    """The builder's sequence value in this snapshot (0 before any change)."""
+    row = cur.execute("SELECT max(last_change_version) FROM ops.change_sequence").fetchall()
+    return int(row[0][0] or 0)
+
+
+def coverage(pool: SnapshotPool, version: str, dataset: Dataset, districts: frozenset[str] | None) -> dict[str, Any]:
+    """What the caller can see of ``dataset`` in the snapshot: event-date range and change versions."""
+    with pool.cursor(version) as (cur, entry):
+        columns = _columns(cur, entry, dataset.name)
+        event = "coalesce(t.updated_at, t._extracted_at)" if "updated_at" in columns else "t._extracted_at"
+        where, params = scope_sql(dataset, districts)
+        start, end, oldest, newest = cur.execute(
+            f"SELECT min({event})::DATE::VARCHAR, max({event})::DATE::VARCHAR, min(t.{CHANGE_VERSION}), "
+            f"max(t.{CHANGE_VERSION}) FROM {dataset.table} AS t WHERE {where}", params
+        ).fetchall()[0]
+    return {"start": start, "end": end, "oldest_change_version": oldest, "newest_change_version": newest}
+
+
+def newest_change_version(pool: SnapshotPool, version: str) -> int:
+    """The snapshot's last change version hub-wide: the default ``max_change_version`` of a pass."""
+    with pool.cursor(version) as (cur, _):
+        return _newest(cur)

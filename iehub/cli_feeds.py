@@ -1,0 +1,36 @@
+"""`iehub serve`: the feed API (FastAPI on uvicorn) over the published warehouse snapshots."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from iehub.config import Settings
+
+
+def register(main: click.Group) -> None:
+    @main.command("serve")
+    @click.option("--host", default="127.0.0.1", show_default=True,
+                  help="Address to listen on (loopback by default; put a TLS proxy in front for anything else).")
+    @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+    @click.option("--rate", type=float, default=None,
+                  help="Requests per second per key (default 20, or IEHUB_FEED_RATE).")
+    @click.option("--burst", type=int, default=None, help="Burst per key (default 40, or IEHUB_FEED_BURST).")
+    @click.pass_obj
+    def serve(settings: Settings, host: str, port: int, rate: float | None, burst: int | None) -> None:
+        """Serve the feed API: GET /v1/feeds, /v1/feeds/{dataset}[/deletes|/versions|/schema], /docs.
+
+        Reads IEHUB_HOME's published snapshots (never the builder's file), so builds may run meanwhile.
+        Consumers authenticate with keys from `iehub keys create`. Ctrl-C stops.
+        """
+        from feeds.config import FeedConfig
+        from feeds.server import serve as run
+
+        try:
+            config = FeedConfig.from_env(settings.home, rate=rate, burst=burst)
+        except ValueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        click.echo(f"iehub feed API on http://{host}:{port}/v1/feeds (docs: http://{host}:{port}/docs); "
+                   "Ctrl-C stops")
+        run(config, host, port)

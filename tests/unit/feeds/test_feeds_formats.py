@@ -1,0 +1,176 @@
+"""Formats: negotiation, exact values in every text format, streaming chunks, ETags."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from feeds import formats
+from feeds.formats import CHUNK_ROWS, Encoded, FormatError, NotAcceptable, encode, etag, etag_matches, negotiate
+
+UTC = timezone.utc
+
+
+def page(n: int = 3) -> pa.Table:
+    key = pa.StructArray.from_arrays([pa.array(["municipal_db"] * n), pa.array([f"P{i}" for i in range(n)])],
+                                     names=["_source", "project_id"])
+    return pa.table({
+        "change_version": pa.array(range(10, 10 + n), pa.int64()),
+        "title": pa.array([f"项目,\"{i}\"\n第二行" if i == 0 else f"项目{i}" for i in range(n)]),
+        "budget_amount": pa.array([Decimal("12345678901234.56")] + [None] * (n - 1), pa.decimal128(18, 2)),
+        "approved_on": pa.array([date(2025, 1, 2)] * n, pa.date32()),
+        "updated_at": pa.array([datetime(2025, 3, 1, 8, 0, 0, 5, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
+        "key": key,
+    })
+
+
+@pytest.mark.parametrize(("fmt", "accept", "expected"), [
+    (None, None, "json"),
+    (None, "", "json"),
+    (None, "*/*", "json"),
+    (None, "text/csv", "csv"),
+    (None, "application/x-ndjson", "ndjson"),
+    (None, "application/vnd.apache.parquet", "parquet"),
+    (None, "text/html;q=0.9, text/csv;q=0.5, application/x-ndjson;q=0.8", "ndjson"),
+    (None, "application/json;q=0, text/csv", "csv"),
+    ("CSV", "application/json", "csv"),  # format= wins over Accept
+    ("parquet", None, "parquet"),
+])
+def test_negotiation(fmt: str | None, accept: str | None, expected: str) -> None:
+    assert negotiate(fmt, accept) == expected
+
+
+def test_unknown_format_names_the_served_ones() -> None:
+    with pytest.raises(FormatError, match="json, ndjson, csv, parquet"):
+        negotiate("xml", None)
+
+
+def test_unacceptable_accept_is_406_material() -> None:
+    with pytest.raises(NotAcceptable, match="text/csv"):
+        negotiate(None, "image/png, application/xml;q=0.5")
+
+
+def test_json_envelope_with_exact_values() -> None:
+    body = b"".join(encode("json", page(), {"dataset": "project", "count": 3, "next_cursor": None}))
+    doc = json.loads(body)
+    assert doc["dataset"] == "project" and doc["count"] == 3 and doc["next_cursor"] is None
+    first = doc["records"][0]
+    assert first["budget_amount"] == "12345678901234.56"  # exact, a string
+    assert first["approved_on"] == "2025-01-02"
+    assert first["updated_at"] == "2025-03-01T08:00:00.000005Z"
+    assert first["key"] == {"_source": "municipal_db", "project_id": "P0"}
+    assert first["title"] == "项目,\"0\"\n第二行"
+    assert [r["change_version"] for r in doc["records"]] == [10, 11, 12]
+
+
+def test_json_of_an_empty_page_is_valid() -> None:
+    doc = json.loads(b"".join(encode("json", page().slice(0, 0), {"count": 0})))
+    assert doc == {"count": 0, "records": []}
+
+
+def test_json_streams_in_chunks_that_join_to_one_document() -> None:
+    n = CHUNK_ROWS * 2 + 7
+    chunks = encode("json", page(n), {"count": n})
+    assert len(chunks) >= 4  # head, three record chunks, tail
+    assert len(json.loads(b"".join(chunks))["records"]) == n
+
+
+def test_ndjson_one_record_per_line() -> None:
+    lines = b"".join(encode("ndjson", page(), {})).decode().splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[2])["change_version"] == 12
+
+
+def test_csv_has_a_header_flattens_keys_and_quotes() -> None:
+    import csv
+
+    text = b"".join(encode("csv", page(CHUNK_ROWS + 1), {})).decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["change_version", "title", "budget_amount", "approved_on", "updated_at", "key._source",
+                       "key.project_id"]
+    assert len(rows) == CHUNK_ROWS + 2  # one header only, though encoded in two chunks
+    assert rows[1][1] == "项目,\"0\"\n第二行" and rows[1][2] == "12345678901234.56" and rows[2][2] == ""
+    assert rows[1][4] == "2025-03-01T08:00:00.000005Z"
+
+
+def test_csv_of_an_empty_page_is_the_header() -> None:
+    assert b"".join(encode("csv", page().slice(0, 0), {})).decode().strip().startswith('"change_version"')
+
+
+def test_parquet_keeps_types() -> None:
+    table = pq.read_table(io.BytesIO(b"".join(encode("parquet", page(), {}))))
+    assert table.schema.field("budget_amount").type == pa.decimal128(18, 2)
+    assert table.column("budget_amount")[0].as_py() == Decimal("12345678901234.56")
+    assert table.schema.field("key").type.num_fields == 2
+
+
+def test_json_fallback_without_orjson_gives_the_same_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_orjson = json.loads(b"".join(encode("ndjson", page(), {})).decode().splitlines()[0])
+    monkeypatch.setattr(formats, "orjson", None)
+    monkeypatch.setattr(formats, "_dumps", lambda v: json.dumps(v, ensure_ascii=False).encode())
+    assert json.loads(b"".join(encode("ndjson", page(), {})).decode().splitlines()[0]) == with_orjson
+
+
+def test_encoded_digest_covers_every_chunk() -> None:
+    import hashlib
+
+    chunks = encode("csv", page(), {})
+    enc = Encoded.of("csv", chunks)
+    assert enc.digest == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert enc.media_type == "text/csv; charset=utf-8"
+
+
+def test_etag_depends_on_every_part_and_matches_if_none_match() -> None:
+    parts = {"snapshot": "v1", "dataset": "project", "after": 3, "scope": "abc", "format": "json"}
+    tag = etag(parts)
+    assert tag == etag(dict(reversed(list(parts.items()))))  # order of the parts does not matter
+    for key in parts:
+        assert etag({**parts, key: "other"}) != tag
+    assert etag_matches(tag, tag) and etag_matches(f'"x", W/{tag}', tag) and etag_matches("*", tag)
+    assert not etag_matches(None, tag) and not etag_matches('"x"', tag)
+
+
+def test_rfc3339_matches_strftime_across_eras_and_keeps_nulls() -> None:
+    import random
+    from datetime import timedelta
+
+    import pyarrow.compute as pc
+
+    rng = random.Random(3)
+    values = [datetime(1900, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(0, 6 * 10**15))
+              for _ in range(2000)]
+    values += [None, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC),
+               datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=UTC)]
+    column = pa.array(values, pa.timestamp("us", tz="UTC"))
+    assert formats.rfc3339(column).equals(pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ"))
+    shanghai = pa.array([datetime(2025, 1, 1, 0, 0, tzinfo=UTC)], pa.timestamp("us", tz="Asia/Shanghai"))
+    assert formats.rfc3339(shanghai).to_pylist() == ["2025-01-01T00:00:00.000000Z"]  # always in UTC
+
+
+def test_hard_strings_survive_json_and_ndjson() -> None:
+    nasty = ['简单', 'quote " inside', 'back\\slash', '\\"both\\"', '', None, 'emoji 😀 and 𠀀', '\u2028line sep',
+             'tab-free but del \x7f', '{"json": [1,2]}', "it's", '/slashes/', '%s %d {} \\u0000']
+    table = pa.table({
+        "s": pa.array(nasty),
+        "n": pa.array(list(range(len(nasty) - 1)) + [None], pa.int64()),
+        "b": pa.array([True, False, None] * 4 + [True]),
+        "d": pa.array([Decimal("1.10")] * len(nasty), pa.decimal128(18, 2)),
+    })
+    expected = [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()} for row in table.to_pylist()]
+    assert json.loads(b"".join(encode("json", table, {}))) == {"records": expected}
+    lines = b"".join(encode("ndjson", table, {})).split(b"\n")  # not splitlines(): U+2028 is inside a value
+    assert lines[-1] == b"" and [json.loads(line) for line in lines[:-1]] == expected
+
+
+def test_control_characters_are_escaped() -> None:
+    table = pa.table({"s": pa.array(["line\nbreak", "tab\there", "nul\x00"]), "n": pa.array([1, 2, 3])})
+    assert [r["s"] for r in json.loads(b"".join(encode("json", table, {})))["records"]] == [
+        "line\nbreak", "tab\there", "nul\x00"]
+    lines = b"".join(encode("ndjson", table, {})).decode().split("\n")
+    assert len(lines) == 4 and lines[-1] == "" and json.loads(lines[0])["s"] == "line\nbreak"
