@@ -1,0 +1,393 @@
+"""The scenario registry: what each benchmark measures, against which peer, and which goal it decides.
+
+A scenario has a name (S1…S8), a description, the scales it runs at (full and ``--quick``), the
+goals it decides (a comparison, a threshold and a unit, each computed from the scenario's
+measured cases), and a plan: given the scale, it prepares its sources (bench/setups.py, cached)
+and returns its cases. A case is one row of the report: the hub's measurement and each peer's,
+on the same data, on the same machine, in the same harness run. Every measurement runs in a
+fresh process after one warm-up (bench/harness.py).
+
+Scale is the row count of the scenario's main source (Excel: a tenth of it; S6 also runs five
+times it). Goals are set at the sizes the issues name (1M rows…); a run at another scale still
+prints the figure and says at which scale it was measured.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Callable
+
+from bench.outcome import CaseOutcome
+from bench.runner import Measure
+from bench.setups import (Context, minhang_excel, municipal_db, municipal_incremental, warehouse_lake,
+                          yangpu_csv, yangpu_two_snapshots)
+
+DLT_MISSING = "not installed (pip install -e '.[bench]')"
+
+Outcomes = dict[str, CaseOutcome]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A figure the issues set a target for: `figure(outcomes) <op> threshold`, in `unit`.
+
+    `threshold` None makes a figure that is printed without a verdict (e.g. a ratio to a floor).
+    """
+
+    id: str
+    text: str
+    op: str
+    threshold: float | None
+    unit: str
+    figure: Callable[[Outcomes], float | None]
+    nominal_scale: int | None = None
+    #: the figure is measured at this multiple of the scenario's scale (S6's big run: 5 × N)
+    scale_multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if self.op not in (">=", "<=", "=="):
+            raise ValueError(f"goal {self.id}: op must be >=, <= or ==, not {self.op!r}")
+
+    def verdict(self, value: float | None) -> str:
+        if value is None:
+            return "MISS (not measured)"
+        if self.threshold is None:
+            return "figure"
+        ok = {">=": value >= self.threshold, "<=": value <= self.threshold, "==": value == self.threshold}[self.op]
+        return "PASS" if ok else "MISS"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer's measurement of the same case, or why there is none."""
+
+    label: str
+    measure: Measure | None = None
+    missing: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.measure is None) == (self.missing is None):
+            raise ValueError(f"peer {self.label}: give a measure or a reason it is missing, not both or neither")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    label: str
+    hub: Measure
+    peers: tuple[Peer, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    title: str
+    description: str
+    full_scales: tuple[int, ...]
+    quick_scales: tuple[int, ...]
+    plan: Callable[[Context], list[Case]]
+    goals: tuple[Goal, ...] = field(default_factory=tuple)
+    #: cases in a separate process that reports its own cases (S8 runs bench/feed_latency.py)
+    external: bool = False
+
+
+# ------------------------------------------------------------------------------------- helpers
+def dlt_missing() -> str | None:
+    """Why dlt peers cannot run here, or None when dlt is importable."""
+    return None if importlib.util.find_spec("dlt") is not None else DLT_MISSING
+
+
+def dlt_peer(label: str, measure: Measure) -> Peer:
+    missing = dlt_missing()
+    return Peer(label, missing=missing) if missing else Peer(label, measure)
+
+
+def _summary_value(outcomes: Outcomes, case: str, pick: Callable[..., float | None]) -> float | None:
+    c = outcomes.get(case)
+    if c is None or c.hub.summary is None:
+        return None
+    return pick(c.hub.summary)
+
+
+def _median(spread: object) -> float | None:
+    return None if spread is None else spread.median  # type: ignore[attr-defined]
+
+
+def _ratio_of_cases(outcomes: Outcomes, num: str, den: str, pick: Callable[..., float | None]) -> float | None:
+    a, b = _summary_value(outcomes, num, pick), _summary_value(outcomes, den, pick)
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _peer_ratio(case: str, peer: str) -> Callable[[Outcomes], float | None]:
+    return lambda o: o[case].ratio(peer) if case in o else None
+
+
+# ------------------------------------------------------------------------------------------ S1
+PEER_CX = "dlt sql_table connectorx → duckdb"
+PEER_PA = "dlt sql_table pyarrow → duckdb"
+
+
+def municipal_cases(ctx: Context, dialects: tuple[str, ...] | None = None) -> list[Case]:
+    """PostgreSQL and SQLite (``--quick``: PostgreSQL alone, the dialect the goal is set on)."""
+    cases = []
+    for dialect in dialects or (("postgresql",) if ctx.quick else ("postgresql", "sqlite")):
+        db = municipal_db(ctx, dialect, ctx.scale)
+        hub = Measure("hub_municipal", {"url": db["url"], "full": True, "source_bytes": db["source_bytes"]})
+        peers = tuple(dlt_peer(label, Measure("peer_dlt_sql", {"url": db["url"], "backend": backend,
+                                                               "source_bytes": db["source_bytes"]}))
+                      for label, backend in ((PEER_CX, "connectorx"), (PEER_PA, "pyarrow")))
+        cases.append(Case(f"municipal-{dialect}", f"municipal projects, {dialect} → Parquet → DuckDB (full sync)",
+                          hub, peers))
+    return cases
+
+
+S1 = Scenario(
+    "S1", "municipal database full sync",
+    "The municipal project database (projects table) read in full from PostgreSQL and from SQLite (--quick: "
+    "PostgreSQL only), "
+    "standardised, gated, landed as Parquet and built into DuckDB; dlt's sql_table (connectorx and pyarrow "
+    "backends) loads the same table into DuckDB, without validation.",
+    full_scales=(1_000_000, 5_000_000), quick_scales=(50_000,), plan=municipal_cases,
+    goals=(Goal("municipal_1m_vs_dlt", "PostgreSQL → Parquet → DuckDB throughput vs dlt sql_table connectorx "
+                "(hub with its quality gate, dlt without)", ">=", 1.2, "× dlt",
+                _peer_ratio("municipal-postgresql", PEER_CX), nominal_scale=1_000_000),),
+)
+
+
+# ------------------------------------------------------------------------------------------ S2
+PEER_REST = "dlt RESTClient → parquet → duckdb"
+
+
+def lingang_case(ctx: Context, dirty_ratio: float, case_id: str, label: str, with_peer: bool) -> Case:
+    assert ctx.servers is not None, "the harness gives every plan a server pool"
+    server = ctx.servers.lingang(ctx.scale, ctx.seed, dirty_ratio)
+    params = {k: server[k] for k in ("base_url", "client_id", "client_secret", "source_bytes")}
+    peers = ()
+    if with_peer:
+        peers = (dlt_peer(PEER_REST, Measure("peer_dlt_rest", {**params, "modules": server["modules"]})),)
+    return Case(case_id, label, Measure("hub_lingang", params), peers)
+
+
+S2 = Scenario(
+    "S2", "Lingang API full sync over loopback",
+    "Every module of the simulated Lingang platform (token auth, page/pageSize paging, JSON envelopes; "
+    "the server in its own process) synced in full and built into DuckDB; dlt's RESTClient with the same "
+    "auth and paging writes the same records as Parquet load files into DuckDB.",
+    full_scales=(1_000_000,), quick_scales=(50_000,),
+    plan=lambda ctx: [lingang_case(ctx, 0.01, "lingang", "Lingang platform, 6 modules, HTTP → DuckDB", True)],
+)
+
+
+# ------------------------------------------------------------------------------------------ S3
+PEER_CSV = "dlt filesystem read_csv(gbk) → parquet → duckdb"
+
+
+def csv_case(ctx: Context, dirty_ratio: float, case_id: str, label: str, with_peer: bool) -> Case:
+    drop = yangpu_csv(ctx, ctx.scale, dirty_ratio)
+    hub = Measure("hub_district", {"source": "district_yangpu", "stream": "projects", "drop_env": "IEHUB_YANGPU_DROP",
+                                   "drop": drop["drop"], "source_bytes": drop["source_bytes"]})
+    peers = ()
+    if with_peer:
+        peers = (dlt_peer(PEER_CSV, Measure("peer_dlt_csv", {"drop": drop["drop"], "glob": "*.csv", "encoding": "gbk",
+                                                             "source_bytes": drop["source_bytes"]})),)
+    return Case(case_id, label, hub, peers)
+
+
+def district_cases(ctx: Context) -> list[Case]:
+    excel = minhang_excel(ctx, max(1_000, ctx.scale // 10))
+    return [
+        csv_case(ctx, 0.001, "yangpu-csv", "杨浦 GBK CSV snapshot → DuckDB", True),
+        Case("minhang-excel", f"闵行 Excel workbook ({excel['rows']:,} rows) → DuckDB",
+             Measure("hub_district", {"source": "district_minhang", "stream": "projects",
+                                      "drop_env": "IEHUB_MINHANG_DROP", "drop": excel["drop"],
+                                      "source_bytes": excel["source_bytes"]}),
+             (Peer("dlt", missing="no peer: dlt ships no Excel reader"),)),
+    ]
+
+
+def _sync_rate(case: str) -> Callable[[Outcomes], float | None]:
+    def figure(o: Outcomes) -> float | None:
+        c = o.get(case)
+        if c is None or c.hub.summary is None or not c.hub.summary.rows:
+            return None
+        sync = c.hub.summary.sync_seconds()
+        return None if sync is None or sync.median <= 0 else c.hub.summary.rows / sync.median
+    return figure
+
+
+S3 = Scenario(
+    "S3", "district files: GBK CSV and Excel",
+    "杨浦's daily GBK CSV snapshot and 闵行's monthly Excel workbook (title row, merged headers, 合计 row) synced "
+    "end to end (gate included) and built; dlt's filesystem source reads the same CSV with its read_csv reader "
+    "(the one that takes an encoding) into DuckDB.",
+    full_scales=(1_000_000,), quick_scales=(50_000,), plan=district_cases,
+    goals=(Goal("csv_1m_rows_per_s", "杨浦 GBK CSV end to end with the quality gate (extract → land)", ">=",
+                500_000, "rows/s", _sync_rate("yangpu-csv"), nominal_scale=1_000_000),
+           Goal("excel_100k_rows_per_s", "闵行 Excel end to end with the quality gate (extract → land)", ">=",
+                50_000, "rows/s", _sync_rate("minhang-excel"), nominal_scale=100_000)),
+)
+
+
+# ------------------------------------------------------------------------------------------ S4
+def validation_cases(ctx: Context) -> list[Case]:
+    return [
+        lingang_case(ctx, 0.0, "lingang-clean", "Lingang platform, clean records", False),
+        lingang_case(ctx, 0.01, "lingang-dirty", "Lingang platform, 1% bad records", False),
+        csv_case(ctx, 0.0, "yangpu-clean", "杨浦 GBK CSV, clean rows", False),
+        csv_case(ctx, 0.01, "yangpu-dirty", "杨浦 GBK CSV, 1% bad rows", False),
+        *[Case(c.id, c.label.replace("(full sync)", "(as generated: ≈1–3% dirty; no clean variant)"), c.hub)
+          for c in municipal_cases(ctx, ("postgresql",))],
+    ]
+
+
+def _share(case: str) -> Callable[[Outcomes], float | None]:
+    return lambda o: _summary_value(o, case, lambda s: _median(s.validate_share()))
+
+
+S4 = Scenario(
+    "S4", "validation share of the sync",
+    "The quality gate's share of each sync's time (validate / extract+standardise+validate+land) on clean "
+    "data and on data with 1% bad rows: the Lingang API, the 杨浦 CSV, and the municipal database (PostgreSQL, "
+    "S1's measurement) as its sandbox generates it. dlt does not validate, so there is no peer.",
+    full_scales=(1_000_000,), quick_scales=(50_000,), plan=validation_cases,
+    goals=(Goal("lingang_validation_share", "Lingang validation share of sync time (1% bad records)", "<=", 0.25,
+                "share", _share("lingang-dirty"), nominal_scale=1_000_000),
+           Goal("lingang_validation_share_clean", "Lingang validation share of sync time (clean)", "<=", 0.25,
+                "share", _share("lingang-clean"), nominal_scale=1_000_000),
+           Goal("csv_validation_share_clean", "杨浦 CSV validation share (clean)", "<=", None, "share",
+                _share("yangpu-clean")),
+           Goal("csv_validation_share_dirty", "杨浦 CSV validation share (1% bad rows)", "<=", None, "share",
+                _share("yangpu-dirty"))),
+)
+
+
+# ------------------------------------------------------------------------------------------ S5
+def incremental_cases(ctx: Context) -> list[Case]:
+    inc = municipal_incremental(ctx, ctx.scale)
+    diff = yangpu_two_snapshots(ctx, ctx.scale)
+    url, size = inc["url"], inc["source_bytes"]
+    none = (Peer("dlt", missing="not measured: dlt peers cover full loads (S1–S3)"),)
+    return [
+        Case("municipal-full", "municipal PostgreSQL, full sync of the changed database (reference)",
+             Measure("hub_municipal", {"url": url, "full": True, "source_bytes": size})),
+        # no source_bytes: an incremental pass reads the changed rows, not the table, so MB/s would mislead
+        Case("municipal-incremental", "municipal PostgreSQL, incremental sync after 1% changed",
+             Measure("hub_municipal", {"url": url, "full": False, "template_home": inc["home_before_change"]}), none),
+        Case("municipal-nochange", "municipal PostgreSQL, sync with nothing changed",
+             Measure("hub_municipal", {"url": url, "full": False, "template_home": inc["home_after_change"]}), none),
+        Case("yangpu-diff", f"杨浦 snapshot diff, 2 × {diff['rows']:,} rows, 1% changed (file kind alone)",
+             Measure("hub_snapshot_diff", {"source": "district_yangpu", "stream": "projects",
+                                           "drop_env": "IEHUB_YANGPU_DROP", "drop": diff["drop"],
+                                           "template_home": diff["home_day_one"], "snapshot_rows": diff["rows"],
+                                           "source_bytes": diff["source_bytes"]}), none),
+    ]
+
+
+S5 = Scenario(
+    "S5", "incremental sync",
+    "A municipal PostgreSQL database synced once, changed by 1% at the source (updates, inserts, soft and "
+    "hard deletes), synced again (sync + build), then synced with nothing changed; each against a full sync "
+    "of the same database. And the file kind's diff of two daily 杨浦 snapshots with 1% changed.",
+    full_scales=(1_000_000,), quick_scales=(50_000,), plan=incremental_cases,
+    goals=(Goal("incremental_share", "incremental sync after 1% changed, share of the full sync's time", "<=", 0.05,
+                "share", lambda o: _ratio_of_cases(o, "municipal-incremental", "municipal-full",
+                                                   lambda s: s.seconds.median), nominal_scale=1_000_000),
+           Goal("nochange_share", "sync with nothing changed, share of the full sync's time", "<=", None, "share",
+                lambda o: _ratio_of_cases(o, "municipal-nochange", "municipal-full", lambda s: s.seconds.median)),
+           Goal("snapshot_diff_seconds", "snapshot diff 2 × 1M rows, 1% changed", "<=", 3.0, "s",
+                lambda o: _summary_value(o, "yangpu-diff", lambda s: s.seconds.median), nominal_scale=1_000_000)),
+)
+
+
+# ------------------------------------------------------------------------------------------ S6
+def memory_cases(ctx: Context) -> list[Case]:
+    small, big = ctx.scale, ctx.scale * 5
+    cases = []
+    for case_id, rows in (("rss-small", small), ("rss-big", big)):
+        db = municipal_db(Context(rows, ctx.seed, ctx.quick, ctx.work, ctx.servers), "postgresql", rows)
+        cases.append(Case(case_id, f"municipal PostgreSQL full sync, {rows:,} rows (peak RSS)",
+                          Measure("hub_municipal", {"url": db["url"], "full": True, "source_bytes": db["source_bytes"]})))
+    return cases
+
+
+S6 = Scenario(
+    "S6", "peak memory at N and 5N rows",
+    "Peak RSS (whole process, native memory included) of the municipal full sync from PostgreSQL at N and at "
+    "5N rows: memory must be bounded by batch size, not by source size.",
+    full_scales=(1_000_000,), quick_scales=(50_000,), plan=memory_cases,
+    goals=(Goal("rss_5m_mb", "peak RSS of the full sync at 5M rows", "<=", 1024, "MB",
+                lambda o: _summary_value(o, "rss-big", lambda s: s.peak_rss_mb.median), nominal_scale=5_000_000,
+                scale_multiple=5),
+           Goal("rss_ratio_5m_1m", "peak RSS at 5M rows / peak RSS at 1M rows", "<=", 1.1, "×",
+                lambda o: _ratio_of_cases(o, "rss-big", "rss-small", lambda s: s.peak_rss_mb.median),
+                nominal_scale=1_000_000)),
+)
+
+
+# ------------------------------------------------------------------------------------------ S7
+def warehouse_cases(ctx: Context) -> list[Case]:
+    lake = warehouse_lake(ctx, ctx.scale)
+    none = (Peer("dlt", missing="no peer: dlt has no incremental warehouse build"),)
+    return [Case("build-full", f"warehouse full build ({lake['rows']:,} projects + reports)",
+                 Measure("hub_warehouse_build", {"template_home": lake["home"], "full": True}), none),
+            Case("build-incremental", "warehouse incremental build after a 1% change",
+                 Measure("hub_warehouse_build", {"template_home": lake["home"], "full": False}), none)]
+
+
+S7 = Scenario(
+    "S7", "warehouse incremental build vs full build",
+    "N projects and N reports landed and built once, then a 1% change landed: the incremental build (only "
+    "the new batches: change versions, tombstones, history, marts, publish) against `build --full`.",
+    full_scales=(1_000_000,), quick_scales=(50_000,), plan=warehouse_cases,
+    goals=(Goal("warehouse_incremental_share", "incremental build / full build time", "<=", 0.10, "share",
+                lambda o: _ratio_of_cases(o, "build-incremental", "build-full", lambda s: s.seconds.median),
+                nominal_scale=1_000_000),),
+)
+
+
+# ------------------------------------------------------------------------------------------ S8
+def feed_cases(ctx: Context) -> list[Case]:
+    from bench.feed_scenario import feed_latency_cases
+
+    return feed_latency_cases(ctx)
+
+
+def _feed_figure(case: str, key: str) -> Callable[[Outcomes], float | None]:
+    def figure(o: Outcomes) -> float | None:
+        c = o.get(case)
+        if c is None or c.hub.summary is None:
+            return None
+        values = [r.extra.get(key) for r in c.hub.summary.runs if r.extra.get(key) is not None]
+        if not values:
+            return None
+        values.sort()
+        return float(values[len(values) // 2])
+    return figure
+
+
+S8 = Scenario(
+    "S8", "feed API latency during a build",
+    "The feed API serving 1000-row pages over N rows to 1 and to 8 concurrent clients while a warehouse build "
+    "runs, against the in-process floor (the same page read from DuckDB without HTTP). Runs bench/feed_latency.py.",
+    full_scales=(1_000_000,), quick_scales=(50_000,), plan=feed_cases,
+    goals=(Goal("feed_p95_1_client_ms", "feed p95, 1 client, 1000-row pages, during a build", "<=", 50, "ms",
+                _feed_figure("feed-1", "p95_ms"), nominal_scale=1_000_000),
+           Goal("feed_p95_8_clients_ms", "feed p95, 8 clients, 1000-row pages, during a build", "<=", 250, "ms",
+                _feed_figure("feed-8", "p95_ms"), nominal_scale=1_000_000),
+           Goal("feed_errors", "feed errors during the build (1 and 8 clients)", "==", 0, "errors",
+                lambda o: None if _feed_figure("feed-1", "errors")(o) is None or _feed_figure("feed-8", "errors")(o)
+                is None else _feed_figure("feed-1", "errors")(o) + _feed_figure("feed-8", "errors")(o)),
+           Goal("feed_ratio_to_floor", "feed p95 (1 client) / in-process floor p95", "<=", None, "×",
+                _feed_figure("feed-1", "ratio_to_floor"))),
+)
+
+SCENARIOS: dict[str, Scenario] = {s.id: s for s in (S1, S2, S3, S4, S5, S6, S7, S8)}
+
+#: every figure the issues name, by goal id: the registry test checks each is decided by some scenario
+REQUIRED_GOALS = (
+    "municipal_1m_vs_dlt", "incremental_share", "rss_5m_mb", "rss_ratio_5m_1m", "lingang_validation_share",
+    "csv_1m_rows_per_s", "excel_100k_rows_per_s", "snapshot_diff_seconds", "warehouse_incremental_share",
+    "feed_p95_1_client_ms", "feed_p95_8_clients_ms", "feed_errors", "feed_ratio_to_floor",
+)

@@ -1,0 +1,101 @@
+"""The subprocess runner and the harness, end to end: fresh processes, peak RSS, failures, one real scenario."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.harness import Harness
+from bench.runner import Measure, RunFailed, parse_result, run_measure
+from bench.scenarios import SCENARIOS, Case, Goal, Scenario
+
+
+def test_a_measure_runs_in_its_own_process_and_reports_its_own_peak_rss(tmp_path: Path) -> None:
+    small = run_measure(Measure("selftest_sleep", {"allocate_mb": 0, "rows": 10, "bytes": 1000}), work_dir=tmp_path,
+                        timeout=60)
+    big = run_measure(Measure("selftest_sleep", {"allocate_mb": 300, "rows": 10}), work_dir=tmp_path, timeout=60)
+    assert small.rows == 10 and small.bytes == 1000 and small.extra == {"scratch_exists": True}
+    # the 300 MB block shows in that child's peak alone: each run's RSS is its own, never the parent's
+    assert big.peak_rss_mb >= small.peak_rss_mb + 200
+    assert small.peak_rss_mb < 200
+    assert list(tmp_path.iterdir()) == []  # scratch and captured output removed
+
+
+def test_the_parents_memory_is_not_lent_to_the_child(tmp_path: Path) -> None:
+    """Linux carries a forking parent's high-water RSS into the child's ru_maxrss; the figure must not."""
+    ballast = bytearray(400 * 1024 * 1024)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    small = run_measure(Measure("selftest_sleep", {"rows": 1}), work_dir=tmp_path, timeout=60)
+    assert len(ballast) and small.peak_rss_mb < 200
+
+
+def test_a_failing_measure_raises_with_its_error(tmp_path: Path) -> None:
+    with pytest.raises(RunFailed, match="source unreachable"):
+        run_measure(Measure("selftest_sleep", {"fail": "source unreachable"}), work_dir=tmp_path, timeout=60)
+
+
+def test_an_unknown_measure_is_named(tmp_path: Path) -> None:
+    with pytest.raises(RunFailed, match="unknown measure 'no_such'"):
+        run_measure(Measure("no_such"), work_dir=tmp_path, timeout=60)
+
+
+def test_a_run_over_its_timeout_is_killed(tmp_path: Path) -> None:
+    with pytest.raises(RunFailed, match="timeout"):
+        run_measure(Measure("selftest_sleep", {"sleep": 30}), work_dir=tmp_path, timeout=3)
+
+
+def test_output_without_a_result_line_is_an_error() -> None:
+    with pytest.raises(RunFailed, match="no BENCH-RESULT"):
+        parse_result("some log line\n")
+    assert parse_result('log\nBENCH-RESULT {"seconds": 1.5}\n') == {"seconds": 1.5}
+
+
+def _selftest_scenario(fail_setup: bool = False) -> Scenario:
+    def plan(ctx):  # type: ignore[no-untyped-def]
+        if fail_setup:
+            raise RuntimeError("PostgreSQL at 127.0.0.1:5432 is unreachable")
+        shared = Measure("selftest_sleep", {"rows": ctx.scale, "sleep": 0.05})
+        return [Case("a", "case a", shared), Case("b", "case b (same measure)", shared)]
+
+    goal = Goal("rows", "rows seen", ">=", 100, "rows", lambda o: float(o["a"].hub.summary.rows))
+    return Scenario("T1", "selftest", "the harness's own test", (1000,), (100,), plan, (goal,))
+
+
+def test_the_harness_warms_up_repeats_and_shares_a_measurement(tmp_path: Path) -> None:
+    logs: list[str] = []
+    harness = Harness(repeat=2, quick=False, work=tmp_path, timeout=60, log=logs.append)
+    run = harness.run([_selftest_scenario()], {"T1": (100,)})
+    sr = run.runs[0]
+    assert sr.error is None
+    a, b = sr.cases
+    assert a.hub.summary is not None and len(a.hub.summary.runs) == 2 and a.hub.summary.warmup_seconds is not None
+    assert b.hub is a.hub  # measured once, shared
+    assert sum("warm-up" in line for line in logs) == 1 and sum("repeat" in line for line in logs) == 2
+    assert [(g.goal.id, g.value, g.verdict) for g in sr.goals] == [("rows", 100.0, "PASS")]
+    assert not run.failed
+
+
+def test_a_scenario_whose_setup_fails_is_reported_not_skipped(tmp_path: Path) -> None:
+    run = Harness(repeat=1, quick=True, work=tmp_path, log=lambda m: None).run([_selftest_scenario(True)],
+                                                                                {"T1": (100,)})
+    sr = run.runs[0]
+    assert sr.error is not None and "127.0.0.1:5432 is unreachable" in sr.error
+    assert run.failed and sr.goals[0].verdict.startswith("MISS")
+
+
+def test_a_real_scenario_end_to_end_warehouse_build(tmp_path: Path) -> None:
+    """S7 at 400 projects: sources prepared, both builds measured in fresh processes, the goal computed."""
+    harness = Harness(repeat=1, quick=True, work=tmp_path, log=lambda m: None)
+    run = harness.run([SCENARIOS["S7"]], {"S7": (400,)})
+    sr = run.runs[0]
+    assert sr.error is None, sr.error
+    full, inc = sr.cases
+    assert full.hub.error is None and inc.hub.error is None, (full.hub.error, inc.hub.error)
+    assert full.hub.summary.rows == inc.hub.summary.rows == 801  # projects + reports + 1 from the change
+    assert inc.hub.summary.runs[0].extra["changes"] > 0
+    assert full.hub.summary.peak_rss_mb.median > 50
+    goal = sr.goals[0]
+    assert goal.goal.id == "warehouse_incremental_share" and goal.value is not None and goal.value > 0
+    assert goal.verdict in ("PASS", "MISS")
+    assert (tmp_path / "setup" / "warehouse-400" / "ready.json").exists()
