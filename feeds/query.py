@@ -9,7 +9,11 @@ immutable snapshot for a whole pass (the cursor names it), so nothing can move u
 Connections: one read-only DuckDB connection per snapshot, kept in a small LRU (opening a
 file costs more than a page) and closed when evicted and no request still uses it; every
 request takes its own ``.cursor()`` of it, because a DuckDB connection is not for sharing
-between threads. While a snapshot is open here, ``warehouse.publish.prune`` keeps it.
+between threads. While a snapshot is open here, ``warehouse.publish.prune`` keeps it, so the
+cache is also the passes' lease: a snapshot read within the last ``lease`` seconds is not
+evicted for being least recent (builds may publish faster than consumers page), only when more
+than ``max_open`` snapshots are leased at once. A pass idle for longer than the lease may find
+its snapshot pruned: 410, restart the pass.
 
 Values leave as Arrow tables, never Python rows: the formats encode straight from Arrow.
 District codes are always bound as parameters; column names only ever come from the
@@ -19,6 +23,7 @@ snapshot's own catalogue, quoted.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -98,6 +103,7 @@ class _Entry:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
+        self.used_at = time.monotonic()
         self.users = 0
         self.evicted = False
         self.columns: dict[str, list[str]] = {}
@@ -106,9 +112,11 @@ class _Entry:
 class SnapshotPool:
     """Read-only connections to published snapshots, LRU-cached; see the module doc."""
 
-    def __init__(self, home: Path, size: int = 4) -> None:
+    def __init__(self, home: Path, size: int = 4, *, lease: float = 300.0, max_open: int = 64) -> None:
         self.home = Path(home)
         self.size = max(1, size)
+        self.lease = max(0.0, lease)
+        self.max_open = max(self.size, max_open)
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
@@ -141,11 +149,8 @@ class SnapshotPool:
             else:
                 entry = self._open(version)
                 self._entries[version] = entry
-                while len(self._entries) > self.size:
-                    _, old = self._entries.popitem(last=False)
-                    old.evicted = True
-                    if old.users == 0:
-                        old.con.close()
+                self._evict(keep=version)
+            entry.used_at = time.monotonic()
             entry.users += 1
             cur = entry.con.cursor()
         try:
@@ -155,6 +160,19 @@ class SnapshotPool:
             with self._lock:
                 entry.users -= 1
                 if entry.evicted and entry.users == 0:
+                    entry.con.close()
+
+    def _evict(self, keep: str) -> None:
+        """Beyond ``size``, drop the least recent snapshots whose lease ran out; beyond ``max_open``, any."""
+        now = time.monotonic()
+        for version in list(self._entries):
+            if len(self._entries) <= self.size:
+                return
+            entry = self._entries[version]
+            if version != keep and (now - entry.used_at > self.lease or len(self._entries) > self.max_open):
+                del self._entries[version]
+                entry.evicted = True
+                if entry.users == 0:
                     entry.con.close()
 
     def close(self) -> None:

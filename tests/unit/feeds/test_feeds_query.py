@@ -167,8 +167,34 @@ def test_versions_and_coverage(fh: FeedHome, pool: SnapshotPool) -> None:
     assert cov["start"] <= cov["end"] and cov["start"].startswith("2025-03")
 
 
+def test_pool_keeps_leased_snapshots_open_so_prune_cannot_take_them(fh: FeedHome) -> None:
+    versions_on_disk = sorted(p.name for p in (fh.home / "published").iterdir()
+                              if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+    pool = SnapshotPool(fh.home, size=1, lease=3600, max_open=len(versions_on_disk))
+    try:
+        entries = []
+        for version in versions_on_disk:
+            with pool.cursor(version) as (_, entry):
+                entries.append(entry)
+        assert not any(e.evicted for e in entries)  # all read within the lease: all stay open
+        for entry in entries:
+            assert entry.con.execute("select 1").fetchall() == [(1,)]
+        with pool.cursor(versions_on_disk[0]) as (_, entry):
+            pass
+        assert entry is entries[0]  # served from the lease, not reopened
+    finally:
+        pool.close()
+    capped = SnapshotPool(fh.home, size=1, lease=3600, max_open=1)
+    with capped.cursor(versions_on_disk[0]) as (_, first):
+        pass
+    with capped.cursor(versions_on_disk[1]):
+        pass
+    assert first.evicted  # more leased snapshots than max_open: the least recent goes
+    capped.close()
+
+
 def test_pool_evicts_least_recent_and_reports_gone_or_missing(fh: FeedHome, tmp_path: Path) -> None:
-    pool = SnapshotPool(fh.home, size=1)
+    pool = SnapshotPool(fh.home, size=1, lease=0)
     versions_on_disk = sorted(p.name for p in (fh.home / "published").iterdir()
                               if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
     assert len(versions_on_disk) >= 2
