@@ -60,7 +60,9 @@ def _shell(con, fmt: str, max_rows: int, version: str) -> None:  # type: ignore[
             break
         if not buffer and stripped == ".tables":
             stripped = ("SELECT schema_name || '.' || table_name AS table_name, comment FROM duckdb_tables() "
-                        "WHERE schema_name IN ('core', 'marts', 'ops', 'ref') ORDER BY 1;")
+                        "WHERE schema_name IN ('core', 'marts', 'ops', 'ref') UNION ALL "
+                        "SELECT schema_name || '.' || view_name, comment FROM duckdb_views() "
+                        "WHERE NOT internal AND schema_name IN ('core', 'marts', 'ops', 'ref') ORDER BY 1;")
         buffer.append(stripped)
         if stripped.endswith(";"):
             sql = "\n".join(buffer)

@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from schemas import ENTITIES, LINEAGE_FIELDS
+from warehouse import identity
 from warehouse.marts import INDICATORS, MARTS
 from warehouse.versions import HISTORY_ENTITIES
 
@@ -39,6 +40,14 @@ def _sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
         rows.append(["change_version", "BIGINT", "变更版本", "change version from the hub-wide sequence", "none (无)", ""])
         history = (" History: `core.%s_history` adds `valid_from`, `valid_to` (NULL while current)." % e.name
                    if e.name in HISTORY_ENTITIES else "")
+        if e.name == identity.ORGANIZATION:
+            for name, (dtype, doc) in identity.GOLDEN_COLUMNS.items():
+                zh, _, en = doc.partition(" / ")
+                rows.insert(len(e.fields), [name, "VARCHAR[]" if name == "sources" else "VARCHAR", zh, en,
+                                            "none (无)", ""])
+            history += (" One row per organisation across all sources (matched on USCC, else normalised name); "
+                        "the rows as each source sent them are `core.organization_source`, keyed by "
+                        "(_source, org_id).")
         out.append((f"core.{e.name}", f"{e.zh} / {e.en}. Grain: {e.grain}. Natural key: ({', '.join(e.key)}).{history}",
                     ["column", "type", "中文", "English", "PII", "role"], rows))
     out.append(("core._tombstones", "已删除记录 / deletes with their natural key (JSON), change_version and deleted_at.",
@@ -46,7 +55,17 @@ def _sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
                 [["entity", "VARCHAR", "实体", "entity", "none (无)", ""],
                  ["natural_key", "VARCHAR (JSON)", "自然键", "natural key", "none (无)", "key"],
                  ["change_version", "BIGINT", "变更版本", "change version of the delete", "none (无)", ""],
-                 ["deleted_at", "TIMESTAMPTZ (UTC)", "删除时间", "when deleted", "none (无)", ""]]))
+                 ["deleted_at", "TIMESTAMPTZ (UTC)", "删除时间", "when deleted", "none (无)", ""],
+                 ["district_code", "VARCHAR", "所属区", "district the deleted row (or its project) lived in",
+                  "none (无)", ""]]))
+    match_rows = []
+    for column, doc in identity.MATCH_DOCS.items():
+        zh, _, en = doc.partition(" / ")
+        match_rows.append([column, "", zh, en or zh, "none (无)", ""])
+    out.append((f"core.{identity.MATCH_TABLE}", "单位匹配 / how each organisation mention was resolved to "
+                "core.organization (match_rule: uscc, name, ambiguous, unmatched); unresolved names are listed in "
+                "the view ops.organization_unmatched. Grain: one row per distinct mention.",
+                ["column", "type", "中文", "English", "PII", "role"], match_rows))
     for m in MARTS:
         rows = []
         for column, doc in m.columns.items():

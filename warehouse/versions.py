@@ -39,7 +39,11 @@ __all__ = [
     "TOMBSTONES",
     "Applied",
     "apply_entity",
+    "apply_rows",
+    "duck_type",
+    "event_time_sql",
     "natural_key_sql",
+    "tombstone_district_sql",
 ]
 
 CHANGE_VERSION = "change_version"
@@ -102,12 +106,9 @@ def apply_entity(
     ``present`` the columns the files have (absent ones read as NULL). Returns the counts and
     the sequence's new last value.
     """
-    name = entity.name
-    table = f"core.{ident(name)}"
-    key = list(entity.key)
     columns = list(schema.names)
     at = event_time_sql(schema)
-    select = [(f"f.{ident(c)}" if c in present else f"NULL::{_duck_type(schema.field(c).type)}") + f" AS {ident(c)}"
+    select = [(f"f.{ident(c)}" if c in present else f"NULL::{duck_type(schema.field(c).type)}") + f" AS {ident(c)}"
               for c in columns]
     deleted = f"coalesce(f.{ident(DELETED)}, false)" if DELETED in present else "false"
     paths = "[" + ", ".join(literal(p) for p in files.column("path").to_pylist()) + "]"
@@ -116,7 +117,7 @@ def apply_entity(
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _in AS
-            SELECT *, {natural_key_sql(key)} AS _nk, {at} AS _at FROM (
+            SELECT *, {at} AS _at FROM (
                 SELECT {", ".join(select)}, {deleted} AS _del, s.landed_seq AS _seq, f.file_row_number AS _row
                 FROM read_parquet({paths}, filename = true, file_row_number = true, union_by_name = true) AS f
                 JOIN _files AS s ON f.filename = s.path
@@ -125,77 +126,149 @@ def apply_entity(
         )
     finally:
         con.unregister("_files")
+    return apply_rows(con, entity, schema, last_version, history=history)
+
+
+def _key_from_json(schema: pa.Schema, key: list[str], column: str) -> str:
+    """The key columns read back from a tombstone's JSON natural key, typed as in the core table."""
+    return ", ".join(
+        f"CAST(json_extract_string({column}, {literal('$.' + k)}) AS {duck_type(schema.field(k).type)}) AS {ident(k)}"
+        for k in key
+    )
+
+
+def tombstone_district_sql(schema: pa.Schema, has_project: bool) -> str:
+    """The district a tombstone carries, over ``f`` (the delete) and ``c`` (the core row it deletes).
+
+    Feeds scope consumers by district, so a delete must say where the row lived: the deleted
+    core row's last live district, else the delete's own; rows without a district column that
+    belong to a project (participants, reports) take their project's district, from
+    ``core.project`` or, when the project was deleted first, from the project's tombstone.
+    """
+    if "district_code" in schema.names:
+        return "coalesce(c.district_code, f.district_code)"
+    if has_project and "project_id" in schema.names and "_source" in schema.names:
+        project_key = natural_key_sql(["_source", "project_id"], "f")
+        return (
+            "coalesce((SELECT any_value(p.district_code) FROM core.project AS p "
+            "WHERE p._source = f._source AND p.project_id = coalesce(c.project_id, f.project_id)), "
+            f"(SELECT any_value(t.district_code) FROM core.{TOMBSTONES} AS t "
+            f"WHERE t.entity = 'project' AND t.natural_key = {project_key}))"
+        )
+    return "NULL::VARCHAR"
+
+
+def apply_rows(
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    schema: pa.Schema,
+    last_version: int,
+    *,
+    history: bool,
+) -> Applied:
+    """Apply the temp table ``_in`` to ``core.<entity.name>``: steps 2-6 of the module doc.
+
+    ``_in`` holds the schema's columns plus ``_del`` (a delete), ``_seq`` and ``_row`` (merge
+    order) and ``_at`` (event time). The key columns themselves partition and join (the JSON
+    natural key is spelled only for tombstones), which keeps the hot window cheap.
+    """
+    name = entity.name
+    table = f"core.{ident(name)}"
+    key = list(entity.key)
+    keys = ", ".join(ident(k) for k in key)
+    columns = list(schema.names)
     try:
         # The touched keys' state before this build: live (hash) or deleted (tombstone).
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE _prev AS
-            SELECT {natural_key_sql(key, "c")} AS _nk, c._record_hash AS _hash, false AS _del
-            FROM {table} AS c SEMI JOIN (SELECT DISTINCT {", ".join(ident(k) for k in key)} FROM _in) AS i
-              USING ({", ".join(ident(k) for k in key)})
-            UNION ALL
-            SELECT t.natural_key, NULL, true FROM core.{TOMBSTONES} AS t
-            WHERE t.entity = {literal(name)} AND t.natural_key IN (SELECT _nk FROM _in)
+            CREATE OR REPLACE TEMP TABLE _tomb AS
+            SELECT * FROM (
+                SELECT t.natural_key, {_key_from_json(schema, key, "t.natural_key")}
+                FROM core.{TOMBSTONES} AS t WHERE t.entity = {literal(name)}
+            ) SEMI JOIN (SELECT DISTINCT {keys} FROM _in) USING ({keys})
             """
         )
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _changes AS
             WITH steps AS (
-                SELECT _nk, 0::BIGINT AS _seq, -1::BIGINT AS _row, _hash, _del FROM _prev
+                SELECT {", ".join(f"c.{ident(k)}" for k in key)}, 0::BIGINT AS _seq, -1::BIGINT AS _row,
+                       c._record_hash AS _hash, false AS _del
+                FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _in) USING ({keys})
                 UNION ALL
-                SELECT _nk, _seq, _row, _record_hash, _del FROM _in
+                SELECT {keys}, 0, -1, NULL, true FROM _tomb
+                UNION ALL
+                SELECT {keys}, _seq, _row, _record_hash, _del FROM _in
             ), compared AS (
                 SELECT *, lag(_hash) OVER w AS _prev_hash, lag(_del) OVER w AS _prev_del
-                FROM steps WINDOW w AS (PARTITION BY _nk ORDER BY _seq, _row)
+                FROM steps WINDOW w AS (PARTITION BY {keys} ORDER BY _seq, _row)
+            ), changed AS (
+                SELECT {keys}, _seq, _row FROM compared
+                WHERE _seq > 0 AND (
+                    _prev_del IS NULL
+                    OR (_del AND NOT _prev_del)
+                    OR (NOT _del AND (_prev_del OR _hash IS DISTINCT FROM _prev_hash))
+                )
             )
-            SELECT _nk, _seq, _row, _del,
-                   {last_version} + row_number() OVER (ORDER BY _nk, _seq, _row) AS {CHANGE_VERSION}
-            FROM compared
-            WHERE _seq > 0 AND (
-                _prev_del IS NULL
-                OR (_del AND NOT _prev_del)
-                OR (NOT _del AND (_prev_del OR _hash IS DISTINCT FROM _prev_hash))
-            )
+            SELECT {keys}, _seq, _row,
+                   {last_version} + row_number() OVER (ORDER BY {keys}, _seq, _row) AS {CHANGE_VERSION},
+                   row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC, _row DESC) = 1 AS _final
+            FROM changed
             """
         )
         changes = _scalar(con, "SELECT count(*) FROM _changes")
         if changes == 0:
             return Applied(0, 0, 0, last_version)
-        # The changed rows in full, and each key's final state.
+        # The changed rows in full, each flagged whether it is its key's final state.
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _changed AS
-            SELECT i.*, c.{CHANGE_VERSION},
-                   c.{CHANGE_VERSION} = max(c.{CHANGE_VERSION}) OVER (PARTITION BY c._nk) AS _final
-            FROM _changes AS c JOIN _in AS i USING (_nk, _seq, _row)
+            SELECT i.*, c.{CHANGE_VERSION}, c._final
+            FROM _changes AS c JOIN _in AS i USING ({keys}, _seq, _row)
             """
         )
-        key_match = " AND ".join(f"{table}.{ident(k)} = f.{ident(k)}" for k in key)
-        con.execute(f"DELETE FROM {table} USING (SELECT * FROM _changed WHERE _final) AS f WHERE {key_match}")
+        con.execute("DROP TABLE _changes")
+        con.execute("DROP TABLE _in")  # everything below reads _changed; free the input early
         con.execute(
-            f"DELETE FROM core.{TOMBSTONES} WHERE entity = {literal(name)} "
-            f"AND natural_key IN (SELECT _nk FROM _changed WHERE _final)"
+            f"""
+            DELETE FROM core.{TOMBSTONES} WHERE entity = {literal(name)} AND natural_key IN (
+                SELECT natural_key FROM _tomb SEMI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys}))
+            """
         )
-        col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
-        con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _changed WHERE _final AND NOT _del")
+        district = tombstone_district_sql(schema, _table_exists(con, "core", "project"))
+        key_join = " AND ".join(f"c.{ident(k)} = f.{ident(k)}" for k in key)
         con.execute(
             f"""
             INSERT INTO core.{TOMBSTONES} (entity, natural_key, {CHANGE_VERSION}, deleted_at,
-                                           _source, _source_key, _batch_id, _extracted_at)
-            SELECT {literal(name)}, _nk, {CHANGE_VERSION}, _at, _source, _source_key, _batch_id, _extracted_at
-            FROM _changed WHERE _final AND _del
+                                           _source, _source_key, _batch_id, _extracted_at, district_code)
+            SELECT {literal(name)}, {natural_key_sql(key, "f")}, f.{CHANGE_VERSION}, f._at,
+                   f._source, f._source_key, f._batch_id, f._extracted_at, {district}
+            FROM _changed AS f LEFT JOIN {table} AS c ON {key_join}
+            WHERE f._final AND f._del
             """
         )
-        deletes = _scalar(con, "SELECT count(*) FROM _changed WHERE _final AND _del")
-        upserts = _scalar(con, "SELECT count(*) FROM _changed WHERE _final AND NOT _del")
+        key_match = " AND ".join(f"{table}.{ident(k)} = f.{ident(k)}" for k in key)
+        con.execute(f"DELETE FROM {table} USING (SELECT {keys} FROM _changed WHERE _final) AS f WHERE {key_match}")
+        col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
+        con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _changed WHERE _final AND NOT _del")
+        deletes, upserts, last = con.execute(
+            f"SELECT count(*) FILTER (WHERE _final AND _del), count(*) FILTER (WHERE _final AND NOT _del), "
+            f"max({CHANGE_VERSION}) FROM _changed"
+        ).fetchall()[0]
         if history:
             _apply_history(con, name, key, columns)
-        last = _scalar(con, f"SELECT max({CHANGE_VERSION}) FROM _changes")
-        return Applied(changes, upserts, deletes, last)
+        return Applied(changes, int(upserts), int(deletes), int(last))
     finally:
-        for temp in ("_in", "_prev", "_changes", "_changed", "_open"):
+        for temp in ("_in", "_tomb", "_changes", "_changed", "_open", "_timed"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(_scalar(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        f"AND schema_name = {literal(schema)} AND table_name = {literal(table)}",
+    ))
 
 
 def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], columns: list[str]) -> None:
@@ -210,7 +283,7 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _open AS
-        SELECT {natural_key_sql(key, "h")} AS _nk, h.valid_from
+        SELECT {", ".join(f"h.{ident(k)}" for k in key)}, h.valid_from
         FROM {hist} AS h SEMI JOIN (SELECT DISTINCT {keys} FROM _changed) AS c USING ({keys})
         WHERE h.valid_to IS NULL
         """
@@ -219,17 +292,18 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
         f"""
         CREATE OR REPLACE TEMP TABLE _timed AS
         SELECT c.*,
-               greatest(max(c._at) OVER (PARTITION BY c._nk ORDER BY c.{CHANGE_VERSION}
+               greatest(max(c._at) OVER (PARTITION BY {", ".join(f"c.{ident(k)}" for k in key)}
+                                         ORDER BY c.{CHANGE_VERSION}
                                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
                         o.valid_from) AS _valid_from
-        FROM _changed AS c LEFT JOIN _open AS o USING (_nk)
+        FROM _changed AS c LEFT JOIN _open AS o USING ({keys})
         """
     )
     con.execute(
         f"""
         UPDATE {hist} AS h SET valid_to = f.first_from
-        FROM (SELECT _nk, min(_valid_from) AS first_from FROM _timed GROUP BY _nk) AS f
-        WHERE h.valid_to IS NULL AND {natural_key_sql(key, "h")} = f._nk
+        FROM (SELECT {keys}, min(_valid_from) AS first_from FROM _timed GROUP BY {keys}) AS f
+        WHERE h.valid_to IS NULL AND {" AND ".join(f"h.{ident(k)} = f.{ident(k)}" for k in key)}
         """
     )
     col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
@@ -237,7 +311,7 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
         f"""
         INSERT INTO {hist} ({col_list}, valid_from, valid_to)
         SELECT {col_list}, _valid_from, _valid_to FROM (
-            SELECT *, lead(_valid_from) OVER (PARTITION BY _nk ORDER BY {CHANGE_VERSION}) AS _valid_to
+            SELECT *, lead(_valid_from) OVER (PARTITION BY {keys} ORDER BY {CHANGE_VERSION}) AS _valid_to
             FROM _timed
         ) WHERE NOT _del
         """
@@ -245,10 +319,12 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
     con.execute("DROP TABLE IF EXISTS _timed")
 
 
-def _duck_type(t: pa.DataType) -> str:
+def duck_type(t: pa.DataType) -> str:
     """The DuckDB type of an Arrow type, for typed NULL columns."""
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "VARCHAR"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return duck_type(t.value_type) + "[]"
     if pa.types.is_boolean(t):
         return "BOOLEAN"
     if pa.types.is_int8(t):

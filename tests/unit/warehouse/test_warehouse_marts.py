@@ -13,35 +13,27 @@ import pyarrow as pa
 import pytest
 
 from schemas import get_entity
-from tests.unit.warehouse.warehouse_fixtures import land, with_record_hash
+from tests.unit.warehouse.warehouse_fixtures import entity_rows, land
+from tests.unit.warehouse.warehouse_fixtures import query_current as q
+from tests.unit.warehouse.warehouse_fixtures import valid_uscc as uscc
 from warehouse.build import build
 from warehouse.catalog import Catalog
 from warehouse.marts import MARTS
-from warehouse.publish import current_path
 
 UTC = timezone.utc
+
+
+E1 = uscc("91310115", "MA1FL2X3")
+U1, U2, U3 = uscc("12310000", "42500001"), uscc("12310000", "42500002"), uscc("12310000", "42500003")
 EXTRACTED = datetime(2025, 8, 1, tzinfo=UTC)
 
 
 def std(entity_name: str, items: list[dict[str, Any]], source: str = "municipal_db") -> pa.Table:
-    entity = get_entity(entity_name)
-    key = [k for k in entity.key if not k.startswith("_")][0]
-    full = [{f.name: r.get(f.name) for f in entity.arrow_schema()} | {
-        "_source": source, "_source_key": r[key], "_batch_id": "b", "_extracted_at": EXTRACTED,
-        "_record_hash": "", "_is_deleted": False} for r in items]
-    return with_record_hash(pa.Table.from_pylist(full, schema=entity.arrow_schema()), entity)
+    return entity_rows(entity_name, items, source=source, extracted=EXTRACTED)
 
 
 def put(home: Path, catalog: Catalog, entity_name: str, items: list[dict[str, Any]]) -> None:
     land(home, catalog, "municipal_db", "w1", std(entity_name, items), entity=get_entity(entity_name))
-
-
-def q(home: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(current_path(home)), read_only=True)
-    try:
-        return [tuple(r.values()) for r in con.sql(sql).to_arrow_table().to_pylist()]
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +49,16 @@ def programme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def _programme(home: Path, catalog: Catalog) -> Path:
     put(home, catalog, "organization", [
-        {"org_id": "O1", "uscc": "E1", "name": "上海积塔半导体有限公司", "org_type": "enterprise",
+        {"org_id": "O1", "uscc": E1, "name": "上海积塔半导体有限公司", "org_type": "enterprise",
          "is_integration_enterprise": True, "integration_status": "pilot", "district_code": "310115"},
-        {"org_id": "O2", "uscc": "U1", "name": "上海电机学院", "org_type": "university", "district_code": "310115"},
+        {"org_id": "O2", "uscc": U1, "name": "上海电机学院", "org_type": "university", "district_code": "310115"},
     ])
     put(home, catalog, "project", [
-        {"project_id": "P1", "title": "集成电路订单班", "category": "A", "lead_org_uscc": "U1", "lead_org_name": "上海电机学院",
+        {"project_id": "P1", "title": "集成电路订单班", "category": "A", "lead_org_uscc": U1, "lead_org_name": "上海电机学院",
          "district_code": "310115", "industry_code": "IC", "budget_amount": Decimal("1000000.00")},
-        {"project_id": "P2", "title": "集成电路实训中心", "category": "A", "lead_org_uscc": "U2", "lead_org_name": "上海电力大学",
+        {"project_id": "P2", "title": "集成电路实训中心", "category": "A", "lead_org_uscc": U2, "lead_org_name": "上海电力大学",
          "district_code": "310115", "industry_code": "IC", "budget_amount": Decimal("3000000.00")},
-        {"project_id": "P3", "title": "海洋装备产业学院", "category": "B", "lead_org_uscc": "U3",
+        {"project_id": "P3", "title": "海洋装备产业学院", "category": "B", "lead_org_uscc": U3,
          "district_code": "310110", "industry_code": "EQUIPMENT"},
     ])
     put(home, catalog, "project_report", [
@@ -77,24 +69,24 @@ def _programme(home: Path, catalog: Catalog) -> Path:
         {"report_id": "R4", "project_id": "P2", "due_on": date(2099, 12, 31)},
     ])
     put(home, catalog, "talent_demand", [
-        {"demand_id": "D1", "org_uscc": "E1", "org_name": "上海积塔半导体有限公司", "major": "电气工程",
+        {"demand_id": "D1", "org_uscc": E1, "org_name": "上海积塔半导体有限公司", "major": "电气工程",
          "occupation": "电气工程师", "headcount": 10, "published_on": date(2025, 2, 1)},
         {"demand_id": "D2", "major": "电气工程", "occupation": "运维工程师", "headcount": 5},
         {"demand_id": "D3", "major": "机械工程", "occupation": "装配工", "headcount": 4},
     ])
     put(home, catalog, "talent_supply", [
-        {"supply_id": "S1", "school_uscc": "U1", "school_name": "上海电机学院", "major": "电气工程",
+        {"supply_id": "S1", "school_uscc": U1, "school_name": "上海电机学院", "major": "电气工程",
          "graduates_count": 12, "graduation_year": 2025},
         {"supply_id": "S2", "school_name": "上海海洋大学", "major": "海洋科学", "graduates_count": 3, "graduation_year": 2025},
     ])
     put(home, catalog, "cooperation", [
-        {"cooperation_id": "C1", "school_uscc": "U1", "school_name": "上海电机学院", "enterprise_uscc": "E1",
+        {"cooperation_id": "C1", "school_uscc": U1, "school_name": "上海电机学院", "enterprise_uscc": E1,
          "enterprise_name": "上海积塔半导体有限公司", "start_date": date(2024, 9, 1), "investment_amount": Decimal("500000.00")},
-        {"cooperation_id": "C2", "school_uscc": "U1", "school_name": "上海电机学院",
+        {"cooperation_id": "C2", "school_uscc": U1, "school_name": "上海电机学院",
          "enterprise_name": "上海商汤科技开发有限公司", "start_date": date(2025, 3, 1)},
     ])
     put(home, catalog, "trainee", [
-        {"trainee_id": "T1", "name": "张三", "school_uscc": "U1", "school_name": "上海电机学院", "enterprise_uscc": "E1",
+        {"trainee_id": "T1", "name": "张三", "school_uscc": U1, "school_name": "上海电机学院", "enterprise_uscc": E1,
          "enterprise_name": "上海积塔半导体有限公司", "start_date": date(2025, 7, 1), "is_employed": True},
     ])
     build(home, catalog)
@@ -124,7 +116,7 @@ def test_enterprise_participation(programme: Path) -> None:
                                   schools_partnered, trainees_hosted, talent_demand_headcount
                            FROM marts.enterprise_participation ORDER BY enterprise_name""") == [
         (None, "上海商汤科技开发有限公司", None, 1, 1, 0, 0),
-        ("E1", "上海积塔半导体有限公司", "pilot", 1, 1, 1, 10),
+        (E1, "上海积塔半导体有限公司", "pilot", 1, 1, 1, 10),
     ]
     assert q(programme, """SELECT integration_status, integration_status_zh, enterprises, cooperation_count, trainees_hosted
                            FROM marts.enterprise_participation_by_status ORDER BY 1""") == [
@@ -137,19 +129,19 @@ def test_report_timeliness_by_lead_organisation(programme: Path) -> None:
     assert q(programme, """SELECT lead_org_uscc, reports_total, reports_on_time, reports_late, reports_missing,
                                   reports_pending, on_time_rate
                            FROM marts.report_timeliness_by_lead_org ORDER BY 1""") == [
-        ("U1", 2, 1, 1, 0, 0, 0.5), ("U2", 2, 0, 0, 1, 1, 0.0)]
+        (U1, 2, 1, 1, 0, 0, 0.5), (U2, 2, 0, 0, 1, 1, 0.0)]
 
 
 def test_annual_reports_per_school_and_enterprise(programme: Path) -> None:
-    assert q(programme, """SELECT school_uscc, year, cooperations_started, enterprises_partnered, trainees_started,
+    assert q(programme, f"""SELECT school_uscc, year, cooperations_started, enterprises_partnered, trainees_started,
                                   trainees_employed, graduates_supplied, cooperation_investment_amount
-                           FROM marts.annual_report_school WHERE school_uscc = 'U1' ORDER BY year""") == [
-        ("U1", 2024, 1, 1, 0, 0, 0, Decimal("500000.00")),
-        ("U1", 2025, 1, 2, 1, 1, 12, Decimal("0.00")),
+                           FROM marts.annual_report_school WHERE school_uscc = '{U1}' ORDER BY year""") == [
+        (U1, 2024, 1, 1, 0, 0, 0, Decimal("500000.00")),
+        (U1, 2025, 1, 2, 1, 1, 12, Decimal("0.00")),
     ]
-    assert q(programme, """SELECT enterprise_uscc, year, cooperations_started, trainees_hosted, talent_demand_headcount
-                           FROM marts.annual_report_enterprise WHERE enterprise_uscc = 'E1' ORDER BY year""") == [
-        ("E1", 2024, 1, 0, 0), ("E1", 2025, 0, 1, 10)]
+    assert q(programme, f"""SELECT enterprise_uscc, year, cooperations_started, trainees_hosted, talent_demand_headcount
+                           FROM marts.annual_report_enterprise WHERE enterprise_uscc = '{E1}' ORDER BY year""") == [
+        (E1, 2024, 1, 0, 0), (E1, 2025, 0, 1, 10)]
 
 
 def test_evaluation_indicators_carry_their_definitions(programme: Path) -> None:
@@ -163,7 +155,10 @@ def test_evaluation_indicators_carry_their_definitions(programme: Path) -> None:
 
 def test_empty_warehouse_gives_empty_marts_with_grain_comments(home: Path, catalog: Catalog) -> None:
     build(home, catalog)
-    comments = dict(q(home, "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts'"))
+    comments = dict(q(home, "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts' "
+                            "UNION ALL SELECT view_name, comment FROM duckdb_views() WHERE schema_name = 'marts'"))
+    views = {v for (v,) in q(home, "SELECT view_name FROM duckdb_views() WHERE schema_name = 'marts'")}
+    assert views == {m.name for m in MARTS if m.view} == {"report_status"}
     assert set(comments) == {m.name for m in MARTS}
     assert all("Grain: one row per" in c for c in comments.values()), comments
     for mart in MARTS:
@@ -178,3 +173,16 @@ def mart_indicators() -> tuple:
     from warehouse.marts import INDICATORS
 
     return INDICATORS
+
+
+def test_a_mart_that_was_a_table_becomes_its_view(home: Path, catalog: Catalog) -> None:
+    build(home, catalog)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("DROP VIEW marts.report_status")
+    con.execute("CREATE TABLE marts.report_status AS SELECT 1 AS stale")
+    con.close()
+    put(home, catalog, "project", [{"project_id": "P9", "title": "新项目"}])
+    build(home, catalog)
+    assert q(home, "SELECT view_name FROM duckdb_views() WHERE schema_name = 'marts'") == [("report_status",)]
+    assert q(home, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' AND table_name = 'report_status'") \
+        == [(0,)]

@@ -6,25 +6,16 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from schemas import get_entity
 from tests.unit.warehouse.warehouse_fixtures import REGISTRY, land, notice_rows, with_record_hash
+from tests.unit.warehouse.warehouse_fixtures import query_current as rows
 from warehouse.build import build
 from warehouse.catalog import Catalog
-from warehouse.publish import current_path
 
 UTC = timezone.utc
 PROJECT = get_entity("project")
-
-
-def rows(home: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(current_path(home)), read_only=True)
-    try:
-        return [tuple(r.values()) for r in con.sql(sql).to_arrow_table().to_pylist()]
-    finally:
-        con.close()
 
 
 def project_rows(items: list[dict], *, extracted: datetime) -> pa.Table:

@@ -11,14 +11,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
+from schemas import get_entity
 from schemas.lineage import record_hash
+from schemas.validators import org_code_check_char, uscc_check_char
 from schemas.model import Entity, Field
 
 from warehouse.catalog import BatchRecord, Catalog
 from warehouse.landing import ParquetSink
 from warehouse.layout import Lake, batch_id
+from warehouse.publish import current_path
 
 UTC = timezone.utc
 
@@ -76,6 +80,38 @@ def notice_rows(source: str, rows: list[dict[str, Any]], *, extracted: datetime 
         )
     table = pa.Table.from_pylist(full, schema=NOTICE.arrow_schema())
     return with_record_hash(table, NOTICE)
+
+
+def query_current(home: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on the published snapshot (what readers see), as tuples."""
+    con = duckdb.connect(str(current_path(home)), read_only=True)
+    try:
+        return [tuple(r.values()) for r in con.sql(sql).to_arrow_table().to_pylist()]
+    finally:
+        con.close()
+
+
+def valid_uscc(prefix: str, org_code: str) -> str:
+    """A check-digit-valid USCC (GB 32100) from 8 leading characters and an 8-character org code."""
+    first17 = prefix + org_code + org_code_check_char(org_code)
+    return first17 + uscc_check_char(first17)
+
+
+def entity_rows(
+    entity_name: str,
+    items: list[dict[str, Any]],
+    *,
+    source: str = "municipal_db",
+    extracted: datetime | None = None,
+) -> pa.Table:
+    """Std rows of a canonical entity with lineage and real record hashes; unset fields are NULL."""
+    entity = get_entity(entity_name)
+    key = [k for k in entity.key if not k.startswith("_")][0]
+    extracted = extracted or datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+    full = [{f.name: r.get(f.name) for f in entity.arrow_schema()} | {
+        "_source": source, "_source_key": r[key], "_batch_id": "b", "_extracted_at": extracted,
+        "_record_hash": "", "_is_deleted": r.get("_is_deleted", False)} for r in items]
+    return with_record_hash(pa.Table.from_pylist(full, schema=entity.arrow_schema()), entity)
 
 
 def with_record_hash(table: pa.Table, entity: Entity) -> pa.Table:

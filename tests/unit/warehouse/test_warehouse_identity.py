@@ -1,0 +1,257 @@
+"""One organisation across sources: name normalisation, match rules, the golden table and its versions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from schemas import ENTITIES, get_entity
+from tests.unit.warehouse.warehouse_fixtures import entity_rows, land, valid_uscc
+from tests.unit.warehouse.warehouse_fixtures import query_current as q
+from warehouse.build import BuildError, build, build_memory_limit
+from warehouse.catalog import Catalog
+from warehouse.identity import ORG_ROLES, normalise_org_names
+
+UTC = timezone.utc
+JITA = valid_uscc("91310115", "MA1FL2X3")  # 上海积塔半导体有限公司
+SENSETIME = valid_uscc("91310000", "MA1FL4KX")
+OTHER = valid_uscc("91310112", "MA1FL9Q1")
+
+
+def put(home: Path, catalog: Catalog, source: str, window: str, entity: str, items: list[dict[str, Any]],
+        *, extracted: datetime | None = None) -> None:
+    land(home, catalog, source, window, entity_rows(entity, items, source=source, extracted=extracted),
+         entity=get_entity(entity))
+
+
+def test_names_normalise_width_space_brackets_and_company_form() -> None:
+    names = pa.array([
+        "上海积塔半导体有限公司", "上海积塔半导体有限责任公司", " 上海积塔半导体 有限公司。", "上海积塔半导体股份有限公司",
+        "上海积塔半导体股份公司", "积塔半导体（上海）有限公司", "积塔半导体(上海)有限公司", "ＡＢＢ（中国）有限公司",
+        "abb(中国)有限公司", "上海【临港】电力电子研究有限公司", "\u3000", None,
+    ])
+    assert normalise_org_names(names).to_pylist() == [
+        "上海积塔半导体有限公司", "上海积塔半导体有限公司", "上海积塔半导体有限公司", "上海积塔半导体股份有限公司",
+        "上海积塔半导体股份有限公司", "积塔半导体(上海)有限公司", "积塔半导体(上海)有限公司", "abb(中国)有限公司",
+        "abb(中国)有限公司", "上海[临港]电力电子研究有限公司", None, None,
+    ]
+
+
+def test_every_uscc_column_of_the_schema_is_a_declared_mention() -> None:
+    declared = {(r.entity, r.uscc_column) for r in ORG_ROLES if r.uscc_column}
+    in_schema = {(e.name, f.name) for e in ENTITIES.values() for f in e.fields
+                 if f.name.endswith("_uscc") and e.name != "organization"}
+    assert in_schema == declared
+    for role in ORG_ROLES:
+        assert role.name_column in {f.name for f in ENTITIES[role.entity].fields}, role
+
+
+def _three_sources(home: Path, catalog: Catalog) -> None:
+    put(home, catalog, "municipal_projects", "w1", "organization", [
+        {"org_id": JITA, "uscc": JITA, "name": "上海积塔半导体有限公司", "org_type": "enterprise",
+         "district_code": "310115", "address": "临港新片区云水路600号"},
+        # no USCC in the municipal database: matched on the name to the USCC organisation below
+        {"org_id": "municipal_projects:77", "name": "上海商汤科技开发有限责任公司", "org_type": "enterprise"},
+    ])
+    put(home, catalog, "lingang_group", "w1", "organization", [
+        {"org_id": JITA.lower(), "uscc": JITA.lower(), "name": "上海积塔半导体有限公司", "industry_code": "IC",
+         "is_integration_enterprise": True, "integration_status": "pilot"},
+    ])
+    put(home, catalog, "district_yangpu", "w1", "project", [
+        {"project_id": "YP-1", "title": "集成电路产教融合实训基地", "lead_org_name": "上海积塔半导体有限公司",
+         "lead_org_uscc": JITA, "district_code": "310110"},
+        {"project_id": "YP-2", "title": "人工智能订单班", "lead_org_name": "上海商汤科技开发有限公司",
+         "lead_org_uscc": SENSETIME, "district_code": "310110"},
+        {"project_id": "YP-3", "title": "海洋装备订单班", "lead_org_name": "上海未知装备有限公司", "district_code": "310110"},
+    ])
+    put(home, catalog, "municipal_projects", "w1", "project_participant", [
+        {"participant_id": "M1", "project_id": "MP-1", "org_id": "municipal_projects:77",
+         "org_name": "商汤", "org_type": "enterprise"},
+    ])
+
+
+def test_one_row_per_organisation_across_three_sources(home: Path, catalog: Catalog) -> None:
+    _three_sources(home, catalog)
+    result = build(home, catalog)
+    assert result.entities["organization"].rows == 3
+    golden = q(home, "SELECT org_id, uscc, name, org_type, district_code, industry_code, is_integration_enterprise, "
+                     "match_rule, sources FROM core.organization ORDER BY org_id")
+    assert golden == sorted([
+        (JITA, JITA, "上海积塔半导体有限公司", "enterprise", "310115", "IC", True, "uscc",
+         ["district_yangpu", "lingang_group", "municipal_projects"]),
+        (SENSETIME, SENSETIME, "上海商汤科技开发有限责任公司", "enterprise", None, None, None, "name",
+         ["district_yangpu", "municipal_projects"]),
+        ("name:上海未知装备有限公司", None, "上海未知装备有限公司", None, None, None, None, "unmatched",
+         ["district_yangpu"]),
+    ])
+    # per-source rows are kept as they arrived
+    assert q(home, "SELECT _source, org_id FROM core.organization_source ORDER BY 1, 2") == [
+        ("lingang_group", JITA.lower()), ("municipal_projects", JITA), ("municipal_projects", "municipal_projects:77")]
+    # how each mention was resolved; the participant names its organisation by id, not by name
+    matches = q(home, "SELECT _source, entity, role, name, org_id, match_rule, via_org_id FROM core.organization_match "
+                      "ORDER BY 1, 2, 3, 4")
+    assert matches == [
+        ("district_yangpu", "project", "lead_org", "上海商汤科技开发有限公司", SENSETIME, "uscc", False),
+        ("district_yangpu", "project", "lead_org", "上海未知装备有限公司", "name:上海未知装备有限公司", "unmatched", False),
+        ("district_yangpu", "project", "lead_org", "上海积塔半导体有限公司", JITA, "uscc", False),
+        ("lingang_group", "organization", "organization", "上海积塔半导体有限公司", JITA, "uscc", False),
+        ("municipal_projects", "organization", "organization", "上海商汤科技开发有限责任公司", SENSETIME, "name", False),
+        ("municipal_projects", "organization", "organization", "上海积塔半导体有限公司", JITA, "uscc", False),
+        ("municipal_projects", "project_participant", "org", "商汤", SENSETIME, "name", True),
+    ]
+    assert q(home, "SELECT match_rule, normalised_name, sources, mentions FROM ops.organization_unmatched") == [
+        ("unmatched", "上海未知装备有限公司", ["district_yangpu"], 1)]
+    assert q(home, "SELECT count(*) FROM core.organization_history") == [(3,)]
+
+
+def test_same_name_with_two_usccs_is_ambiguous_and_reported(home: Path, catalog: Catalog) -> None:
+    put(home, catalog, "municipal_projects", "w1", "organization", [
+        {"org_id": JITA, "uscc": JITA, "name": "上海积塔半导体有限公司"},
+        {"org_id": OTHER, "uscc": OTHER, "name": "上海积塔半导体有限责任公司"},
+    ])
+    put(home, catalog, "district_minhang", "w1", "trainee", [
+        {"trainee_id": "T1", "name": "张三", "enterprise_name": "上海积塔半导体（有限公司）".replace("（有限公司）", "有限公司"),
+         "school_name": "上海电机学院", "school_uscc": "123"},  # an invalid USCC counts as none
+    ])
+    build(home, catalog)
+    assert q(home, "SELECT role, org_id, match_rule, candidate_usccs FROM core.organization_match "
+                   "WHERE entity = 'trainee' ORDER BY role") == [
+        ("enterprise", "name:上海积塔半导体有限公司", "ambiguous", sorted([JITA, OTHER])),
+        ("school", "name:上海电机学院", "unmatched", None),
+    ]
+    assert q(home, "SELECT match_rule, normalised_name, candidate_usccs FROM ops.organization_unmatched "
+                   "ORDER BY 1") == [
+        ("ambiguous", "上海积塔半导体有限公司", sorted([JITA, OTHER])), ("unmatched", "上海电机学院", None)]
+    # not guessed: neither USCC organisation took the trainee's mention
+    assert q(home, "SELECT org_id, sources FROM core.organization WHERE uscc IS NOT NULL ORDER BY 1") == sorted([
+        (JITA, ["municipal_projects"]), (OTHER, ["municipal_projects"])])
+    assert q(home, "SELECT uscc, reason IS NULL FROM core._uscc_checked ORDER BY 1") == sorted([
+        ("123", False), (JITA, True), (OTHER, True)])
+
+
+def test_a_later_uscc_organisation_folds_the_unmatched_row_into_a_tombstone(home: Path, catalog: Catalog) -> None:
+    put(home, catalog, "district_jiading", "w1", "cooperation", [
+        {"cooperation_id": "C1", "school_name": "上海电机学院", "enterprise_name": "上海积塔半导体有限公司",
+         "district_code": "310114"},
+    ])
+    first = build(home, catalog)
+    (name_version,) = q(home, "SELECT change_version FROM core.organization WHERE org_id = 'name:上海积塔半导体有限公司'")[0]
+    assert first.entities["organization"].rows == 2
+
+    put(home, catalog, "municipal_projects", "w2", "organization", [
+        {"org_id": JITA, "uscc": JITA, "name": "上海积塔半导体有限责任公司", "district_code": "310115"}])
+    second = build(home, catalog)
+    assert second.entities["organization"].rows == 2
+    assert q(home, "SELECT org_id, match_rule, sources FROM core.organization ORDER BY 1") == sorted([
+        (JITA, "name", ["district_jiading", "municipal_projects"]),
+        ("name:上海电机学院", "unmatched", ["district_jiading"])])
+    tombstone = q(home, "SELECT natural_key, change_version, district_code FROM core._tombstones "
+                        "WHERE entity = 'organization'")
+    assert len(tombstone) == 1
+    key, version, district = tombstone[0]
+    assert json.loads(key) == {"org_id": "name:上海积塔半导体有限公司"} and district is None
+    assert second.first_change_version <= version <= second.last_change_version and version > name_version
+    (jita_version,) = q(home, f"SELECT change_version FROM core.organization WHERE org_id = '{JITA}'")[0]
+    assert second.first_change_version <= jita_version <= second.last_change_version
+    # the folded row's history is closed; nothing new landed: no version is spent
+    assert q(home, "SELECT valid_to IS NOT NULL FROM core.organization_history "
+                   "WHERE org_id = 'name:上海积塔半导体有限公司'") == [(True,)]
+    third = build(home, catalog)
+    assert third.changes == 0 and third.last_change_version == second.last_change_version
+
+
+def test_tombstones_carry_the_district_of_the_row_or_its_project(home: Path, catalog: Catalog) -> None:
+    put(home, catalog, "municipal_projects", "w1", "project", [
+        {"project_id": "P1", "title": "集成电路订单班", "district_code": "310115"},
+        {"project_id": "P2", "title": "海洋装备产业学院", "district_code": "310110"}])
+    put(home, catalog, "municipal_projects", "w1", "project_report", [
+        {"report_id": "R1", "project_id": "P1"}, {"report_id": "R2", "project_id": "P2"}])
+    put(home, catalog, "municipal_projects", "w1", "project_participant", [
+        {"participant_id": "M1", "project_id": "P1", "org_name": "上海电机学院"}])
+    build(home, catalog)
+    # deletes arrive without a district (a hard delete carries only its key)
+    put(home, catalog, "municipal_projects", "w2", "project_report", [
+        {"report_id": "R1", "project_id": "P1", "_is_deleted": True}])
+    put(home, catalog, "municipal_projects", "w2", "project_participant", [
+        {"participant_id": "M1", "project_id": "P1", "_is_deleted": True}])
+    put(home, catalog, "municipal_projects", "w2", "project", [
+        {"project_id": "P2", "title": "海洋装备产业学院", "_is_deleted": True}])
+    build(home, catalog)
+    # P2's report is deleted after P2 itself: its district comes from P2's tombstone
+    put(home, catalog, "municipal_projects", "w3", "project_report", [
+        {"report_id": "R2", "project_id": "P2", "_is_deleted": True}])
+    build(home, catalog)
+    assert q(home, "SELECT entity, natural_key, district_code FROM core._tombstones "
+                   "WHERE entity NOT LIKE 'organization%' ORDER BY 1, 2") == [
+        ("project", '{"_source":"municipal_projects","project_id":"P2"}', "310110"),
+        ("project_participant", '{"_source":"municipal_projects","participant_id":"M1"}', "310115"),
+        ("project_report", '{"_source":"municipal_projects","report_id":"R1"}', "310115"),
+        ("project_report", '{"_source":"municipal_projects","report_id":"R2"}', "310110"),
+    ]
+    comment = q(home, "SELECT comment FROM duckdb_columns() WHERE table_name = '_tombstones' "
+                      "AND column_name = 'district_code'")[0][0]
+    assert "project" in comment
+
+
+def test_an_old_tombstone_table_gains_the_district_column_in_place(home: Path, catalog: Catalog) -> None:
+    put(home, catalog, "lingang", "w1", "notice", [{"notice_id": "N1", "title": "申报通知", "district_code": "310115"}])
+    build(home, catalog)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("ALTER TABLE core._tombstones DROP COLUMN district_code")
+    con.close()
+    put(home, catalog, "lingang", "w2", "notice", [{"notice_id": "N1", "_is_deleted": True}])
+    build(home, catalog)
+    assert q(home, "SELECT natural_key, district_code FROM core._tombstones WHERE entity = 'notice'") == [
+        ('{"_source":"lingang","notice_id":"N1"}', "310115")]
+
+
+def test_build_memory_is_a_size_or_a_share() -> None:
+    assert build_memory_limit("1GB") == "1GB"
+    assert build_memory_limit(" 512MB ") == "512MB"
+    assert build_memory_limit("0.25").endswith("MB")
+    for bad in ("lots", "1.5", "0"):
+        with pytest.raises(BuildError, match="IEHUB_BUILD_MEMORY"):
+            build_memory_limit(bad)
+
+
+def test_the_build_connection_is_memory_bounded_and_spills_under_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from warehouse.build import _connect
+    from warehouse.layout import Lake
+
+    monkeypatch.setenv("IEHUB_BUILD_MEMORY", "300MB")
+    lake = Lake(home)
+    home.mkdir(parents=True)
+    con = _connect(lake)
+    try:
+        limit, spill, order = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory'), "
+            "current_setting('preserve_insertion_order')").fetchall()[0]
+    finally:
+        con.close()
+    assert limit == "286.1 MiB"  # DuckDB reports 300 MB (10^6) in MiB
+    assert Path(spill) == home / "tmp" / "duckdb" and not order
+
+
+def test_a_warehouse_from_before_the_golden_table_upgrades_in_place(home: Path, catalog: Catalog) -> None:
+    put(home, catalog, "municipal_projects", "w1", "organization", [
+        {"org_id": JITA, "uscc": JITA, "name": "上海积塔半导体有限公司", "district_code": "310115"}])
+    first = build(home, catalog)
+    # the previous layout: core.organization held the entity's rows, without match_rule and sources
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    for table in ("organization", "organization_history"):
+        con.execute(f"ALTER TABLE core.{table} DROP COLUMN match_rule")
+        con.execute(f"ALTER TABLE core.{table} DROP COLUMN sources")
+    con.execute("DELETE FROM ops.build_state WHERE entity = 'organization'")
+    con.close()
+    second = build(home, catalog)
+    assert q(home, "SELECT org_id, match_rule, sources FROM core.organization") == [
+        (JITA, "uscc", ["municipal_projects"])]
+    # the upgrade re-versions the row once (its content now includes match_rule and sources), then stays put
+    assert second.changes == 1 and second.first_change_version == first.last_change_version + 1
+    assert build(home, catalog).changes == 0

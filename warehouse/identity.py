@@ -1,0 +1,479 @@
+"""One organisation across sources: match rules, ``core.organization`` and its report.
+
+Organisations reach the hub two ways: as rows of the ``organization`` entity (the municipal
+database, 临港集团), and as *mentions* inside other entities (a project's 牵头单位, a
+cooperation's school and enterprise, a trainee's host…), each a name and, sometimes, a USCC.
+The same organisation is one row in ``core.organization`` whichever way it came:
+
+* the per-source organisation rows are kept as they arrived in ``core.organization_source``
+  (one row per source and org id, versioned like any entity);
+* every distinct mention (and every organisation row) is resolved in ``core.organization_match``
+  with one rule: ``uscc`` when it carries a check-digit-valid USCC (GB 32100, checked by
+  :func:`schemas.validators.check_uscc`); ``name`` when its normalised name belongs to exactly
+  one USCC-bearing organisation; ``ambiguous`` when it belongs to several (reported, never
+  guessed); ``unmatched`` otherwise (reported). Without a USCC, the stable id is
+  ``name:<normalised name>`` for every source alike, so the same name without a USCC from the
+  municipal database and from a district is one row, not two (an organisation row without even
+  a name keeps its source org id). A mention that points at an organisation row by id
+  (``project.lead_org_id``, ``project_participant.org_id``) takes that row's resolution;
+* ``core.organization`` is the golden table: one row per resolved id, attributes taken column
+  by column from the best contribution (organisation rows before mentions, USCC-matched before
+  name-matched, latest first), with ``match_rule`` and ``sources``. It is recomputed in full on
+  every build that touched an organisation or a mention (organisations are few: see
+  ``bench/warehouse_build.py``) and then diffed against the previous golden table through
+  :func:`warehouse.versions.apply_rows`, so changed rows take change versions from the
+  hub-wide sequence and a row that disappears (folded into a USCC row once that arrived)
+  becomes a tombstone, like every other entity's. A golden row's ``_record_hash`` is DuckDB's
+  64-bit ``hash()`` of its content: it only has to tell a changed row from an unchanged one
+  (10x cheaper than md5 over JSON; a DuckDB upgrade that changed ``hash()`` would re-version
+  every organisation once, nothing worse).
+
+Name normalisation (:func:`normalised_name_sql`) is DuckDB SQL so it runs set-based over every
+mention: full-width ASCII and the ideographic space to half-width (the NFKC mappings that occur
+in names), every whitespace removed, （）→() and 【】〔〕［］→[], Latin letters lower-cased,
+有限责任公司→有限公司 (the Company Law lets a 有限责任公司 call itself 有限公司) and
+股份公司→股份有限公司, trailing punctuation stripped. 股份有限公司 stays distinct from 有限公司:
+they are different legal forms, and two companies may differ only in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from schemas.validators import check_uscc, validate_array
+from warehouse.versions import CHANGE_VERSION, Applied, apply_rows, ident, literal
+
+if TYPE_CHECKING:
+    from schemas import Entity
+
+__all__ = [
+    "GOLDEN_COLUMNS",
+    "MATCH_DOCS",
+    "MATCH_RULES",
+    "ORG_ROLES",
+    "OrgRole",
+    "applies",
+    "build_golden",
+    "golden_schema",
+    "normalise_org_names",
+    "normalised_name_sql",
+    "refresh_mentions",
+    "source_entity",
+]
+
+ORGANIZATION = "organization"
+SOURCE_TABLE = "organization_source"
+MATCH_TABLE = "organization_match"
+MENTIONS_TABLE = "_organization_mentions"
+USCC_TABLE = "_uscc_checked"
+UNMATCHED_VIEW = "organization_unmatched"
+MATCH_RULES: tuple[str, ...] = ("uscc", "name", "unmatched", "ambiguous")
+
+#: Columns the golden table has on top of the organisation entity's.
+GOLDEN_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "match_rule": (pa.string(), "匹配规则 / how the row was identified: uscc (every contribution carried the USCC), "
+                                "name (some were folded in by normalised name), unmatched or ambiguous (no USCC: "
+                                "see ops.organization_unmatched)"),
+    "sources": (pa.list_(pa.string()), "来源系统 / sources that contributed a row or a mention, sorted"),
+}
+
+
+@dataclass(frozen=True)
+class OrgRole:
+    """Where an entity mentions an organisation: its name column, USCC column and org id column."""
+
+    entity: str
+    role: str
+    has_uscc: bool = True
+    id_column: str | None = None
+
+    @property
+    def name_column(self) -> str:
+        return f"{self.role}_name"
+
+    @property
+    def uscc_column(self) -> str | None:
+        return f"{self.role}_uscc" if self.has_uscc else None
+
+
+#: Every organisation mention in the canonical entities (``schemas.entities._org_name``/``_uscc``).
+ORG_ROLES: tuple[OrgRole, ...] = (
+    OrgRole("project", "lead_org", id_column="lead_org_id"),
+    OrgRole("project_participant", "org", id_column="org_id"),
+    OrgRole("training_base", "host_org"),
+    OrgRole("training_base", "school"),
+    OrgRole("teacher", "org"),
+    OrgRole("teacher", "school"),
+    OrgRole("talent_demand", "org"),
+    OrgRole("talent_supply", "school"),
+    OrgRole("trainee", "school"),
+    OrgRole("trainee", "enterprise"),
+    OrgRole("cooperation", "school"),
+    OrgRole("cooperation", "enterprise"),
+    OrgRole("rd_project", "lead_org"),
+    OrgRole("rd_project", "partner_org", has_uscc=False),
+    OrgRole("tech_service", "provider"),
+    OrgRole("notice", "publisher"),
+)
+
+# Full-width ASCII (U+FF01..U+FF5E) and the ideographic space to half-width; CJK brackets to [].
+_WIDE = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000【】〔〕"
+_NARROW = "".join(chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)) + " [][]"
+_WIDE_CLASS = r"[\x{ff01}-\x{ff5e}\x{3000}\x{3010}\x{3011}\x{3014}\x{3015}]"
+_SPACES = r"[\s\x{00a0}\x{2000}-\x{200d}\x{2060}\x{3000}\x{feff}]+"
+_TRAILING = r"[.,;:!?'\x{3002}\x{ff0c}\x{3001}\x{ff1b}\x{ff1a}\x{ff01}\x{ff1f}\x{00b7}\x{2026}\x{201c}\x{201d}\x{2018}\x{2019}\"-]+$"
+
+
+def _halfwidth_sql(expr: str) -> str:
+    """``expr`` with full-width forms made half-width; translate() is costly, so only where one occurs."""
+    return (f"CASE WHEN regexp_matches({expr}, {literal(_WIDE_CLASS)}) "
+            f"THEN translate({expr}, {literal(_WIDE)}, {literal(_NARROW)}) ELSE {expr} END")
+
+
+def normalised_name_sql(expr: str) -> str:
+    """A DuckDB expression: the organisation name ``expr`` normalised for matching (NULL when blank)."""
+    text = _halfwidth_sql(expr)
+    text = f"lower(regexp_replace({text}, {literal(_SPACES)}, '', 'g'))"
+    text = f"replace(replace({text}, '有限责任公司', '有限公司'), '股份公司', '股份有限公司')"
+    return f"nullif(regexp_replace({text}, {literal(_TRAILING)}, ''), '')"
+
+
+def _uscc_text_sql(expr: str) -> str:
+    """A USCC as given, made comparable: half-width, no whitespace, upper case (NULL when blank)."""
+    cleaned = f"nullif(upper(regexp_replace({_halfwidth_sql(expr)}, {literal(_SPACES)}, '', 'g')), '')"
+    return f"CASE WHEN regexp_full_match({expr}, '[0-9A-Z]{{18}}') THEN {expr} ELSE {cleaned} END"
+
+
+def normalise_org_names(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Arrow in, Arrow out: :func:`normalised_name_sql` over a string column (for callers outside SQL)."""
+    con = duckdb.connect()
+    try:
+        con.register("_names", pa.table({"name": values}))
+        out = con.sql(f"SELECT {normalised_name_sql('name')} AS n FROM _names").to_arrow_table().column("n")
+    finally:
+        con.close()
+    return out.combine_chunks() if out.num_chunks != 1 else out.chunk(0)
+
+
+def applies(registry: Mapping[str, Entity]) -> bool:
+    """Whether the registry's organisation entity is the canonical one (org_id key, uscc and name)."""
+    entity = registry.get(ORGANIZATION)
+    if entity is None or tuple(entity.key) != ("org_id",):
+        return False
+    names = {f.name for f in entity.fields}
+    return {"org_id", "uscc", "name"} <= names
+
+
+def source_entity(entity: Entity) -> Entity:
+    """The organisation entity as landed per source: ``core.organization_source``, keyed by (_source, org_id)."""
+    return dataclasses.replace(entity, name=SOURCE_TABLE, key=("_source", "org_id"),
+                               grain="one row per organisation per source")
+
+
+def golden_schema(core_schema: pa.Schema) -> pa.Schema:
+    """``core.organization``'s columns: the entity's business columns, match_rule, sources, lineage."""
+    lineage_at = next(i for i, f in enumerate(core_schema) if f.name.startswith("_"))
+    extra = [pa.field(name, dtype) for name, (dtype, _) in GOLDEN_COLUMNS.items()]
+    fields = list(core_schema)
+    return pa.schema([*fields[:lineage_at], *extra, *fields[lineage_at:]])
+
+
+# -- mentions -------------------------------------------------------------------------------
+
+
+def _ensure_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    """Create the mention and USCC tables when missing; True when the mention table is new."""
+    new = not bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'core' AND table_name = ?", [MENTIONS_TABLE]).fetchall()[0][0])
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS core.{MENTIONS_TABLE} (entity VARCHAR, role VARCHAR, _source VARCHAR, "
+        "source_org_id VARCHAR, name VARCHAR, uscc VARCHAR, mentions BIGINT, "
+        "_source_key VARCHAR, _batch_id VARCHAR, _extracted_at TIMESTAMPTZ, "
+        "normalised_name VARCHAR, uscc_text VARCHAR)"
+    )
+    con.execute(f"CREATE TABLE IF NOT EXISTS core.{USCC_TABLE} (uscc VARCHAR PRIMARY KEY, reason VARCHAR)")
+    return new
+
+
+def _mention_select(role: OrgRole, table: str, columns: set[str]) -> str | None:
+    """The distinct mentions of one role, or None when the table lacks the name column."""
+    if role.name_column not in columns:
+        return None
+    name = f"nullif(trim({ident(role.name_column)}), '')"
+    uscc = ident(role.uscc_column) if role.uscc_column and role.uscc_column in columns else "NULL::VARCHAR"
+    org_id = ident(role.id_column) if role.id_column and role.id_column in columns else "NULL::VARCHAR"
+    return (
+        f"SELECT {literal(role.entity)} AS entity, {literal(role.role)} AS role, _source, "
+        f"{org_id} AS source_org_id, {name} AS name, {uscc} AS uscc, count(*) AS mentions, "
+        "arg_max(_source_key, _extracted_at) AS _source_key, arg_max(_batch_id, _extracted_at) AS _batch_id, "
+        f"max(_extracted_at) AS _extracted_at FROM {table} "
+        f"WHERE {name} IS NOT NULL OR {uscc} IS NOT NULL GROUP BY ALL"
+    )
+
+
+def refresh_mentions(
+    con: duckdb.DuckDBPyConnection,
+    registry: Mapping[str, Entity],
+    changed: Iterable[str],
+) -> set[str]:
+    """Re-read the distinct mentions of the entities that changed (all of them the first time).
+
+    Mentions are kept per entity in ``core._organization_mentions``, so a build re-reads only
+    the core tables it changed (a DISTINCT over the mention columns), not the warehouse.
+    Returns the entities re-read.
+    """
+    everything = _ensure_tables(con)
+    roles: dict[str, list[OrgRole]] = {}
+    for role in ORG_ROLES:
+        if role.entity in registry:
+            roles.setdefault(role.entity, []).append(role)
+    wanted = set(roles) | {ORGANIZATION}
+    todo = wanted if everything else wanted & set(changed)
+    for entity in sorted(todo):
+        if entity == ORGANIZATION:
+            # An organisation row is a mention of itself: its name, its USCC, its org id.
+            table = f"(SELECT *, name AS organization_name, uscc AS organization_uscc FROM core.{SOURCE_TABLE})"
+            selects = [_mention_select(OrgRole(ORGANIZATION, "organization", id_column="org_id"), table,
+                                       {"organization_name", "organization_uscc", "org_id"})]
+        else:
+            table = f"core.{ident(entity)}"
+            columns = {c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = 'core' AND table_name = ?", [entity]).fetchall()}
+            selects = [_mention_select(r, table, columns) for r in roles[entity]]
+        union = " UNION ALL ".join(s for s in selects if s) or (
+            f"SELECT * EXCLUDE (normalised_name, uscc_text) FROM core.{MENTIONS_TABLE} WHERE false")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _mentions AS {union}")
+        # Normalise each distinct name once: names already known (any entity) keep their form
+        # (so a change to normalised_name_sql takes effect with `iehub build --full`).
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _names AS
+            WITH wanted AS (SELECT DISTINCT name FROM _mentions WHERE name IS NOT NULL),
+            known AS (SELECT k.name, any_value(k.normalised_name) AS normalised_name
+                      FROM core.{MENTIONS_TABLE} AS k SEMI JOIN wanted USING (name) GROUP BY k.name)
+            SELECT * FROM known
+            UNION ALL
+            SELECT name, {normalised_name_sql("name")} FROM wanted ANTI JOIN known USING (name)
+            """
+        )
+        con.execute(f"DELETE FROM core.{MENTIONS_TABLE} WHERE entity = ?", [entity])
+        con.execute(
+            f"INSERT INTO core.{MENTIONS_TABLE} BY NAME SELECT m.*, n.normalised_name, "
+            f"{_uscc_text_sql('m.uscc')} AS uscc_text FROM _mentions AS m LEFT JOIN _names AS n USING (name)"
+        )
+    con.execute("DROP TABLE IF EXISTS _mentions")
+    con.execute("DROP TABLE IF EXISTS _names")
+    return todo
+
+
+def _check_new_usccs(con: duckdb.DuckDBPyConnection) -> int:
+    """Check (once per distinct value, ever) the USCCs the mentions carry; returns how many were new."""
+    new = con.sql(
+        f"SELECT DISTINCT m.uscc_text AS uscc FROM core.{MENTIONS_TABLE} AS m "
+        f"WHERE m.uscc_text IS NOT NULL AND m.uscc_text NOT IN (SELECT uscc FROM core.{USCC_TABLE})"
+    ).to_arrow_table()
+    if not new.num_rows:
+        return 0
+    _, reasons = validate_array(new.column("uscc"), check_uscc)
+    con.register("_new_uscc", pa.table({"uscc": new.column("uscc"), "reason": reasons}))
+    try:
+        con.execute(f"INSERT INTO core.{USCC_TABLE} SELECT uscc, reason FROM _new_uscc")
+    finally:
+        con.unregister("_new_uscc")
+    return new.num_rows
+
+
+# -- resolution and the golden table --------------------------------------------------------
+
+_RESOLVE = """
+CREATE OR REPLACE TABLE core.{match} AS
+WITH m AS MATERIALIZED (
+    SELECT m.*, CASE WHEN u.uscc IS NOT NULL AND u.reason IS NULL THEN u.uscc END AS valid_uscc
+    FROM core.{mentions} AS m LEFT JOIN core.{uscc_table} AS u ON u.uscc = m.uscc_text
+), names AS (
+    SELECT normalised_name, list(DISTINCT valid_uscc ORDER BY valid_uscc) AS usccs
+    FROM m WHERE valid_uscc IS NOT NULL AND normalised_name IS NOT NULL GROUP BY 1
+), own AS MATERIALIZED (
+    SELECT m.*, n.usccs,
+           CASE WHEN valid_uscc IS NOT NULL THEN 'uscc'
+                WHEN len(n.usccs) = 1 THEN 'name'
+                WHEN len(n.usccs) > 1 THEN 'ambiguous'
+                ELSE 'unmatched' END AS rule,
+           CASE WHEN valid_uscc IS NOT NULL THEN valid_uscc
+                WHEN len(n.usccs) = 1 THEN n.usccs[1]
+                ELSE coalesce('name:' || normalised_name, CASE WHEN entity = '{org}' THEN source_org_id END)
+           END AS resolved
+    FROM m LEFT JOIN names AS n USING (normalised_name)
+), org_rows AS (
+    SELECT _source, source_org_id, rule, resolved, usccs FROM own WHERE entity = '{org}'
+)
+SELECT o._source, o.entity, o.role, o.source_org_id, o.name, o.uscc, o.normalised_name,
+       CASE WHEN r.resolved IS NOT NULL THEN r.resolved ELSE o.resolved END AS org_id,
+       CASE WHEN r.resolved IS NOT NULL THEN r.rule ELSE o.rule END AS match_rule,
+       CASE WHEN r.resolved IS NOT NULL THEN r.usccs ELSE o.usccs END AS candidate_usccs,
+       r.resolved IS NOT NULL AS via_org_id,
+       o.mentions, o._source_key, o._batch_id, o._extracted_at
+FROM own AS o
+LEFT JOIN org_rows AS r ON o.entity <> '{org}' AND o.valid_uscc IS NULL
+                   AND r._source = o._source AND r.source_org_id = o.source_org_id
+"""
+
+MATCH_DOCS: dict[str, str] = {
+    "_source": "来源系统 / source system of the mention",
+    "entity": "实体 / entity that carries it (organization: the source's own organisation row)",
+    "role": "角色 / the column prefix naming the organisation (lead_org, school, enterprise…; "
+            "organization for organisation rows)",
+    "source_org_id": "来源单位标识 / the org id given with it (organisation rows, lead_org_id, participants' org_id)",
+    "name": "名称（原样）/ the name as given",
+    "uscc": "统一社会信用代码（原样）/ the USCC as given (may be invalid)",
+    "normalised_name": "规范化名称 / the name normalised for matching (half-width, no spaces, 有限责任公司→有限公司…)",
+    "org_id": "单位标识 / resolved core.organization.org_id (NULL: nothing to identify it by)",
+    "match_rule": "匹配规则 / uscc (valid USCC), name (normalised name of exactly one USCC organisation), "
+                  "ambiguous (of several: not guessed), unmatched (of none)",
+    "candidate_usccs": "候选代码 / the USCCs its normalised name belongs to (several when ambiguous)",
+    "via_org_id": "经标识解析 / resolved through the organisation row its source org id names",
+    "mentions": "提及次数 / how many rows carry this mention",
+    "_source_key": "来源系统主键 / key of the latest row carrying it",
+    "_batch_id": "批次号 / batch of the latest row carrying it",
+    "_extracted_at": "抽取时间（UTC）/ latest extraction carrying it",
+}
+
+
+def _golden_select(schema: pa.Schema, now: datetime) -> str:
+    """SELECT of the new golden rows plus deletes of the golden rows that no longer resolve."""
+    business = [f.name for f in schema if not f.name.startswith("_") and f.name not in GOLDEN_COLUMNS]
+    attributes = [c for c in business if c not in ("org_id", "uscc", "updated_at")]
+    picks = ",\n".join(
+        f"arg_min({ident(c)}, _rank) FILTER (WHERE {ident(c)} IS NOT NULL) AS {ident(c)}" for c in attributes
+    )
+    content = ", ".join(ident(c) for c in [*business, *GOLDEN_COLUMNS])
+    lineage = [f.name for f in schema if f.name.startswith("_") and f.name != "_record_hash"]
+    cols = ", ".join(ident(c) for c in [*business, *GOLDEN_COLUMNS, *lineage])
+    return f"""
+WITH contributions AS (
+    SELECT m.org_id AS gid, m.match_rule, s.* EXCLUDE (org_id, uscc, {CHANGE_VERSION}), 0 AS kind
+    FROM core.{SOURCE_TABLE} AS s JOIN core.{MATCH_TABLE} AS m
+      ON m.entity = '{ORGANIZATION}' AND m._source = s._source AND m.source_org_id = s.org_id
+    UNION ALL BY NAME
+    SELECT org_id AS gid, match_rule, name, _source, _source_key, _batch_id, _extracted_at, 1 AS kind
+    FROM core.{MATCH_TABLE} WHERE entity <> '{ORGANIZATION}'
+), ranked AS (
+    -- best first: organisation rows, USCC-matched, latest (a struct key: arg_min needs no window)
+    SELECT *, {{'kind': kind, 'weak': match_rule <> 'uscc',
+                'age': coalesce(-epoch_us(coalesce(updated_at, _extracted_at)), 9223372036854775807),
+                'source': _source, 'key': coalesce(_source_key, '')}} AS _rank
+    FROM contributions WHERE gid IS NOT NULL
+), golden AS MATERIALIZED (
+    SELECT gid AS org_id,
+           CASE WHEN bool_or(match_rule IN ('uscc', 'name')) THEN gid END AS uscc,
+           {picks},
+           max(updated_at) AS updated_at,
+           CASE WHEN bool_or(match_rule = 'name') THEN 'name'
+                WHEN bool_or(match_rule = 'uscc') THEN 'uscc'
+                WHEN bool_or(match_rule = 'ambiguous') THEN 'ambiguous'
+                ELSE 'unmatched' END AS match_rule,
+           list_sort(list_distinct(list(_source))) AS sources,
+           arg_min(_source, _rank) AS _source, arg_min(_source_key, _rank) AS _source_key,
+           arg_min(_batch_id, _rank) AS _batch_id, max(_extracted_at) AS _extracted_at
+    FROM ranked GROUP BY gid
+)
+SELECT {cols}, hash({content})::VARCHAR AS _record_hash,
+       false AS _del, 1::BIGINT AS _seq, 0::BIGINT AS _row,
+       CAST(coalesce(updated_at, _extracted_at) AS TIMESTAMPTZ) AS _at
+FROM golden
+UNION ALL
+SELECT {cols}, _record_hash, true, 1, 0, {literal(now.isoformat())}::TIMESTAMPTZ
+FROM core.{ORGANIZATION} WHERE org_id NOT IN (SELECT org_id FROM golden)
+"""
+
+
+def build_golden(
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    schema: pa.Schema,
+    last_version: int,
+    now: datetime,
+) -> Applied:
+    """Resolve every mention, recompute the golden rows and apply the difference with versions.
+
+    ``schema`` is :func:`golden_schema` (``core.organization``'s columns without the change
+    version); the caller has created the table (and its history) and re-read the mentions.
+    """
+    _check_new_usccs(con)
+    con.execute(_RESOLVE.format(
+        match=MATCH_TABLE, mentions=MENTIONS_TABLE, uscc_table=USCC_TABLE, org=ORGANIZATION))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _in AS {_golden_select(schema, now)}")
+    return apply_rows(con, entity, schema, last_version, history=True)
+
+
+def comment_tables(con: duckdb.DuckDBPyConnection, comment: object) -> None:
+    """COMMENT the match table and create the report view ``ops.organization_unmatched``.
+
+    ``comment`` is the builder's ``_comment_table(con, table, text, columns)``.
+    """
+    comment(  # type: ignore[operator]
+        con, f"core.{MATCH_TABLE}",
+        "单位匹配 / how each organisation mention was resolved to core.organization. Grain: one row per "
+        "distinct (source, entity, role, source org id, name, USCC); organisation rows are mentions of "
+        "entity 'organization'. Recomputed by every build that touched an organisation or a mention.",
+        MATCH_DOCS,
+    )
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(
+        f"""
+        CREATE OR REPLACE VIEW ops.{UNMATCHED_VIEW} AS
+        SELECT match_rule, normalised_name, any_value(name ORDER BY mentions DESC) AS example_name,
+               any_value(candidate_usccs) AS candidate_usccs,
+               list(DISTINCT _source ORDER BY _source) AS sources,
+               list(DISTINCT entity || '.' || role ORDER BY entity || '.' || role) AS used_as,
+               sum(mentions) AS mentions, any_value(org_id) AS org_id
+        FROM core.{MATCH_TABLE} WHERE match_rule IN ('unmatched', 'ambiguous')
+        GROUP BY match_rule, normalised_name
+        ORDER BY match_rule, mentions DESC, normalised_name
+        """
+    )
+    comment(  # type: ignore[operator]
+        con, f"core.{MENTIONS_TABLE}",
+        "单位提及 / the builder's working set for matching: distinct organisation mentions per entity, re-read "
+        "only for entities a build changed. Grain: one row per distinct mention. Read core.organization_match.",
+        {c: d for c, d in MATCH_DOCS.items() if c in (
+            "_source", "entity", "role", "source_org_id", "name", "uscc", "mentions", "_source_key", "_batch_id",
+            "_extracted_at", "normalised_name")}
+        | {"uscc_text": "代码文本 / the USCC as given, half-width, upper case, without spaces (checked in "
+                        "core._uscc_checked)"},
+    )
+    comment(  # type: ignore[operator]
+        con, f"core.{USCC_TABLE}",
+        "已校验代码 / every USCC text seen in a mention, checked once against GB 32100 (check characters "
+        "included). Grain: one row per distinct normalised USCC text.",
+        {"uscc": "统一社会信用代码 / the USCC as given, half-width, upper case, without spaces",
+         "reason": "原因 / why it is not a valid USCC; NULL when valid"},
+    )
+    view_docs = {
+        "match_rule": "匹配规则 / unmatched or ambiguous",
+        "normalised_name": MATCH_DOCS["normalised_name"],
+        "example_name": "名称示例 / the most mentioned spelling as given",
+        "candidate_usccs": MATCH_DOCS["candidate_usccs"],
+        "sources": "来源系统 / sources mentioning it",
+        "used_as": "用作 / entity.role pairs mentioning it",
+        "mentions": "提及次数 / rows mentioning it",
+        "org_id": "单位标识 / the core.organization row it was given (name:<normalised name>)",
+    }
+    for column, doc in view_docs.items():
+        con.execute(f"COMMENT ON COLUMN ops.{UNMATCHED_VIEW}.{ident(column)} IS {literal(doc)}")
+    con.execute(
+        f"COMMENT ON VIEW ops.{UNMATCHED_VIEW} IS "
+        + literal("未匹配单位 / organisation names the hub could not tie to a USCC: unmatched (no USCC organisation "
+                  "has the normalised name) or ambiguous (several have it; candidate_usccs lists them). Grain: one "
+                  "row per rule and normalised name, with the rows mentioning it. Fix at the source (add the "
+                  "USCC) rather than guessing.")
+    )
