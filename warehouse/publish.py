@@ -186,7 +186,23 @@ def list_snapshots(home: Path) -> list[Snapshot]:
 
 
 def in_use(database: Path) -> bool:
-    """Whether any process has the DuckDB file open (it then holds a shared fcntl lock on it)."""
+    """Whether any process has the DuckDB file open (it then holds a shared fcntl lock on it).
+
+    Read from ``/proc/locks`` where there is one: probing with an fd of our own would, on
+    closing it, drop every POSIX lock this process holds on the file (POSIX ties those locks
+    to the process, not the fd), so a process that both reads snapshots and prunes would
+    unlock its own readers. The fcntl probe remains for systems without ``/proc/locks``.
+    """
+    try:
+        st = os.stat(database)
+    except FileNotFoundError:
+        return False
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            return any(ident in line.split() for line in locks)
+    except OSError:
+        pass
     try:
         fd = os.open(database, os.O_RDONLY)
     except FileNotFoundError:

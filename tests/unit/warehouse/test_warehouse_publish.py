@@ -128,3 +128,22 @@ def test_a_killed_build_leaves_current_readable_and_unchanged(home: Path, catalo
     # The next build discards the leftover and applies what the killed one did not.
     build(home, catalog, registry=REGISTRY)
     assert count(home) == 2 and not (home / "warehouse.duckdb.building").exists()
+
+
+def test_probing_a_snapshot_in_use_does_not_unlock_this_process_readers(tmp_path: Path) -> None:
+    """POSIX locks belong to the process: a probe that opened and closed its own fd would drop them."""
+    from warehouse.publish import in_use
+
+    path = tmp_path / "snap.duckdb"
+    duckdb.connect(str(path)).close()
+    assert not in_use(path)
+    reader = duckdb.connect(str(path), read_only=True)
+    try:
+        assert in_use(path) and in_use(path)  # probed twice in the reading process
+        probe = "import sys; from warehouse.publish import in_use; print(in_use(sys.argv[1]))"
+        seen = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert seen == "True"  # another process still sees this process's lock
+    finally:
+        reader.close()
+    assert not in_use(path)
