@@ -159,7 +159,7 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     secret = config.secret()
     keystore = keys if keys is not None else KeyStore(config.db_url)
     audit_log = audit if audit is not None else AuditLog(config.db_url)
-    pool = SnapshotPool(config.home, config.snapshot_cache)
+    pool = SnapshotPool(config.home, config.snapshot_cache, lease=config.snapshot_lease)
     limiter = RateLimiter(config.rate, config.burst)
     bearer = HTTPBearer(auto_error=False, description="A consumer key from `iehub keys create`.")
 

@@ -25,6 +25,8 @@ class FeedConfig:
     """Everything the feed API needs to run; ``db_url`` defaults to SQLite under ``home/feeds``.
 
     ``rate`` is requests per second per key (sustained), ``burst`` how many may come at once.
+    ``snapshot_lease`` is how long (seconds) a snapshot a pass read stays open here, and so safe
+    from pruning, after its last page (see :mod:`feeds.query`).
     """
 
     home: Path
@@ -34,6 +36,7 @@ class FeedConfig:
     max_limit: int = 10_000
     default_limit: int = 1_000
     snapshot_cache: int = 4
+    snapshot_lease: float = 300.0
     _secret: list[bytes] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -47,6 +50,8 @@ class FeedConfig:
             raise ValueError(f"default_limit must be within 1..max_limit={self.max_limit} (got {self.default_limit})")
         if self.snapshot_cache < 1:
             raise ValueError(f"snapshot_cache must be >= 1 (got {self.snapshot_cache})")
+        if self.snapshot_lease < 0:
+            raise ValueError(f"snapshot_lease must be >= 0 seconds (got {self.snapshot_lease})")
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, **overrides: object) -> FeedConfig:

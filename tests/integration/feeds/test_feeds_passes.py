@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import duckdb
 import pytest
 
 from feeds.datasets import DATASETS
+from tests.conftest import REPO
 from tests.integration.feeds.conftest import Api, open_api
 from tests.unit.feeds.feed_fixtures import DISTRICTS, MUNICIPAL, make_feed_home, participant, project, trainee
 from warehouse.catalog import Catalog
@@ -159,7 +162,7 @@ def test_a_cursor_on_a_pruned_snapshot_is_gone(tmp_path: Path) -> None:
     home = tmp_path / "home"
     catalog = Catalog.for_home(home)
     fh = make_feed_home(home, catalog)
-    api = open_api(home, fh, snapshot_cache=1)
+    api = open_api(home, fh, snapshot_cache=1, snapshot_lease=0)  # a pass idle beyond its lease
     with api.client:
         first = api.get("/v1/feeds/project?limit=2").json()
         fh.land(MUNICIPAL, "project", [project(3, DISTRICTS[0], title="新的")])
@@ -173,6 +176,29 @@ def test_a_cursor_on_a_pruned_snapshot_is_gone(tmp_path: Path) -> None:
     catalog.dispose()
 
 
+def test_a_pass_within_its_lease_keeps_its_snapshot_through_prune(tmp_path: Path) -> None:
+    """Builds may publish faster than a consumer pages: the snapshot a pass reads is not pruned under it."""
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    fh = make_feed_home(home, catalog)
+    api = open_api(home, fh, snapshot_cache=1)  # the default lease
+    with api.client:
+        first = api.get("/v1/feeds/project?limit=2").json()
+        fh.land(MUNICIPAL, "project", [project(3, DISTRICTS[0], title="新的")])
+        # The builder is its own process, as in production: POSIX locks belong to a process, and a
+        # build in this one would open and close the snapshot's inode (a hard link) and so drop them.
+        script = ("import sys; from pathlib import Path; from warehouse.build import build; "
+                  "from warehouse.catalog import Catalog; h = Path(sys.argv[1]); build(h, Catalog.for_home(h))")
+        subprocess.run([sys.executable, "-c", script, str(home)], cwd=REPO, check=True, capture_output=True)
+        assert api.get("/v1/feeds/project?limit=2").status_code == 200  # a second snapshot is open too
+        removed = prune(home, keep=1)
+        assert first["snapshot"] not in removed
+        more = api.get(f"/v1/feeds/project?cursor={first['next_cursor']}")
+        assert more.status_code == 200 and more.json()["snapshot"] == first["snapshot"]
+    api.store.dispose()
+    catalog.dispose()
+
+
 def test_concurrent_passes_while_snapshots_are_published_and_pruned(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight readers, a one-snapshot cache and keep=2: connections are evicted while in use, never a 5xx."""
@@ -182,7 +208,7 @@ def test_concurrent_passes_while_snapshots_are_published_and_pruned(tmp_path: Pa
     home = tmp_path / "home"
     catalog = Catalog.for_home(home)
     fh = make_feed_home(home, catalog)
-    api = open_api(home, fh, snapshot_cache=1)
+    api = open_api(home, fh, snapshot_cache=1, snapshot_lease=0)  # no lease: evictions under use
     statuses: list[int] = []
     problems: list[str] = []
     stop = threading.Event()
