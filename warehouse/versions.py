@@ -250,7 +250,10 @@ def apply_rows(
         key_match = " AND ".join(f"{table}.{ident(k)} = f.{ident(k)}" for k in key)
         con.execute(f"DELETE FROM {table} USING (SELECT {keys} FROM _changed WHERE _final) AS f WHERE {key_match}")
         col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
-        con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _changed WHERE _final AND NOT _del")
+        # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
+        # then touch one row group by its min/max, not half the table.
+        con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _changed WHERE _final AND NOT _del "
+                    f"ORDER BY {CHANGE_VERSION}")
         deletes, upserts, last = con.execute(
             f"SELECT count(*) FILTER (WHERE _final AND _del), count(*) FILTER (WHERE _final AND NOT _del), "
             f"max({CHANGE_VERSION}) FROM _changed"
