@@ -11,14 +11,15 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from sandbox.lingang.data import (
-    make_uscc,  # another simulated system's helper: still nothing of the hub
+from sandbox.lingang.data import (  # another simulated system's helpers: still nothing of the hub
+    PUDONG,
+    registered_uscc,
 )
 
-_ORG_RNG = random.Random("districts:orgs")
-SCHOOLS = [(name, make_uscc(_ORG_RNG, "12", "310000")) for name in (
+# The programme's real organisations, with the codes they carry in every other simulated system.
+SCHOOLS = [(name, registered_uscc(name, "12", "310000")) for name in (
     "上海电机学院", "上海电力大学", "上海海洋大学", "上海海事大学", "上海建桥学院", "上海电子信息职业技术学院", "上海农林职业技术学院")]
-COMPANIES = [(name, make_uscc(_ORG_RNG, "91", "310115")) for name in (
+COMPANIES = [(name, registered_uscc(name, "91", PUDONG)) for name in (
     "上海积塔半导体有限公司", "上海商汤科技开发有限公司", "上海心玮医疗科技股份有限公司", "上海遨拓深水装备技术开发有限公司",
     "上海临港电力电子研究有限公司", "上海临港经济发展（集团）有限公司")]
 INDUSTRIES = ["集成电路", "人工智能", "生物医药", "民用航空", "智能新能源汽车", "高端装备制造", "绿色再制造", "氢能与新型储能"]

@@ -161,6 +161,16 @@ def make_uscc(rng: Random, reg: str, area: str) -> str:
     return first17 + uscc_check_char(first17)
 
 
+def registered_uscc(name: str, reg: str, area: str) -> str:
+    """The one USCC a real organisation carries in every simulated system and for every seed.
+
+    A real organisation has a single registration, so its code derives from its name alone:
+    上海电机学院 is the same code on the platform, in the municipal database and in a district's
+    files, which is what lets the hub recognise it as one organisation.
+    """
+    return make_uscc(Random(f"uscc:{name}"), reg, area)
+
+
 def corrupt_uscc(code: str, rng: Random) -> str:
     """Change one character so the GB 32100 check fails (weights are non-zero mod 31, so it always does)."""
     pos = int(rng.random() * 18)
@@ -265,7 +275,8 @@ def build_orgs(seed: int) -> tuple[list[Org], list[Org]]:
     rng = Random(f"lingang:{seed}:orgs")
     schools: list[Org] = []
     for name, kind in _REAL_SCHOOLS:
-        schools.append(Org(name, make_uscc(rng, "12", "310000"), INDUSTRIES[int(rng.random() * 8)], kind))
+        make_uscc(rng, "12", "310000")  # still drawn, so every later value of the seed's stream stays as it was
+        schools.append(Org(name, registered_uscc(name, "12", "310000"), INDUSTRIES[int(rng.random() * 8)], kind))
     seen = {o.name for o in schools}
     while len(schools) < 40:
         k, kind = _SCHOOL_KINDS[int(rng.random() * len(_SCHOOL_KINDS))]
@@ -278,7 +289,8 @@ def build_orgs(seed: int) -> tuple[list[Org], list[Org]]:
                            INDUSTRIES[int(rng.random() * 8)], kind))
     ents: list[Org] = []
     for name, ind in _REAL_ENTERPRISES:
-        ents.append(Org(name, make_uscc(rng, "91", PUDONG if rng.random() < 0.8 else "310000"), ind, "e"))
+        make_uscc(rng, "91", PUDONG if rng.random() < 0.8 else "310000")  # drawn as before (see above)
+        ents.append(Org(name, registered_uscc(name, "91", PUDONG), ind, "e"))
     seen = {o.name for o in ents}
     while len(ents) < 200:
         ind = INDUSTRIES[int(rng.random() * 8)]
