@@ -15,12 +15,12 @@ def test_docs_keep_a_bounded_history(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for i in range(5):
         outcome = validate_table("notice", _table("notice", [_row("notice", publisher_uscc="91310115MA1FL5XL1I")]),
                                  policy_for("notice"))
-        index = docs.publish(tmp_path, entity="notice", source="lingang_platform", batch_id=f"b{i}",
+        index = docs.publish(tmp_path, entity="notice", source="lingang_platform", batch_id=f"docs-run-{i}",
                              results=[outcome.gx_result])
     pages = sorted(p.parent.parent.name for p in (tmp_path / "quality" / "docs" / "validations").rglob("*.html"))
-    assert pages == ["b2", "b3", "b4"]
+    assert pages == ["docs-run-2", "docs-run-3", "docs-run-4"]
     text = index.read_text(encoding="utf-8")
-    assert "b4" in text and "b0" not in text
+    assert "docs-run-4" in text and "docs-run-0" not in text  # run names no random GX id can contain
     page = next((tmp_path / "quality" / "docs" / "validations").rglob("*.html")).read_text(encoding="utf-8")
     assert "91310115MA1FL5XL1I" not in page, "failing values must not reach Data Docs"
 
