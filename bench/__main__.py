@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Harness(repeat=repeat, quick=args.quick, seed=args.seed).run(scenarios, scales)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     report.print_console(run)
-    partial = [s.id for s in scenarios] != list(SCENARIOS) or args.scale is not None
+    partial = {s.id for s in scenarios} != set(SCENARIOS) or args.scale is not None
     label = "-".join([*(s.id for s in scenarios), *([str(args.scale)] if args.scale else [])]) if partial else ""
     json_path, md_path = report.write(run, command.strip(), args.results or report.RESULTS, label)
     print(f"\nwritten: {json_path} and {md_path} ({run.seconds / 60:.1f} min)")

@@ -91,20 +91,23 @@ class Harness:
         self._memo: dict[str, Measured] = {}
         self._warmed = False  # within the current scenario run (used when not warming up each measurement)
 
-    def measure(self, measure: Measure, label: str) -> Measured:
-        """Warm-up, then `repeat` runs, each in a fresh process; reused when this run measured it already."""
+    def measure(self, measure: Measure, label: str, once: bool = False) -> Measured:
+        """Warm-up, then `repeat` runs, each in a fresh process; reused when this run measured it already.
+
+        `once`: one run, no warm-up (a case too large to repeat, see Case.once)."""
         key = measure.key()
         if key in self._memo:
             self.log(f"    {label}: measured earlier in this run (shared)")
             return self._memo[key]
         runs: list[RunResult] = []
         warmup: float | None = None
-        warm = self.warmup_each or not self._warmed
+        warm = not once and (self.warmup_each or not self._warmed)
         self._warmed = True
+        repeat = 1 if once else self.repeat
         try:
-            for i in range(0 if warm else 1, self.repeat + 1):
+            for i in range(0 if warm else 1, repeat + 1):
                 result = run_measure(measure, work_dir=self.work / "runs", timeout=self.timeout)
-                tag = "warm-up" if i == 0 else f"repeat {i}/{self.repeat}"
+                tag = "warm-up" if i == 0 else ("one run" if once else f"repeat {i}/{repeat}")
                 rows = f"{result.rows:,} rows, " if result.rows is not None else ""
                 self.log(f"    {label} [{tag}]: {rows}{result.seconds:.2f} s, peak RSS {result.peak_rss_mb:.0f} MB")
                 if i == 0:
@@ -130,14 +133,15 @@ class Harness:
             self.log(f"  {scenario.id}: could not prepare its sources: {run.error}")
             cases = []
         for case in cases:
-            self.log(f"  {case.label}")
-            outcome = CaseOutcome(case.id, case.label, self.measure(case.hub, "hub"))
+            label = case.label + (" (one run, no warm-up)" if case.once and self.repeat > 1 else "")
+            self.log(f"  {label}")
+            outcome = CaseOutcome(case.id, label, self.measure(case.hub, "hub", case.once))
             for peer in case.peers:
                 if peer.measure is None:
                     outcome.peers[peer.label] = Measured(error=peer.missing)
                     self.log(f"    {peer.label}: {peer.missing}")
                 else:
-                    outcome.peers[peer.label] = self.measure(peer.measure, peer.label)
+                    outcome.peers[peer.label] = self.measure(peer.measure, peer.label, case.once)
             run.cases.append(outcome)
         by_id = {c.case_id: c for c in run.cases}
         for goal in scenario.goals:

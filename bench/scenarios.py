@@ -76,6 +76,9 @@ class Case:
     label: str
     hub: Measure
     peers: tuple[Peer, ...] = ()
+    #: measured by one run without a warm-up in a full run too: a 5M-row source is there for its peak RSS
+    #: (stable from run to run), and each extra run of it costs minutes of a run that must fit a session
+    once: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,20 +129,24 @@ def _peer_ratio(case: str, peer: str) -> Callable[[Outcomes], float | None]:
 
 # ------------------------------------------------------------------------------------------ S1
 PEER_CX = "dlt sql_table connectorx → duckdb"
+#: sources above this many rows are measured once (Case.once)
+BIG_ROWS = 1_000_000
 PEER_PA = "dlt sql_table pyarrow → duckdb"
 
 
 def municipal_cases(ctx: Context, dialects: tuple[str, ...] | None = None) -> list[Case]:
-    """PostgreSQL and SQLite (``--quick``: PostgreSQL alone, the dialect the goal is set on)."""
+    """PostgreSQL and SQLite at 1M; PostgreSQL alone (the dialect the goals are set on) with ``--quick`` and
+    above 1M rows, where the case is measured once (S6 reads its peak RSS)."""
+    big = ctx.scale > BIG_ROWS
     cases = []
-    for dialect in dialects or (("postgresql",) if ctx.quick else ("postgresql", "sqlite")):
+    for dialect in dialects or (("postgresql",) if ctx.quick or big else ("postgresql", "sqlite")):
         db = municipal_db(ctx, dialect, ctx.scale)
         hub = Measure("hub_municipal", {"url": db["url"], "full": True, "source_bytes": db["source_bytes"]})
         peers = tuple(dlt_peer(label, Measure("peer_dlt_sql", {"url": db["url"], "backend": backend,
                                                                "source_bytes": db["source_bytes"]}))
                       for label, backend in ((PEER_CX, "connectorx"), (PEER_PA, "pyarrow")))
         cases.append(Case(f"municipal-{dialect}", f"municipal projects, {dialect} → Parquet → DuckDB (full sync)",
-                          hub, peers))
+                          hub, peers, once=big))
     return cases
 
 
@@ -308,7 +315,8 @@ def memory_cases(ctx: Context) -> list[Case]:
     for case_id, rows in (("rss-small", small), ("rss-big", big)):
         db = municipal_db(Context(rows, ctx.seed, ctx.quick, ctx.work, ctx.servers), "postgresql", rows)
         cases.append(Case(case_id, f"municipal PostgreSQL full sync, {rows:,} rows (peak RSS)",
-                          Measure("hub_municipal", {"url": db["url"], "full": True, "source_bytes": db["source_bytes"]})))
+                          Measure("hub_municipal", {"url": db["url"], "full": True, "source_bytes": db["source_bytes"]}),
+                          once=rows > BIG_ROWS))
     return cases
 
 

@@ -76,6 +76,30 @@ def test_the_harness_warms_up_repeats_and_shares_a_measurement(tmp_path: Path) -
     assert not run.failed
 
 
+def test_a_case_marked_once_runs_once_without_warm_up_even_in_a_full_run(tmp_path: Path) -> None:
+    def plan(ctx):  # type: ignore[no-untyped-def]
+        return [Case("big", "case big", Measure("selftest_sleep", {"rows": ctx.scale, "sleep": 0.01}), once=True)]
+
+    logs: list[str] = []
+    run = Harness(repeat=3, quick=False, work=tmp_path, timeout=60, log=logs.append).run(
+        [Scenario("T2", "once", "a big case", (1000,), (100,), plan)], {"T2": (100,)})
+    (case,) = run.runs[0].cases
+    assert case.hub.summary is not None and len(case.hub.summary.runs) == 1
+    assert case.hub.summary.warmup_seconds is None
+    assert "one run, no warm-up" in case.label
+    assert not any("warm-up]" in line for line in logs)
+
+
+def test_big_municipal_sources_are_postgresql_only_and_measured_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import scenarios as sc
+
+    monkeypatch.setattr(sc, "municipal_db", lambda ctx, dialect, rows: {"url": f"{dialect}://x", "source_bytes": 1})
+    big = sc.municipal_cases(sc.Context(5_000_000, 7, False, Path("/nonexistent"), None))
+    small = sc.municipal_cases(sc.Context(1_000_000, 7, False, Path("/nonexistent"), None))
+    assert [(c.id, c.once) for c in big] == [("municipal-postgresql", True)]
+    assert [(c.id, c.once) for c in small] == [("municipal-postgresql", False), ("municipal-sqlite", False)]
+
+
 def test_a_scenario_whose_setup_fails_is_reported_not_skipped(tmp_path: Path) -> None:
     run = Harness(repeat=1, quick=True, work=tmp_path, log=lambda m: None).run([_selftest_scenario(True)],
                                                                                 {"T1": (100,)})
