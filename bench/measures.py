@@ -59,32 +59,46 @@ def timed_sync(home: Path, source: str, streams: list[str] | None = None, *, ful
     from iehub.config import Settings
     from warehouse.build import build as build_warehouse
 
+    from bench.runner import reset_peak
+
     settings = Settings.from_env(home).ensure()
     spec = load_spec(source)
     stages = {s: 0.0 for s in STAGES}
+    peaks: dict[str, float] = {}
+
+    def peak(stage: str) -> None:
+        peaks[stage] = max(peaks.get(stage, 0.0), round(reset_peak(), 1))
+
+    reset_peak()
     totals = {"rows_in": 0, "rows_loaded": 0, "rows_quarantined": 0, "skipped_unchanged": 0}
     t_all = time.perf_counter()
     for name in streams or list(spec.streams):
         t = time.perf_counter()
         m = pipeline.extract(settings, source, name, full=full, spec=spec)
         stages["extract"] += time.perf_counter() - t
+        peak("extract")
         t = time.perf_counter()
         m = pipeline.standardise(settings, m, spec=spec)
         stages["standardise"] += time.perf_counter() - t
+        peak("standardise")
         t = time.perf_counter()
         m = pipeline.validate(settings, m, spec=spec)
         stages["validate"] += time.perf_counter() - t
+        peak("validate")
         t = time.perf_counter()
         r = pipeline.land(settings, m)
         stages["land"] += time.perf_counter() - t
+        peak("land")
         for k in totals:
             totals[k] += int(r.get(k) or 0)
     if build:
         t = time.perf_counter()
         build_warehouse(settings.home, settings.catalog(), entities=build_entities)
         stages["build"] = time.perf_counter() - t
+        peak("build")
     seconds = time.perf_counter() - t_all
-    return {"seconds": seconds, "rows": totals["rows_in"], "stages": stages, "extra": totals}
+    return {"seconds": seconds, "rows": totals["rows_in"], "stages": stages,
+            "extra": {**totals, "peak_rss_mb_by_stage": peaks}}
 
 
 # ------------------------------------------------------------------------------------ hub

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.harness import HarnessRun
 from bench.outcome import Measured
-from bench.stats import Spread
+from bench.stats import Spread, spread
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGE_ORDER = ("extract", "standardise", "validate", "land", "build", "pipeline")
@@ -62,7 +62,8 @@ def _stages(m: Measured) -> str:
     for name in sorted(m.summary.stage_names, key=lambda n: STAGE_ORDER.index(n) if n in STAGE_ORDER else 99):
         s = m.summary.stage(name)
         if s is not None:
-            parts.append(f"{name} {s.median:.2f}")
+            peak = spread((r.extra.get("peak_rss_mb_by_stage") or {}).get(name) for r in m.summary.runs)
+            parts.append(f"{name} {s.median:.2f}" + (f" ({peak.median:,.0f} MB)" if peak is not None else ""))
     return ", ".join(parts)
 
 

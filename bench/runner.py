@@ -134,18 +134,43 @@ def run_measure(measure: Measure, *, work_dir: Path, timeout: float) -> RunResul
                      extra=payload.get("extra") or {})
 
 
-def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM, MiB), or that of a process it started and waited for if larger."""
-    import resource
+#: the highest VmHWM seen before a reset_peak() (a reset starts a new high-water mark)
+_EARLIER_PEAK_MB = 0.0
 
-    own = 0.0
+
+def _own_hwm_mb() -> float:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("VmHWM:"):
-                own = int(line.split()[1]) / 1024
-                break
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak() -> float:
+    """The peak RSS since the last reset (MiB), then a new high-water mark starts (Linux ``clear_refs`` 5).
+
+    Lets a measure report the peak of each stage while :func:`peak_rss_mb` still reports the
+    whole run's. Where the reset is refused, the marks are cumulative (each stage's figure is
+    then the peak up to its end) and the whole-run peak is still right.
+    """
+    global _EARLIER_PEAK_MB
+    peak = _own_hwm_mb()
+    _EARLIER_PEAK_MB = max(_EARLIER_PEAK_MB, peak)
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+    return peak
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM, MiB, over every reset_peak()), or that of a process it started
+    and waited for if larger."""
+    import resource
+
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return max(own, children)
+    return max(_own_hwm_mb(), _EARLIER_PEAK_MB, children)
 
 
 def _tail(text: str, lines: int = 25) -> str:

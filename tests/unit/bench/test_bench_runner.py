@@ -123,3 +123,38 @@ def test_a_real_scenario_end_to_end_warehouse_build(tmp_path: Path) -> None:
     assert goal.goal.id == "warehouse_incremental_share" and goal.value is not None and goal.value > 0
     assert goal.verdict in ("PASS", "MISS")
     assert (tmp_path / "setup" / "warehouse-400" / "ready.json").exists()
+
+
+def test_each_stage_gets_its_own_peak_and_the_run_keeps_the_highest() -> None:
+    """A script in its own process: 300 MB in the first stage, little in the second."""
+    import subprocess
+    import sys
+
+    script = (
+        "from bench.runner import reset_peak, peak_rss_mb\n"
+        "reset_peak()\n"
+        "block = bytearray(300 * 1024 * 1024)\n"
+        "for i in range(0, len(block), 4096): block[i] = 1\n"
+        "del block\n"
+        "first = reset_peak()\n"
+        "small = bytearray(10 * 1024 * 1024)\n"
+        "for i in range(0, len(small), 4096): small[i] = 1\n"
+        "second = reset_peak()\n"
+        "print(first, second, peak_rss_mb())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3]).stdout.split()
+    first, second, whole = map(float, out)
+    assert first > 300 and second < first - 200  # the second stage's mark started afresh
+    assert whole >= first
+
+
+def test_the_stages_cell_shows_each_stages_peak_when_measured() -> None:
+    from bench import report
+    from bench.outcome import Measured, Summary
+    from bench.runner import RunResult
+
+    runs = [RunResult(1.0, 10, None, {"extract": 0.5, "build": 0.5}, 900.0,
+                      extra={"peak_rss_mb_by_stage": {"extract": 400.0 + i, "build": 880.0}}) for i in range(3)]
+    cell = report._stages(Measured(Summary(runs)))
+    assert cell == "extract 0.50 (401 MB), build 0.50 (880 MB)"
