@@ -204,6 +204,32 @@ def _results_table(results: list[dict[str, Any]]) -> Table:
     return table
 
 
+#: what a file stream's counters mean, for the lines under the results table
+_FILE_NOTES = {
+    "files_waiting": "not complete yet (changed less than complete.settle_seconds ago, or a CSV whose last line "
+                     "has no newline): loaded by a later sync",
+    "files_quarantined": "quarantined whole (unreadable in every encoding, or never complete): "
+                         "`iehub quarantine list`",
+    "files_duplicate": "same content as a file already loaded: not loaded again",
+    "files_superseded": "older snapshots behind a newer one on a first sync: recorded, not loaded",
+}
+
+
+def _file_notes(results: list[dict[str, Any]]) -> list[str]:
+    """One line per file-stream counter worth a user's attention (why a sync read fewer rows than expected)."""
+    lines = []
+    for r in results:
+        stats = r.get("http") or {}
+        for key, text in _FILE_NOTES.items():
+            value = stats.get(key)
+            if not value:
+                continue
+            names = f": {', '.join(value[:5])}{' …' if len(value) > 5 else ''}" if isinstance(value, list) else ""
+            count = len(value) if isinstance(value, list) else int(value)
+            lines.append(f"{r['source']}.{r['stream']}: {count} file(s) {text}{names}")
+    return lines
+
+
 @main.command()
 @click.argument("sources", nargs=-1)
 @click.option("--stream", "streams", multiple=True, help="Only these streams (repeatable).")
@@ -227,6 +253,8 @@ def sync(settings: Settings, sources: tuple[str, ...], streams: tuple[str, ...],
         except (ConnectorError, pipeline.PipelineError) as exc:
             _fail(str(exc))
     console.print(_results_table(results))
+    for line in _file_notes(results):
+        console.print(line, markup=False, highlight=False)
 
 
 @main.command()

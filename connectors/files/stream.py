@@ -104,10 +104,15 @@ class FileSourceStream(SourceStream):
             age = now - entry.mtime_ns / 1e9
             if age < rules.settle_seconds:
                 self.counts["files_waiting"].append(entry.name)  # still being written, maybe
+                log.info("%s: changed %.1f s ago (less than complete.settle_seconds = %g); waiting for a later pass",
+                         self._where(entry), age, rules.settle_seconds)
                 continue
             if (self.stream.format == "csv" and rules.require_final_newline and entry.size
                     and self.location.tail(entry, 1) != b"\n" and age < rules.give_up_seconds):
                 self.counts["files_waiting"].append(entry.name)  # the last line is cut off
+                log.warning("%s: does not end with a newline (a half-written last line?); waiting until it does, "
+                            "or until complete.give_up_seconds = %g have passed", self._where(entry),
+                            rules.give_up_seconds)
                 continue
             sha = self.location.content_hash(entry)
             if seen and seen[2] == sha:  # touched, not changed

@@ -54,6 +54,10 @@ def test_half_written_and_undecodable_files(iehub_home: Path, drops: DistrictDro
     age(drops.yangpu)
     waiting = sync(iehub_home, "district_yangpu")["projects"]
     assert waiting["rows_in"] == 0 and waiting["http"]["files_waiting"] == [newest.name]
+    from iehub.cli import _file_notes
+
+    (note,) = _file_notes([waiting])  # what `iehub sync` prints under its table: the user learns why 0 rows
+    assert note.startswith("district_yangpu.projects: 1 file(s) not complete yet") and newest.name in note
     newest.write_bytes(data)
     age(drops.yangpu)
     done = sync(iehub_home, "district_yangpu")["projects"]
