@@ -76,7 +76,7 @@ QUARANTINE_SCHEMA = pa.schema([
 DEFAULT_BUILD_MEMORY = "512MB"
 
 #: Builder-owned ops tables; every other ``ops`` table is a copy of the catalog.
-_BUILDER_TABLES = ("build_state", "change_sequence", "builds", "quarantine")
+_BUILDER_TABLES = ("build_state", "change_sequence", "builds", "quarantine", marts_module.MART_STATE)
 
 
 class BuildError(RuntimeError):
@@ -257,7 +257,7 @@ def build(
                 version = new_version(home)
                 built, first, last = build_core(con, lake, catalog, registry, only=entities, previous=previous,
                                                 now=started_at)
-                mart_rows = marts_module.build_marts(con)
+                mart_rows = marts_module.build_marts(con, unchanged_tables(built))
                 finished_at = datetime.now(timezone.utc)
                 result = BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last,
                                      None, mart_rows)
@@ -282,6 +282,21 @@ def build(
         }
         snapshot = publish(home, lake.warehouse_path, manifest, keep=keep, version=version)
     return BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last, snapshot, mart_rows)
+
+
+def unchanged_tables(built: Mapping[str, EntityBuild]) -> set[tuple[str, str]]:
+    """The core tables this build did not change, for :func:`marts.build_marts` to skip marts over them.
+
+    An entity that took no change (and was not rebuilt) leaves its table and history as they
+    were. The tombstones and the organisation-matching tables are left only when no entity
+    changed at all: a new mention in any entity can change a match without changing a golden row.
+    """
+    quiet = [n for n, e in built.items() if not (e.changes or e.rebuilt)]
+    out = {("core", t) for n in quiet for t in (n, n + "_history")}
+    if len(quiet) == len(built):
+        out |= {("core", t) for t in (TOMBSTONES, identity.SOURCE_TABLE, identity.MATCH_TABLE,
+                                      identity.MENTIONS_TABLE, identity.USCC_TABLE)}
+    return out
 
 
 def _release_memory() -> None:
@@ -775,6 +790,13 @@ def build_ops(
         "构建状态 / the builder's incremental state. Grain: one row per entity.",
         {"entity": "实体 / entity", "applied_seq": "已应用落地序号 / batches with landed_seq up to this are applied",
          "signature": "列签名 / the core columns the entity was built with; a change rebuilds the entity"},
+    )
+    _comment_table(
+        con, f"ops.{marts_module.MART_STATE}",
+        "集市状态 / what each mart (and ref.codes) was last computed from. Grain: one row per mart.",
+        {"mart": "集市 / mart name (ref.codes for the code lists)",
+         "signature": "定义签名 / digest of its declaration (SQL, columns, docs); a change recreates it",
+         "built_on": "计算日期 / the date it was last computed (marts reading the clock are recomputed daily)"},
     )
     _comment_table(
         con, "ops.change_sequence",

@@ -1,4 +1,4 @@
-"""Programme marts (``marts.*``) and code lists (``ref.codes``), rebuilt from ``core`` on every build.
+"""Programme marts (``marts.*``) and code lists (``ref.codes``), kept up to date with ``core`` by every build.
 
 dbt-style: each mart is declared once as a :class:`Mart` (its grain, zh/en description, a doc
 per column and its SQL); the build creates and COMMENTs it from that declaration and the data
@@ -7,15 +7,19 @@ dictionary renders the same declaration, so the documentation cannot drift from 
 Marts read whatever core holds: every core table always exists (empty when no source sends
 that entity yet), so an empty input gives an empty mart, never an error. Marts are small
 aggregates; rebuilding them is a scan of core, which DuckDB does in well under a second at a
-million rows, so they are recomputed rather than maintained incrementally. A per-row mart (``report_status``)
+million rows, so they are recomputed rather than maintained incrementally; a build recomputes
+only the marts whose inputs it changed (:func:`build_marts`). A per-row mart (``report_status``)
 is a view instead, computed when read, so no build copies a whole entity into ``marts``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -467,8 +471,13 @@ MARTS: tuple[Mart, ...] = (
 )
 
 
-def build_ref(con: duckdb.DuckDBPyConnection) -> None:
-    """``ref.codes``: every code list with zh/en labels, so marts and analysts can label codes."""
+REF_CODES = ("ref", "codes")
+MART_STATE = "mart_state"
+#: SQL that reads the clock: a mart using it (or a mart using such a mart) changes with the date
+_CLOCK = re.compile(r"\b(current_date|current_timestamp|now\(\)|get_current_timestamp\(\)|today\(\))", re.I)
+
+
+def _code_rows() -> pa.Table:
     from schemas.codes import CODE_LISTS
 
     rows = [
@@ -476,7 +485,39 @@ def build_ref(con: duckdb.DuckDBPyConnection) -> None:
         for lst in CODE_LISTS.values()
         for code, (zh, en) in lst.entries.items()
     ]
-    table = pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in ("code_list", "code", "zh", "en")]))
+    return pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in ("code_list", "code", "zh", "en")]))
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _ensure_state(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, Any]]:
+    """``ops.mart_state``: per mart (and ``ref.codes``) the definition it was built from and the date."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(f"CREATE TABLE IF NOT EXISTS ops.{MART_STATE} (mart VARCHAR PRIMARY KEY, signature VARCHAR, "
+                "built_on DATE)")
+    return {m: (sig, on) for m, sig, on in con.execute(f"SELECT mart, signature, built_on FROM ops.{MART_STATE}")
+            .fetchall()}
+
+
+def _record(con: duckdb.DuckDBPyConnection, mart: str, signature: str, today: Any) -> None:
+    con.execute(f"INSERT OR REPLACE INTO ops.{MART_STATE} VALUES (?, ?, ?)", [mart, signature, today])
+
+
+def build_ref(con: duckdb.DuckDBPyConnection, state: dict[str, tuple[str, Any]] | None = None,
+              today: Any = None) -> bool:
+    """``ref.codes``: every code list with zh/en labels, so marts and analysts can label codes.
+
+    Rewritten only when the code lists differ from the ones it was built from (``state``, from
+    ``ops.mart_state``); returns whether it was.
+    """
+    table = _code_rows()
+    signature = _digest("ref.codes", table.to_pylist())
+    exists = bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                              "AND schema_name = 'ref' AND table_name = 'codes'").fetchall()[0][0])
+    if state is not None and exists and state.get("ref.codes", (None,))[0] == signature:
+        return False
     con.execute("CREATE SCHEMA IF NOT EXISTS ref")
     con.register("_codes", table)
     try:
@@ -489,11 +530,41 @@ def build_ref(con: duckdb.DuckDBPyConnection) -> None:
                         "zh": "中文名称 / label (zh)", "en": "英文名称 / label (en)"}.items():
         statements.append(f"COMMENT ON COLUMN ref.codes.{_ident(column)} IS {_literal(doc)}")
     con.execute(";\n".join(statements))
+    if state is not None:
+        _record(con, "ref.codes", signature, today)
+    return True
 
 
-def build_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """(Re)create every mart from core, with its comments; returns row counts by mart."""
-    build_ref(con)
+def _signature(mart: Mart) -> str:
+    return _digest(mart.name, mart.sql, mart.view, mart.comment, mart.columns)
+
+
+def clock_dependent(marts: tuple[Mart, ...] = ()) -> set[str]:
+    """Marts whose content depends on today's date: their SQL reads the clock, or a mart that does."""
+    out: set[str] = set()
+    for mart in marts or MARTS:
+        if _CLOCK.search(mart.sql) or any(s == "marts" and t in out for s, t in mart.inputs):
+            out.add(mart.name)
+    return out
+
+
+def build_marts(con: duckdb.DuckDBPyConnection,
+                unchanged: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> dict[str, int]:
+    """Bring every mart up to date with core; returns row counts by mart.
+
+    Incremental: a mart is recomputed only when something it reads may have changed. ``unchanged``
+    lists the (schema, table) pairs this build knows it did not change (the builder passes the
+    core tables of entities that took no change); every other input counts as changed, as does a
+    mart whose declaration changed, and a mart that reads the clock (``current_date``: a report
+    turns from pending to missing overnight) when it was last computed on another day. An input
+    mart that was recomputed makes its readers stale too. A recomputed table keeps its comments
+    (its rows are replaced in place), so only a new or redeclared mart is COMMENTed again.
+    """
+    state = _ensure_state(con)
+    today = con.execute("SELECT current_date").fetchall()[0][0]
+    changed: set[tuple[str, str]] = set()
+    if build_ref(con, state, today):
+        changed.add(REF_CODES)
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     counts: dict[str, int] = {}
     existing = {(schema, table) for schema, table in con.execute(
@@ -501,31 +572,55 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     views = {(schema, view) for schema, view in con.execute(
         "SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() "
         "AND NOT internal").fetchall()}
+    clocked = clock_dependent()
+    recomputed = []
     for mart in MARTS:
         table = f"marts.{_ident(mart.name)}"
-        # A mart that changed kind (table <-> view) since the last build is dropped first.
-        if ("marts", mart.name) in views:
-            con.execute(f"DROP VIEW {table}")
-        elif ("marts", mart.name) in existing:
-            con.execute(f"DROP TABLE {table}")
+        here = ("marts", mart.name)
         missing = sorted(mart.inputs - existing - views)
         if missing:
             # Only a build with a partial entity registry (tests) lacks core tables.
             log.info("mart %s skipped: inputs %s are not in this warehouse", mart.name, missing)
             continue
-        kind = "VIEW" if mart.view else "TABLE"
-        con.execute(f"CREATE {kind} {table} AS {mart.sql}")
-        actual = [c for (c,) in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = 'marts' AND table_name = ? ORDER BY column_index", [mart.name]).fetchall()]
-        if actual != list(mart.columns):
-            raise ValueError(f"mart {mart.name}: columns {actual} differ from its documented columns {list(mart.columns)}")
-        statements = [f"COMMENT ON {kind} {table} IS {_literal(mart.comment)}"] + [
-            f"COMMENT ON COLUMN {table}.{_ident(column)} IS {_literal(doc)}" for column, doc in mart.columns.items()]
-        con.execute(";\n".join(statements))  # one call: each COMMENT alone costs a round of catalog work
-        if mart.view:
-            views.add(("marts", mart.name))
-        else:
+        signature = _signature(mart)
+        same_kind = here in (views if mart.view else existing)
+        declared = same_kind and state.get(mart.name, (None,))[0] == signature
+        # core tables: changed unless the builder says otherwise; marts and ref: tracked here
+        stale_inputs = any(i in changed or (i[0] == "core" and i not in unchanged) for i in mart.inputs)
+        stale_day = mart.name in clocked and state.get(mart.name, (None, None))[1] != today
+        if declared and mart.view:
+            if stale_inputs:
+                changed.add(here)  # a view is always current, but its readers are stale
+            continue
+        if declared and not stale_inputs and not stale_day:
             counts[mart.name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-            existing.add(("marts", mart.name))
+            continue
+        changed.add(here)
+        recomputed.append(mart.name)
+        if declared:
+            con.execute(f"DELETE FROM {table}")
+            con.execute(f"INSERT INTO {table} SELECT * FROM ({mart.sql})")
+        else:
+            # New, redeclared, or changed kind (table <-> view): created afresh with its comments.
+            if here in views:
+                con.execute(f"DROP VIEW {table}")
+            elif here in existing:
+                con.execute(f"DROP TABLE {table}")
+            kind = "VIEW" if mart.view else "TABLE"
+            con.execute(f"CREATE {kind} {table} AS {mart.sql}")
+            actual = [c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = 'marts' AND table_name = ? ORDER BY column_index", [mart.name]).fetchall()]
+            if actual != list(mart.columns):
+                raise ValueError(f"mart {mart.name}: columns {actual} differ from its documented columns "
+                                 f"{list(mart.columns)}")
+            statements = [f"COMMENT ON {kind} {table} IS {_literal(mart.comment)}"] + [
+                f"COMMENT ON COLUMN {table}.{_ident(column)} IS {_literal(doc)}" for column, doc in mart.columns.items()]
+            con.execute(";\n".join(statements))  # one call: each COMMENT alone costs a round of catalog work
+            (views if mart.view else existing).add(here)
+        _record(con, mart.name, signature, today)
+        if not mart.view:
+            counts[mart.name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+    log.info("marts recomputed: %s; up to date: %s", ", ".join(recomputed) or "none",
+             ", ".join(sorted(set(counts) - set(recomputed))) or "none")
     return counts

@@ -186,3 +186,83 @@ def test_a_mart_that_was_a_table_becomes_its_view(home: Path, catalog: Catalog) 
     assert q(home, "SELECT view_name FROM duckdb_views() WHERE schema_name = 'marts'") == [("report_status",)]
     assert q(home, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' AND table_name = 'report_status'") \
         == [(0,)]
+
+
+def _tamper(home: Path, *marts: str) -> None:
+    """Put a marker row into each mart, straight into the builder's last file (which the next build copies)."""
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        for mart in marts:
+            columns = [c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = ?",
+                [mart]).fetchall()]
+            con.execute(f"INSERT INTO marts.{mart} ({columns[0]}) VALUES (NULL)")
+    finally:
+        con.close()
+
+
+def _rows(home: Path, mart: str) -> int:
+    return q(home, f"SELECT count(*) FROM marts.{mart}")[0][0]
+
+
+def test_a_build_recomputes_only_the_marts_whose_inputs_changed(home: Path, catalog: Catalog) -> None:
+    _programme(home, catalog)
+    before = {m: _rows(home, m) for m in ("projects_by_district_industry", "talent_balance_by_major")}
+    _tamper(home, "projects_by_district_industry", "talent_balance_by_major")
+    put(home, catalog, "project", [{"project_id": "P9", "title": "新项目", "category": "B",
+                                    "district_code": "310110", "industry_code": "EQUIPMENT"}])
+    build(home, catalog)
+    # project changed: its mart is recomputed (the marker is gone, P9 counted in its group)
+    assert q(home, "SELECT project_count FROM marts.projects_by_district_industry WHERE district_code = '310110'") \
+        == [(2,)]
+    assert _rows(home, "projects_by_district_industry") == before["projects_by_district_industry"]
+    # talent did not: its mart was left as it was (marker still there)
+    assert _rows(home, "talent_balance_by_major") == before["talent_balance_by_major"] + 1
+    # a recomputed table keeps its comments
+    comment = q(home, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'marts' "
+                      "AND table_name = 'projects_by_district_industry'")[0][0]
+    assert comment.startswith("协同育人项目分布")
+    # a full build recomputes everything
+    build(home, catalog, full=True)
+    assert _rows(home, "talent_balance_by_major") == before["talent_balance_by_major"]
+
+
+def test_a_mart_that_reads_the_clock_is_recomputed_on_a_new_day(home: Path, catalog: Catalog) -> None:
+    _programme(home, catalog)
+    _tamper(home, "report_timeliness_by_lead_org", "evaluation_indicators", "talent_balance_by_major")
+    tampered = {m: _rows(home, m) for m in ("report_timeliness_by_lead_org", "talent_balance_by_major")}
+    build(home, catalog)  # nothing new, same day: nothing recomputed
+    assert {m: _rows(home, m) for m in tampered} == tampered
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("UPDATE ops.mart_state SET built_on = current_date - 1")
+    con.close()
+    build(home, catalog)  # the next day: report timeliness (pending → missing) and what reads it
+    assert _rows(home, "report_timeliness_by_lead_org") == tampered["report_timeliness_by_lead_org"] - 1
+    assert q(home, "SELECT count(*) FROM marts.evaluation_indicators WHERE indicator_code IS NULL") == [(0,)]
+    assert _rows(home, "talent_balance_by_major") == tampered["talent_balance_by_major"]  # no clock there
+
+
+def test_a_redeclared_mart_is_created_afresh(home: Path, catalog: Catalog) -> None:
+    _programme(home, catalog)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("ALTER TABLE marts.talent_balance_by_major ADD COLUMN stale INTEGER")
+    con.execute("UPDATE ops.mart_state SET signature = 'an older declaration' WHERE mart = 'talent_balance_by_major'")
+    con.close()
+    build(home, catalog)
+    columns = [c for (c,) in q(home, "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'marts' "
+                                     "AND table_name = 'talent_balance_by_major' ORDER BY column_index")]
+    assert "stale" not in columns
+    assert q(home, "SELECT major, gap_headcount FROM marts.talent_balance_by_major ORDER BY 1") == [
+        ("机械工程", 4), ("海洋科学", -3), ("电气工程", 3)]
+
+
+def test_unchanged_tables_leave_out_what_any_change_can_touch() -> None:
+    from warehouse.build import EntityBuild, unchanged_tables
+
+    quiet, busy = EntityBuild(3, 0, 0.0), EntityBuild(3, 1, 0.0, changes=2)
+    assert unchanged_tables({"project": busy, "talent_demand": quiet}) == {
+        ("core", "talent_demand"), ("core", "talent_demand_history")}
+    everything = unchanged_tables({"project": quiet, "talent_demand": quiet})
+    assert ("core", "project") in everything and ("core", "_tombstones") in everything
+    assert ("core", "organization_match") in everything
+    assert unchanged_tables({"project": EntityBuild(0, 0, 0.0, rebuilt=True)}) == set()

@@ -72,10 +72,10 @@ from warehouse.catalog import Catalog
 
 home = Path(sys.argv[1])
 real = b.marts_module.build_marts
-def slow(con):
+def slow(con, *args):
     print("building", flush=True)
     time.sleep(float(sys.argv[2]))
-    return real(con)
+    return real(con, *args)
 b.marts_module.build_marts = slow
 b.build(home, Catalog.for_home(home), registry=REGISTRY)
 print("built", flush=True)
