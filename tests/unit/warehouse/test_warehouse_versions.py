@@ -122,3 +122,20 @@ def test_history_answers_what_a_project_looked_like_on_a_date(home: Path, catalo
         ("P1", "立项", t1, t2), ("P1", "在建", t2, t3), ("P1", "结项", t3, None), ("P2", "立项", t1, t2)]
     assert len({v for _, _, v, _, _, _ in history}) == 4 and all(b.startswith("municipal_db-project-") for *_, b in history)
     assert rows(home, "SELECT status, change_version FROM core.project") == [("结项", history[2][2])]
+
+
+def test_history_never_runs_backwards_when_a_correction_carries_an_older_time(home: Path, catalog: Catalog) -> None:
+    registry = {"project": PROJECT}
+    t1, t2, t3 = (datetime(2025, m, 1, tzinfo=UTC) for m in (3, 7, 9))
+    land(home, catalog, "municipal_db", "w1", project_rows([
+        {"project_id": "P1", "title": "订单班", "status": "立项", "updated_at": t2}], extracted=t2), entity=PROJECT)
+    build(home, catalog, registry=registry)
+    # a correction stamped earlier than the open row, then a later change, in one batch
+    land(home, catalog, "municipal_db", "w2", project_rows([
+        {"project_id": "P1", "title": "订单班", "status": "在建", "updated_at": t1},
+        {"project_id": "P1", "title": "订单班", "status": "结项", "updated_at": t3}], extracted=t3), entity=PROJECT)
+    build(home, catalog, registry=registry)
+    history = rows(home, "SELECT status, valid_from, valid_to FROM core.project_history ORDER BY change_version")
+    assert history == [("立项", t2, t2), ("在建", t2, t3), ("结项", t3, None)]
+    froms = [f for _, f, _ in history]
+    assert froms == sorted(froms)  # intervals never overlap, never go back
