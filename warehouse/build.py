@@ -384,6 +384,10 @@ def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         "temp_directory": str(spill),
         "preserve_insertion_order": False,
         "threads": threads,
+        # One checkpoint, at the end (build() runs CHECKPOINT before publishing): DuckDB's default
+        # 16 MB threshold made a statement in the middle (the history UPDATE) pay for rewriting
+        # every row group touched so far, and later statements touch some of them again.
+        "wal_autocheckpoint": "1TB",
     })
     con.execute("SET TimeZone = 'UTC'")
     return con
