@@ -150,7 +150,8 @@ class Harness:
             except Exception as exc:  # noqa: BLE001 - a figure that cannot be computed is a MISS with the reason
                 self.log(f"  goal {goal.id}: cannot compute ({exc})")
                 value = None
-            run.goals.append(GoalResult(goal, value, goal.verdict(value), scale * goal.scale_multiple))
+            run.goals.append(GoalResult(goal, value, goal.verdict(value),
+                                       int(round(scale * goal.scale_multiple))))
         run.seconds = time.perf_counter() - t0
         return run
 

@@ -28,7 +28,7 @@ from schemas import get_entity
 from schemas.lineage import add_lineage
 from schemas.mapping import apply_mapping, mapping_sources, parse_mapping
 from warehouse.catalog import BatchRecord
-from warehouse.landing import ParquetSink
+from warehouse.landing import ParquetSink, read_chunks
 
 log = logging.getLogger(__name__)
 
@@ -285,11 +285,9 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     q_path = staging / f"{batch_id}.mapping-rejects.parquet"
     mapped_schema = entity.arrow_schema().append(pa.field(RAW_ROW, pa.int64(), nullable=False))
     loaded = quarantined = done = 0
-    raw_file = pq.ParquetFile(manifest["raw_staging"])
     extracted_at = datetime.fromisoformat(manifest["extracted_at"])
     with ParquetSink(mapped_path, mapped_schema) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
-        for chunk in raw_file.iter_batches(batch_size=STANDARDISE_CHUNK_ROWS):
-            raw = pa.Table.from_batches([chunk])
+        for raw in read_chunks(manifest["raw_staging"], STANDARDISE_CHUNK_ROWS):
             raw = raw.append_column(RAW_ROW, pa.array(np.arange(done, done + raw.num_rows, dtype=np.int64)))
             # A replay's raw rows are quarantine records (JSON text) whatever the source kind.
             columns = extract_columns(raw.column("_record"), sources) if manifest.get("replay") \
@@ -308,6 +306,8 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
                                                reason=rej.column("reason")))
                 quarantined += rej.num_rows
             done += raw.num_rows
+            del raw, columns, result
+            _release_pool()
             if progress:
                 progress(done, manifest["rows_in"])
         std_sink.commit()
@@ -321,6 +321,16 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     log.info("standardise %s.%s: %d rows → %d canonical, %d rejected by the mapping", source, stream, done, loaded,
              quarantined)
     return manifest
+
+
+def _release_pool() -> None:
+    """Hand the Arrow pool's freed pages back to the OS between chunks.
+
+    mimalloc keeps what a chunk freed for reuse, and the next chunk's allocations do not land
+    exactly in it; without this the process grew by ~10 MB per chunk (peak RSS at 5M rows 1.3×
+    the 1M peak). Costs well under a millisecond per chunk.
+    """
+    pa.default_memory_pool().release_unused()
 
 
 # --------------------------------------------------------------------------------- validate
@@ -392,8 +402,7 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
     newest_update = None
     with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
         q_sink.write(pq.read_table(manifest["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA))
-        for chunk in pq.ParquetFile(manifest["mapped_staging"]).iter_batches(batch_size=VALIDATE_CHUNK_ROWS):
-            table = pa.Table.from_batches([chunk])
+        for table in read_chunks(manifest["mapped_staging"], VALIDATE_CHUNK_ROWS):
             outcome = validate_table(entity.name, table.drop_columns([RAW_ROW]), policy)
             results.extend(outcome.results)
             if outcome.gx_result is not None:
@@ -420,6 +429,8 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
                 flagged += len(bad)
             std_sink.write(table.drop_columns([RAW_ROW]))
             loaded += table.num_rows
+            del table, outcome
+            _release_pool()
         rows_in = manifest["rows_in"]
         quarantined = manifest["rows_mapping_rejected"] + flagged
         # batch-level rules

@@ -83,3 +83,11 @@ def test_every_measure_a_scenario_can_name_exists() -> None:
     source = inspect.getsource(scenarios) + inspect.getsource(__import__("bench.feed_scenario", fromlist=["x"]))
     named = {part.split('"')[1] for part in source.split('Measure(')[1:] if part.startswith('"')}
     assert named and named <= set(MEASURES), named - set(MEASURES)
+
+
+def test_each_goal_says_the_scale_it_was_measured_at() -> None:
+    """The Excel workbook is a tenth of the scenario's scale, S6's big run five times it."""
+    goals = {g.id: g for s in SCENARIOS.values() for g in s.goals}
+    assert int(round(1_000_000 * goals["excel_100k_rows_per_s"].scale_multiple)) == 100_000
+    assert int(round(1_000_000 * goals["rss_5m_mb"].scale_multiple)) == 5_000_000
+    assert goals["csv_1m_rows_per_s"].scale_multiple == 1

@@ -159,3 +159,32 @@ def test_killed_writer_leaves_only_a_temp_file_that_the_sweep_removes(tmp_path: 
     os.utime(unrelated, (old, old))
     assert sweep_temp_files(tmp_path, older_than_minutes=60) == 1
     assert leftovers(final.parent) == ["notes.tmp"]
+
+
+def test_read_chunks_gives_every_row_once_in_order_in_whole_row_groups(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from warehouse.landing import read_chunks
+
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"i": pa.array(range(10_000), pa.int64())}), path, row_group_size=1_000)
+    chunks = list(read_chunks(path, 2_500))
+    assert [c.num_rows for c in chunks] == [3_000, 3_000, 3_000, 1_000]  # whole groups, at least 2,500 each
+    assert pa.concat_tables(chunks).column("i").to_pylist() == list(range(10_000))
+    assert list(read_chunks(path, 50_000))[0].num_rows == 10_000
+
+
+def test_a_sink_of_wide_rows_flushes_by_bytes_before_the_row_count(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    from warehouse import landing
+
+    monkeypatch.setattr(landing, "ROW_GROUP_BYTES", 1 << 20)
+    schema = pa.schema([("record", pa.string())])
+    wide = pa.table({"record": ["x" * 10_000] * 50}, schema=schema)  # ~0.5 MB per write
+    with landing.ParquetSink(tmp_path / "q.parquet", schema) as sink:
+        for _ in range(10):
+            sink.write(wide)
+            assert sink._pending_bytes < 2 << 20  # never more than the bound plus one write
+    meta = pq.ParquetFile(tmp_path / "q.parquet").metadata
+    assert meta.num_rows == 500 and meta.num_row_groups >= 4
