@@ -275,3 +275,50 @@ def test_builds_with_the_real_schema_registry(home: Path, catalog: Catalog) -> N
     lineage = query(home, "SELECT DISTINCT column_name FROM duckdb_columns() WHERE schema_name = 'core' "
                           "AND table_name = 'notice' AND column_name LIKE '\\_%' ESCAPE '\\'")
     assert {c for (c,) in lineage} == {"_source", "_source_key", "_batch_id", "_extracted_at", "_record_hash"}
+
+
+def test_a_build_runs_at_a_lower_priority_and_so_do_duckdbs_workers(monkeypatch) -> None:
+    """IEHUB_BUILD_NICE: the build thread and the DuckDB threads it starts yield the CPU; the caller does not."""
+    import os
+    import threading
+
+    import duckdb
+
+    from warehouse import build as b
+
+    def nice_of(tid: int) -> int:
+        return int(open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()[16])
+
+    seen: dict[str, object] = {}
+
+    def fake_build(*args, **kwargs):  # type: ignore[no-untyped-def]
+        before = set(os.listdir("/proc/self/task"))
+        con = duckdb.connect(config={"threads": 2})
+        con.execute("SELECT sum(range) FROM range(1000000)").fetchall()
+        workers = set(os.listdir("/proc/self/task")) - before
+        seen["own"] = nice_of(threading.get_native_id())
+        seen["workers"] = {nice_of(int(t)) for t in workers}
+        con.close()
+        return "built"
+
+    monkeypatch.setattr(b, "_build", fake_build)
+    monkeypatch.setenv("IEHUB_BUILD_NICE", "7")
+    caller = nice_of(threading.get_native_id())
+    assert b.build(Path("/nonexistent"), None) == "built"  # type: ignore[arg-type]
+    assert seen["own"] == min(19, caller + 7)
+    assert seen["workers"] and seen["workers"] == {seen["own"]}
+    assert nice_of(threading.get_native_id()) == caller
+
+
+def test_a_failing_build_raises_in_the_callers_thread_and_a_bad_nice_is_named(monkeypatch) -> None:
+    from warehouse import build as b
+
+    def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise b.BuildError("entity project: merge failed")
+
+    monkeypatch.setattr(b, "_build", boom)
+    with pytest.raises(b.BuildError, match="merge failed"):
+        b.build(Path("/nonexistent"), None)  # type: ignore[arg-type]
+    with pytest.raises(b.BuildError, match="IEHUB_BUILD_NICE='high'"):
+        b.build_nice("high")
+    assert b.build_nice("0") == 0
