@@ -34,6 +34,7 @@ import fcntl
 import gc
 import logging
 import os
+import functools
 import shutil
 import threading
 import time
@@ -42,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Callable, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -225,6 +226,55 @@ def _replace_warehouse(lake: Lake) -> None:
 # -- the build ------------------------------------------------------------------------------
 
 
+_BUILD_THREAD = "iehub-build"
+T = TypeVar("T")
+
+
+def build_nice(value: str | None = None) -> int:
+    """How much lower than its caller a build runs (``IEHUB_BUILD_NICE``, 0-19; default 10)."""
+    text = (value if value is not None else os.environ.get("IEHUB_BUILD_NICE") or "10").strip()
+    if not text.isdigit() or int(text) > 19:
+        raise BuildError(f"IEHUB_BUILD_NICE={text!r}: expected a whole number from 0 (off) to 19")
+    return int(text)
+
+
+def at_build_priority(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` in a thread of its own at a lower CPU priority (``IEHUB_BUILD_NICE``, default 10).
+
+    DuckDB's workers, started from that thread, inherit it: on a machine that also serves
+    feeds, a build yields the CPU to requests instead of doubling their latency, and the
+    caller's thread (a server in ``iehub demo``) keeps its priority. 0 runs ``fn`` in place.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        nice = build_nice()
+        if not nice or not hasattr(os, "setpriority") or threading.current_thread().name == _BUILD_THREAD:
+            return fn(*args, **kwargs)
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                try:
+                    tid = threading.get_native_id()
+                    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+                except OSError as exc:  # not allowed here: run at the caller's priority
+                    log.debug("build priority unchanged: %s", exc)
+                box["result"] = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+                box["error"] = exc
+
+        thread = threading.Thread(target=work, name=_BUILD_THREAD)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    return wrapper
+
+
+@at_build_priority
 def build(
     home: Path,
     catalog: Catalog,
@@ -236,56 +286,7 @@ def build(
 ) -> BuildResult:
     """Apply the batches landed since the last build, rebuild marts and ops, publish a snapshot.
 
-    The work runs in a thread of its own at a lower CPU priority (``IEHUB_BUILD_NICE``, default
-    10; 0 keeps the caller's), and DuckDB's workers, started from that thread, inherit it: on a
-    machine that also serves feeds, a build yields the CPU to requests instead of doubling their
-    latency, and the caller's thread (a server in ``iehub demo``) keeps its priority.
-    """
-    nice = build_nice()
-    if not nice or not hasattr(os, "setpriority") or threading.current_thread().name == _BUILD_THREAD:
-        return _build(home, catalog, entities=entities, registry=registry, full=full, keep=keep)
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            try:
-                tid = threading.get_native_id()
-                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-            except OSError as exc:  # not allowed here: build at the caller's priority
-                log.debug("build priority unchanged: %s", exc)
-            box["result"] = _build(home, catalog, entities=entities, registry=registry, full=full, keep=keep)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
-            box["error"] = exc
-
-    thread = threading.Thread(target=work, name=_BUILD_THREAD)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
-
-
-_BUILD_THREAD = "iehub-build"
-
-
-def build_nice(value: str | None = None) -> int:
-    """How much lower than its caller a build runs (``IEHUB_BUILD_NICE``, 0-19; default 10)."""
-    text = (value if value is not None else os.environ.get("IEHUB_BUILD_NICE") or "10").strip()
-    if not text.isdigit() or int(text) > 19:
-        raise BuildError(f"IEHUB_BUILD_NICE={text!r}: expected a whole number from 0 (off) to 19")
-    return int(text)
-
-
-def _build(
-    home: Path,
-    catalog: Catalog,
-    *,
-    entities: list[str] | None = None,
-    registry: Mapping[str, Entity] | None = None,
-    full: bool = False,
-    keep: int | None = None,
-) -> BuildResult:
-    """:func:`build`'s work, in the calling thread.
+    Runs at a lower CPU priority than its caller (:func:`at_build_priority`).
 
     ``entities`` limits which entities take new batches this time; the others are carried
     over unchanged. ``full`` rebuilds every entity from all its ledgered batches (use it

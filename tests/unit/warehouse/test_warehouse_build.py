@@ -301,10 +301,9 @@ def test_a_build_runs_at_a_lower_priority_and_so_do_duckdbs_workers(monkeypatch)
         con.close()
         return "built"
 
-    monkeypatch.setattr(b, "_build", fake_build)
     monkeypatch.setenv("IEHUB_BUILD_NICE", "7")
     caller = nice_of(threading.get_native_id())
-    assert b.build(Path("/nonexistent"), None) == "built"  # type: ignore[arg-type]
+    assert b.at_build_priority(fake_build)(Path("/nonexistent"), None) == "built"
     assert seen["own"] == min(19, caller + 7)
     assert seen["workers"] and seen["workers"] == {seen["own"]}
     assert nice_of(threading.get_native_id()) == caller
@@ -316,9 +315,8 @@ def test_a_failing_build_raises_in_the_callers_thread_and_a_bad_nice_is_named(mo
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise b.BuildError("entity project: merge failed")
 
-    monkeypatch.setattr(b, "_build", boom)
     with pytest.raises(b.BuildError, match="merge failed"):
-        b.build(Path("/nonexistent"), None)  # type: ignore[arg-type]
+        b.at_build_priority(boom)(Path("/nonexistent"), None)
     with pytest.raises(b.BuildError, match="IEHUB_BUILD_NICE='high'"):
         b.build_nice("high")
     assert b.build_nice("0") == 0
