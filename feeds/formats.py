@@ -6,9 +6,12 @@ of byte chunks, hashed, audited, then streamed chunk by chunk. A page is bounded
 (at most ``max_limit`` rows), so the chunks are bounded too; encoding twice to avoid keeping
 them would double the dominant cost of a page (encoding is about half of it).
 
-Value rules (one place for every text format): decimals as exact strings, dates ISO 8601,
-timestamps RFC 3339 in UTC with microseconds and ``Z``, nulls as JSON null / empty CSV field.
-Parquet keeps the Arrow types as they are.
+Value rules (one place for every text format, :func:`_json_value`): decimals as exact strings,
+dates ISO 8601, timestamps RFC 3339 in UTC with microseconds and ``Z``, nulls as JSON null /
+empty CSV field, non-finite floats as null. Parquet keeps the Arrow types as they are. The
+text forms and the JSON records are written by an in-memory DuckDB in one call per page, which
+releases the GIL: the API serves many pages at once from threads of one process, and a page
+encoded in Python objects held every other request up for its whole length.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -40,7 +45,7 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency
 
 
 __all__ = [
-    "CHUNK_ROWS", "FormatError", "NotAcceptable", "encode", "etag", "etag_matches", "jsonable", "negotiate", "rfc3339",
+    "CHUNK_ROWS", "FormatError", "NotAcceptable", "encode", "etag", "etag_matches", "negotiate", "published",
 ]
 
 CHUNK_ROWS = 500
@@ -101,66 +106,87 @@ def negotiate(format_param: str | None, accept: str | None) -> str:
     return offers[0][2]
 
 
-def _text_column(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    t = column.type
-    if pa.types.is_decimal(t) or pa.types.is_date(t):
-        return column.cast(pa.string())
+def _json_value(sql: str, t: pa.DataType) -> str:
+    """SQL turning one value of Arrow type ``t`` into what the text formats publish (see the module doc).
+
+    Types outside this list raise TypeError naming the type: a new column type must be given a
+    published form here (``test_every_entity_field_type_has_a_json_form`` keeps entities honest).
+    """
     if pa.types.is_timestamp(t):
-        return rfc3339(column)
+        # An instant is written in UTC whatever the session's zone; a naive timestamp is taken as UTC.
+        instant = f"({sql} AT TIME ZONE 'UTC')" if t.tz is not None else sql
+        return f"strftime({instant}, '%Y-%m-%dT%H:%M:%S.%fZ')"
+    if pa.types.is_decimal(t) or pa.types.is_date(t):
+        return f"CAST({sql} AS VARCHAR)"
+    if pa.types.is_floating(t):  # JSON has no NaN or Infinity: they go out as null
+        return f"CASE WHEN isfinite({sql}) THEN {sql} END"
     if pa.types.is_struct(t):
-        combined = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        children = [_text_column(combined.field(i)) for i in range(t.num_fields)]
-        return pa.StructArray.from_arrays(children, fields=[pa.field(f.name, c.type) for f, c in zip(t, children)],
-                                          mask=combined.is_null())
-    return column
+        members = ", ".join(f"{_quote(f.name)} := {_json_value(f'{sql}.{_quote(f.name)}', f.type)}" for f in t)
+        return f"CASE WHEN {sql} IS NOT NULL THEN struct_pack({members}) END"
+    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_integer(t)
+            or pa.types.is_boolean(t) or pa.types.is_null(t)):
+        return sql
+    raise TypeError(f"no published JSON form for Arrow type {t}; add one in feeds.formats._json_value")
 
 
-_DAY_US = 86_400_000_000
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _digits(value: pa.Array | pa.ChunkedArray, width: int) -> pa.Array | pa.ChunkedArray:
-    return pc.utf8_lpad(value.cast(pa.string()), width, "0")
+_encoder: duckdb.DuckDBPyConnection | None = None
+_encoder_lock = threading.Lock()
 
 
-def rfc3339(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Timestamps as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC), by integer arithmetic.
-
-    Why not ``pc.strftime``: it goes through a time-zone database per value and was a third
-    of a 1000-row JSON page's cost; this gives the same text (a unit test compares them) in
-    half the time. Naive timestamps are taken as UTC, as the warehouse stores every instant.
-    """
-    us = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    days = pc.divide(us, _DAY_US)  # truncates toward zero: step back a day before 1970
-    tod = pc.subtract(us, pc.multiply(days, _DAY_US))
-    before = pc.less(tod, 0)
-    days = pc.if_else(before, pc.subtract(days, 1), days)
-    tod = pc.if_else(before, pc.add(tod, _DAY_US), tod)
-    date = days.cast(pa.int32()).cast(pa.date32()).cast(pa.string())
-    hours = _digits(pc.divide(tod, 3_600_000_000), 2)
-    minutes = _digits(pc.divide(pc.remainder(tod, 3_600_000_000), 60_000_000), 2)
-    seconds = _digits(pc.divide(pc.remainder(tod, 60_000_000), 1_000_000), 2)
-    micros = _digits(pc.remainder(tod, 1_000_000), 6)
-    return pc.binary_join_element_wise(date, "T", hours, ":", minutes, ":", seconds, ".", micros, "Z", "")
+def _encoder_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of the in-memory DuckDB that writes JSON records (one per call: cursors are per thread)."""
+    global _encoder
+    with _encoder_lock:
+        if _encoder is None:
+            # One thread: a page is one vector's worth of rows, and concurrency comes from the requests.
+            _encoder = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "256MB"})
+        return _encoder.cursor()
 
 
-def jsonable(table: pa.Table) -> pa.Table:
+def _members(schema: pa.Schema) -> list[str]:
+    """``name := <published form>`` for each column, for DuckDB's struct_pack."""
+    return [f"{_quote(f.name)} := {_json_value('t.' + _quote(f.name), f.type)}" for f in schema]
+
+
+def _in_duckdb(table: pa.Table, select: str, params: list[Any] | None = None) -> pa.Table:
+    """``SELECT {select} FROM page AS t`` over ``table`` in the encoder's DuckDB (one call, GIL released)."""
+    cur = _encoder_cursor()
+    try:
+        cur.register("page", table)
+        return cur.sql(f"SELECT {select} FROM page AS t", params=params or []).to_arrow_table()
+    finally:
+        cur.close()
+
+
+def published(table: pa.Table) -> pa.Table:
     """The table with decimals, dates and timestamps as the text every text format publishes."""
-    return pa.table({name: _text_column(table.column(name)) for name in table.column_names})
+    if table.num_columns == 0:
+        return table
+    return _in_duckdb(table, f"UNNEST(struct_pack({', '.join(_members(table.schema))}))")
 
 
-def _record_chunks(table: pa.Table, separator: bytes) -> list[bytes]:
-    """The records as JSON texts joined by ``separator``, in chunks of CHUNK_ROWS rows.
+def _record_chunks(table: pa.Table, terminator: bytes) -> list[bytes]:
+    """The records as JSON texts, each followed by ``terminator``, in chunks of CHUNK_ROWS rows.
 
-    (Building the texts column-wise in Arrow was tried: no faster than ``to_pylist`` + orjson
-    on a 1000-row page, so the simpler path stays.)
+    Why DuckDB: ``to_pylist`` + orjson held the GIL for the whole page (~60 % of a loaded
+    server's GIL time, so concurrent requests queued behind each other's encoding); DuckDB's
+    ``to_json`` writes the same records in one call that releases the GIL, and the texts come
+    back as one Arrow buffer that is sliced into chunks without a Python object per record.
     """
-    text = jsonable(table)
-    chunks = []
-    for start in range(0, text.num_rows, CHUNK_ROWS):
-        rows = text.slice(start, CHUNK_ROWS).to_pylist()
-        # one call per chunk for JSON (a list without its brackets); NDJSON needs a line per record
-        chunks.append(_dumps(rows)[1:-1] if separator == b"," else separator.join(_dumps(r) for r in rows))
-    return chunks
+    if table.num_rows == 0:
+        return []
+    texts = _in_duckdb(table, f"to_json(struct_pack({', '.join(_members(table.schema))})) || ?",
+                       [terminator.decode()]).column(0).combine_chunks()
+    if texts.type != pa.string():
+        texts = texts.cast(pa.string())
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset:texts.offset + len(texts) + 1]
+    data = texts.buffers()[2]
+    bounds = [int(offsets[i]) for i in range(0, len(texts), CHUNK_ROWS)] + [int(offsets[-1])]
+    return [data.slice(a, b - a).to_pybytes() for a, b in zip(bounds, bounds[1:])]
 
 
 def _json(table: pa.Table, envelope: dict[str, Any]) -> list[bytes]:
@@ -168,15 +194,17 @@ def _json(table: pa.Table, envelope: dict[str, Any]) -> list[bytes]:
     if not head.endswith(b"[]}"):  # the envelope is ours; records is always last and empty here
         raise AssertionError("envelope must end with an empty records list")
     body = _record_chunks(table, b",")
-    return [head[:-2], *(chunk if i == 0 else b"," + chunk for i, chunk in enumerate(body)), b"]}"]
+    if body:
+        body[-1] = body[-1][:-1]  # the last record's comma
+    return [head[:-2], *body, b"]}"]
 
 
 def _ndjson(table: pa.Table) -> list[bytes]:
-    return [chunk + b"\n" for chunk in _record_chunks(table, b"\n")]
+    return _record_chunks(table, b"\n")
 
 
 def _csv(table: pa.Table) -> list[bytes]:
-    flat = jsonable(table).flatten()  # a struct column becomes key._source, key.project_id …
+    flat = published(table).flatten()  # a struct column becomes key._source, key.project_id …
     chunks = []
     for start in range(0, max(flat.num_rows, 1), CHUNK_ROWS):
         buffer = io.BytesIO()

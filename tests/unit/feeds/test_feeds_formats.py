@@ -111,10 +111,61 @@ def test_parquet_keeps_types() -> None:
 
 
 def test_json_fallback_without_orjson_gives_the_same_document(monkeypatch: pytest.MonkeyPatch) -> None:
-    with_orjson = json.loads(b"".join(encode("ndjson", page(), {})).decode().splitlines()[0])
+    envelope = {"dataset": "project", "count": 3, "next_cursor": "abc.def"}
+    with_orjson = json.loads(b"".join(encode("json", page(), envelope)))
     monkeypatch.setattr(formats, "orjson", None)
     monkeypatch.setattr(formats, "_dumps", lambda v: json.dumps(v, ensure_ascii=False).encode())
-    assert json.loads(b"".join(encode("ndjson", page(), {})).decode().splitlines()[0]) == with_orjson
+    assert json.loads(b"".join(encode("json", page(), envelope))) == with_orjson
+
+
+def test_records_match_a_plain_python_encoding_of_the_same_values() -> None:
+    """DuckDB writes the records: every value must read back as Python's json would have written it."""
+    n = CHUNK_ROWS + 3
+    table = page(n)
+    expected = []
+    for row in table.to_pylist():
+        row["budget_amount"] = None if row["budget_amount"] is None else str(row["budget_amount"])
+        row["approved_on"] = row["approved_on"].isoformat()
+        row["updated_at"] = row["updated_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        expected.append(row)
+    assert json.loads(b"".join(encode("json", table, {})))["records"] == expected
+    assert [json.loads(line) for line in b"".join(encode("ndjson", table, {})).splitlines()] == expected
+
+
+def test_timestamps_are_utc_rfc3339_across_eras_and_keep_nulls() -> None:
+    import random
+    from datetime import timedelta
+
+    import pyarrow.compute as pc
+
+    rng = random.Random(3)
+    values = [datetime(1900, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(0, 6 * 10**15))
+              for _ in range(2000)]
+    values += [None, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC),
+               datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=UTC)]
+    column = pa.array(values, pa.timestamp("us", tz="UTC"))
+    text = formats.published(pa.table({"at": column})).column("at")
+    assert text.combine_chunks().equals(pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ"))
+    shanghai = pa.array([datetime(2025, 1, 1, 0, 0, tzinfo=UTC)], pa.timestamp("us", tz="Asia/Shanghai"))
+    naive = pa.array([datetime(2025, 1, 1, 0, 0)], pa.timestamp("us"))
+    both = formats.published(pa.table({"zoned": shanghai, "naive": naive}))
+    assert both.to_pylist() == [{"zoned": "2025-01-01T00:00:00.000000Z", "naive": "2025-01-01T00:00:00.000000Z"}]
+
+
+def test_floats_are_numbers_and_not_finite_ones_null() -> None:
+    table = pa.table({"x": pa.array([0.1, 1e300, -0.0, float("nan"), float("inf"), None], pa.float64())})
+    records = json.loads(b"".join(encode("json", table, {})))["records"]
+    assert [r["x"] for r in records] == [0.1, 1e300, -0.0, None, None, None]
+
+
+def test_every_entity_field_type_has_a_published_form() -> None:
+    from schemas import ENTITIES
+
+    for entity in ENTITIES.values():
+        schema = pa.schema([pa.field(f.name, f.type) for f in entity.all_fields])
+        assert formats.published(schema.empty_table()).num_columns == len(schema), entity.name
+    with pytest.raises(TypeError, match="binary"):
+        encode("json", pa.table({"blob": pa.array([b"x"], pa.binary())}), {})
 
 
 def test_encoded_digest_covers_every_chunk() -> None:
@@ -134,23 +185,6 @@ def test_etag_depends_on_every_part_and_matches_if_none_match() -> None:
         assert etag({**parts, key: "other"}) != tag
     assert etag_matches(tag, tag) and etag_matches(f'"x", W/{tag}', tag) and etag_matches("*", tag)
     assert not etag_matches(None, tag) and not etag_matches('"x"', tag)
-
-
-def test_rfc3339_matches_strftime_across_eras_and_keeps_nulls() -> None:
-    import random
-    from datetime import timedelta
-
-    import pyarrow.compute as pc
-
-    rng = random.Random(3)
-    values = [datetime(1900, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(0, 6 * 10**15))
-              for _ in range(2000)]
-    values += [None, datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC),
-               datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=UTC)]
-    column = pa.array(values, pa.timestamp("us", tz="UTC"))
-    assert formats.rfc3339(column).equals(pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ"))
-    shanghai = pa.array([datetime(2025, 1, 1, 0, 0, tzinfo=UTC)], pa.timestamp("us", tz="Asia/Shanghai"))
-    assert formats.rfc3339(shanghai).to_pylist() == ["2025-01-01T00:00:00.000000Z"]  # always in UTC
 
 
 def test_hard_strings_survive_json_and_ndjson() -> None:
