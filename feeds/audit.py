@@ -11,16 +11,22 @@ the head hash, which an operator can record elsewhere to make the whole chain pr
 The database also refuses UPDATE and DELETE on ``feed_audit`` (triggers), so only someone
 who drops the triggers first can tamper; the chain is there to catch them.
 
-Appends are serialised: a process lock (threads of one API worker), then a transaction that
-reads the head (``BEGIN IMMEDIATE`` on SQLite; ``SELECT … FOR UPDATE`` on the head row on
-PostgreSQL, which also orders the workers of other processes). Any failure raises
-:class:`AuditError`, and the API then serves nothing: no unaudited data leaves the hub.
+Appends are group-committed: the requests of one API worker queue their rows, and whichever
+finds no write in progress writes everything queued so far in one transaction that reads the
+head (``BEGIN IMMEDIATE`` on SQLite; ``SELECT … FOR UPDATE`` on the head row on PostgreSQL,
+which also orders the workers of other processes), chains the rows in queue order, and
+commits once. Each ``append`` returns only when its own row is committed, so "audited before
+sent" holds row by row; what the batching saves is one durable commit, and one wait for the
+write lock, per request: under 8 concurrent clients the append had become a third of a page's
+latency. Any failure raises :class:`AuditError` for every row of the batch, and the API then
+serves nothing: no unaudited data leaves the hub.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,7 +42,11 @@ from feeds.keys import feed_engine
 
 __all__ = ["AuditError", "AuditLog", "AuditReport", "GENESIS"]
 
+log = logging.getLogger(__name__)
+
 GENESIS = "0" * 64
+#: Most rows one group commit writes; the rest wait for the next (a bound on one transaction's size).
+MAX_BATCH = 256
 _HEAD_ID = 1
 _HASHED = ("seq", "at", "key_id", "consumer", "dataset", "endpoint", "params", "rows", "fields", "personal",
            "digest", "snapshot", "prev_hash")
@@ -85,6 +95,15 @@ _PG_GUARD_TRIGGER = (
 )
 
 
+@dataclass
+class _Pending:
+    """One request's audit row waiting in the group commit; ``done`` once written (``row['seq']``) or failed."""
+
+    row: dict[str, Any]
+    done: bool = False
+    error: AuditError | None = None
+
+
 class AuditError(RuntimeError):
     """The audit row could not be written (or the log could not be read): serve nothing."""
 
@@ -122,7 +141,9 @@ class AuditLog:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._writing = False
         try:
             self.engine: Engine = feed_engine(url)
             self._create()
@@ -177,34 +198,77 @@ class AuditLog:
             raise AuditError(f"audit row for {dataset!r} has parameters or fields that are not JSON: {exc}") from None
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
             raise AuditError(f"audit row for {dataset!r}: rows must be a count >= 0 (got {rows!r})")
-        at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        for name, value in (("key_id", key_id), ("consumer", consumer), ("dataset", dataset),
+                            ("endpoint", endpoint), ("digest", digest), ("snapshot", snapshot)):
+            # Checked here, not by the database: a row that cannot be written must fail alone,
+            # not take down the other requests' rows committed in the same batch.
+            limit = feed_audit.c[name].type.length
+            if not isinstance(value, str) or len(value) > limit:
+                raise AuditError(f"audit row for {dataset!r}: {name} must be text of at most {limit} characters")
         row: dict[str, Any] = {
-            "at": at, "key_id": key_id, "consumer": consumer, "dataset": dataset, "endpoint": endpoint,
+            "key_id": key_id, "consumer": consumer, "dataset": dataset, "endpoint": endpoint,
             "params": params_json, "rows": rows, "fields": fields_json, "personal": bool(personal),
             "digest": digest, "snapshot": snapshot,
         }  # fmt: skip
-        with self._lock:
-            try:
-                with self.engine.begin() as conn:
-                    head = conn.execute(
-                        sa.select(feed_audit_head.c.seq, feed_audit_head.c.row_hash)
-                        .where(feed_audit_head.c.id == _HEAD_ID)
-                        .with_for_update()
-                    ).first()
-                    if head is None:
-                        raise AuditError(f"the audit log at {self} has no chain head row; it was tampered with")
-                    row["seq"] = head.seq + 1
-                    row["prev_hash"] = head.row_hash
-                    row["row_hash"] = _row_hash(row)
-                    conn.execute(feed_audit.insert().values(**row))
-                    conn.execute(
-                        feed_audit_head.update()
-                        .where(feed_audit_head.c.id == _HEAD_ID)
-                        .values(seq=row["seq"], row_hash=row["row_hash"])
-                    )
-            except SQLAlchemyError as exc:
-                raise AuditError(f"cannot write the audit row for {dataset!r} to {self}: {_reason(exc)}") from None
+        entry = _Pending(row)
+        with self._cond:
+            # Stamped in queue order, so within a worker ``at`` never runs backwards along the chain.
+            row["at"] = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+            self._queue.append(entry)
+            while not entry.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                self._writing = True
+                batch = self._queue[:MAX_BATCH]
+                del self._queue[:MAX_BATCH]
+                self._cond.release()
+                try:
+                    self._write(batch)
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    self._cond.notify_all()
+        if entry.error is not None:
+            raise entry.error
         return int(row["seq"])
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """Write ``batch`` as one transaction (one durable commit); every entry ends done, with seq or error."""
+        try:
+            with self.engine.begin() as conn:
+                head = conn.execute(
+                    sa.select(feed_audit_head.c.seq, feed_audit_head.c.row_hash)
+                    .where(feed_audit_head.c.id == _HEAD_ID)
+                    .with_for_update()
+                ).first()
+                if head is None:
+                    raise AuditError(f"the audit log at {self} has no chain head row; it was tampered with")
+                seq, prev = head.seq, head.row_hash
+                for entry in batch:
+                    seq += 1
+                    entry.row["seq"], entry.row["prev_hash"] = seq, prev
+                    prev = entry.row["row_hash"] = _row_hash(entry.row)
+                conn.execute(feed_audit.insert(), [entry.row for entry in batch])
+                conn.execute(feed_audit_head.update().where(feed_audit_head.c.id == _HEAD_ID)
+                             .values(seq=seq, row_hash=prev))
+        except AuditError as exc:
+            self._fail(batch, lambda _: exc)
+        except SQLAlchemyError as exc:
+            reason = _reason(exc)
+            self._fail(batch, lambda e: AuditError(
+                f"cannot write the audit row for {e.row['dataset']!r} to {self}: {reason}"))
+        except Exception as exc:  # a defect here must still wake every waiting request, with an error
+            log.exception("audit: unexpected failure writing %d row(s)", len(batch))
+            self._fail(batch, lambda _: AuditError(f"cannot write the audit row: {type(exc).__name__}"))
+        else:
+            for entry in batch:
+                entry.done = True
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: Any) -> None:
+        for entry in batch:
+            entry.error, entry.done = error(entry), True
 
     def verify(self, *, batch: int = 5000) -> AuditReport:
         """Walk the chain in ``seq`` order; report the first row that is missing, edited or out of order."""

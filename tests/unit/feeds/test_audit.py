@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,66 @@ def test_bad_rows_are_refused_before_writing(log: AuditLog) -> None:
     with pytest.raises(AuditError, match="rows must be"):
         append(log, 1, rows=-1)
     assert log.verify().rows == 0
+
+
+def test_concurrent_appends_are_group_committed_each_returning_after_its_own_row(log: AuditLog) -> None:
+    """While one append writes, the others queue; the next writer commits all of them at once."""
+    inserts: list[int] = []
+    first = threading.Event()
+
+    @sa.event.listens_for(log.engine, "before_cursor_execute")
+    def hold_the_first_insert(_conn: Any, _cursor: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO feed_audit "):
+            inserts.append(len(params) if many else 1)
+            if not first.is_set():
+                first.set()
+                deadline = time.monotonic() + 10
+                while len(log._queue) < 7 and time.monotonic() < deadline:  # the 7 others are waiting
+                    time.sleep(0.005)
+
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        seq = append(log, 1)[0]
+        with lock:
+            seqs.append(seq)
+
+    leader = threading.Thread(target=one)
+    leader.start()
+    first.wait(10)
+    others = [threading.Thread(target=one) for _ in range(7)]
+    for t in others:
+        t.start()
+    for t in [leader, *others]:
+        t.join(30)
+    assert sorted(seqs) == list(range(1, 9))  # every append returned its own, distinct row
+    assert inserts == [1, 7]  # two transactions for eight rows
+    report = log.verify()
+    assert report.ok and report.rows == 8
+
+
+def test_a_failed_group_commit_fails_every_row_in_it_and_the_next_append_works(
+        log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    import feeds.audit as audit_module
+
+    real = audit_module._row_hash
+    calls = {"n": 0}
+
+    def broken_once(row: dict[str, Any]) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("disk on fire")
+        return real(row)
+
+    monkeypatch.setattr(audit_module, "_row_hash", broken_once)
+    with pytest.raises(AuditError, match="cannot write the audit row: RuntimeError"):
+        append(log, 1)
+    assert append(log, 2) == [1, 2]  # nothing of the failed batch was written, and no writer is stuck
+    assert log.verify().ok and log.verify().rows == 2
+
+
+def test_a_row_the_database_could_not_take_is_refused_alone(log: AuditLog) -> None:
+    with pytest.raises(AuditError, match="consumer must be text of at most 200"):
+        append(log, 1, consumer="平台" * 101)
+    assert append(log, 1) == [1]
