@@ -66,6 +66,7 @@ __all__ = ["ApiError", "create_app"]
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
+RATE_TABLE = "ratelimit.bin"
 ID_NUMBER = "id_number"
 DatasetName = Enum("DatasetName", {name: name for name in DATASETS}, type=str)  # type: ignore[misc]
 FormatName = Enum("FormatName", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
@@ -160,7 +161,8 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     keystore = keys if keys is not None else KeyStore(config.db_url)
     audit_log = audit if audit is not None else AuditLog(config.db_url)
     pool = SnapshotPool(config.home, config.snapshot_cache, lease=config.snapshot_lease)
-    limiter = RateLimiter(config.rate, config.burst)
+    # Shared by every worker process of `iehub serve --workers N` through a file in the feeds folder.
+    limiter = RateLimiter(config.rate, config.burst, path=config.feeds_dir / RATE_TABLE)
     bearer = HTTPBearer(auto_error=False, description="A consumer key from `iehub keys create`.")
 
     @asynccontextmanager

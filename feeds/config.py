@@ -7,13 +7,17 @@ share it), so they all build a :class:`FeedConfig` instead of reading the enviro
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 __all__ = ["FeedConfig", "SECRET_ENV", "SECRET_BYTES"]
+
+DEFAULT_MAX_WORKERS = 4
+MAX_WORKERS = 64
 
 SECRET_ENV = "IEHUB_FEED_SECRET"
 SECRET_BYTES = 32
@@ -37,6 +41,7 @@ class FeedConfig:
     default_limit: int = 1_000
     snapshot_cache: int = 4
     snapshot_lease: float = 300.0
+    workers: int = 1
     _secret: list[bytes] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,24 +57,43 @@ class FeedConfig:
             raise ValueError(f"snapshot_cache must be >= 1 (got {self.snapshot_cache})")
         if self.snapshot_lease < 0:
             raise ValueError(f"snapshot_lease must be >= 0 seconds (got {self.snapshot_lease})")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be within 1..{MAX_WORKERS} (got {self.workers})")
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, **overrides: object) -> FeedConfig:
-        """Settings from IEHUB_HOME, IEHUB_FEEDS_DB_URL, IEHUB_FEED_RATE and IEHUB_FEED_BURST."""
+        """Settings from IEHUB_HOME, IEHUB_FEEDS_DB_URL, IEHUB_FEED_RATE, IEHUB_FEED_BURST, IEHUB_FEED_WORKERS.
+
+        Workers default to one per CPU, at most four: a worker is one process with its own GIL,
+        and pages are CPU work (see :mod:`feeds.server`).
+        """
         env = os.environ
         values: dict[str, object] = {
             "home": Path(home or env.get("IEHUB_HOME") or "./var"),
             "db_url": env.get("IEHUB_FEEDS_DB_URL") or None,
+            "workers": min(DEFAULT_MAX_WORKERS, os.cpu_count() or 1),
         }
         try:
             if env.get("IEHUB_FEED_RATE"):
                 values["rate"] = float(env["IEHUB_FEED_RATE"])
             if env.get("IEHUB_FEED_BURST"):
                 values["burst"] = int(env["IEHUB_FEED_BURST"])
+            if env.get("IEHUB_FEED_WORKERS"):
+                values["workers"] = int(env["IEHUB_FEED_WORKERS"])
         except ValueError as exc:
-            raise ValueError(f"IEHUB_FEED_RATE / IEHUB_FEED_BURST must be numbers: {exc}") from None
+            raise ValueError(f"IEHUB_FEED_RATE / IEHUB_FEED_BURST / IEHUB_FEED_WORKERS must be numbers: {exc}") \
+                from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        """The settings (not the secret) as JSON, for worker processes: see :meth:`from_json`."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return json.dumps({**values, "home": str(self.home)})
+
+    @classmethod
+    def from_json(cls, text: str) -> FeedConfig:
+        return cls(**json.loads(text))
 
     @property
     def feeds_dir(self) -> Path:

@@ -16,8 +16,11 @@ def register(main: click.Group) -> None:
     @click.option("--rate", type=float, default=None,
                   help="Requests per second per key (default 20, or IEHUB_FEED_RATE).")
     @click.option("--burst", type=int, default=None, help="Burst per key (default 40, or IEHUB_FEED_BURST).")
+    @click.option("--workers", type=click.IntRange(1, 64), default=None,
+                  help="Worker processes (default one per CPU, at most 4, or IEHUB_FEED_WORKERS).")
     @click.pass_obj
-    def serve(settings: Settings, host: str, port: int, rate: float | None, burst: int | None) -> None:
+    def serve(settings: Settings, host: str, port: int, rate: float | None, burst: int | None,
+              workers: int | None) -> None:
         """Serve the feed API: GET /v1/feeds, /v1/feeds/{dataset}[/deletes|/versions|/schema], /docs.
 
         Reads IEHUB_HOME's published snapshots (never the builder's file), so builds may run meanwhile.
@@ -27,10 +30,10 @@ def register(main: click.Group) -> None:
         from feeds.server import serve as run
 
         try:
-            config = FeedConfig.from_env(settings.home, rate=rate, burst=burst)
+            config = FeedConfig.from_env(settings.home, rate=rate, burst=burst, workers=workers)
         except ValueError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        click.echo(f"iehub feed API on http://{host}:{port}/v1/feeds (docs: http://{host}:{port}/docs); "
-                   "Ctrl-C stops")
+        click.echo(f"iehub feed API on http://{host}:{port}/v1/feeds (docs: http://{host}:{port}/docs), "
+                   f"{config.workers} worker process(es); Ctrl-C stops")
         run(config, host, port)
