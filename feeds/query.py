@@ -271,21 +271,25 @@ def _page(cur: duckdb.DuckDBPyConnection, select: str, source: str, where: str, 
     limit = window.limit
     condition = f"({where}) AND {version} > ? AND {version} BETWEEN ? AND ?"
     bounds = [*params, window.after, window.low, window.high]
-    bound_sql = (f"SELECT count(*), max(v) FROM (SELECT {version} AS v FROM {source} AS t "
+    # One row past the page says whether there is a next page, so no third query is needed
+    # unless that row shares the page's last version (then it belongs to this page).
+    bound_sql = (f"SELECT count(*), list(v ORDER BY v)[?], max(v) FROM (SELECT {version} AS v FROM {source} AS t "
                  f"WHERE {condition} AND {version} <= ? ORDER BY v LIMIT ?)")
     # Probe a span first: versions of one table are mostly dense, so a page usually lies within
     # a few limits after the cursor, and a bounded span lets the zone maps skip all the rest.
     probe = min(window.high, window.after + limit * PROBE_SPAN)  # never past high, so never past BIGINT
-    found, upper = cur.execute(bound_sql, [*bounds, probe, limit]).fetchall()[0]
-    if found < limit and probe < window.high:  # sparse here: look in the whole window
-        found, upper = cur.execute(bound_sql, [*bounds, window.high, limit]).fetchall()[0]
-    if upper is None:
-        upper = window.after
+    found, at_limit, last = cur.execute(bound_sql, [limit, *bounds, probe, limit + 1]).fetchall()[0]
+    if found <= limit and probe < window.high:  # sparse here: look in the whole window
+        found, at_limit, last = cur.execute(bound_sql, [limit, *bounds, window.high, limit + 1]).fetchall()[0]
+    if found > limit:
+        upper = at_limit
+        has_more = last > upper or bool(cur.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} AS t WHERE {condition} AND {version} > ? LIMIT 1)",
+            [*bounds, upper]).fetchall()[0][0])
+    else:
+        upper, has_more = (last if last is not None else window.after), False
     table = cur.sql(f"SELECT {select} FROM {source} AS t WHERE {condition} AND {version} <= ? "
                     f"ORDER BY {version}{tiebreak}", params=[*bounds, upper]).to_arrow_table()
-    has_more = found == limit and bool(cur.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {source} AS t WHERE {condition} AND {version} > ? LIMIT 1)",
-        [*bounds, upper]).fetchall()[0][0])
     return Page(table, has_more, upper if table.num_rows else None)
 
 
