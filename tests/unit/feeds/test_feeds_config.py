@@ -50,3 +50,33 @@ def test_from_env_reads_rate_and_refuses_nonsense(tmp_path: Path, monkeypatch: p
         FeedConfig(tmp_path, default_limit=20_000)
     with pytest.raises(ValueError, match="rate must be"):
         FeedConfig(tmp_path, rate=0)
+
+
+def test_workers_default_to_the_cpus_and_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("IEHUB_FEED_WORKERS", raising=False)
+    assert FeedConfig.from_env(tmp_path).workers == min(4, os.cpu_count() or 1)
+    assert FeedConfig(tmp_path).workers == 1  # an app built in code is one process unless told
+    monkeypatch.setenv("IEHUB_FEED_WORKERS", "3")
+    assert FeedConfig.from_env(tmp_path).workers == 3
+    assert FeedConfig.from_env(tmp_path, workers=2).workers == 2  # --workers wins
+    monkeypatch.setenv("IEHUB_FEED_WORKERS", "many")
+    with pytest.raises(ValueError, match="IEHUB_FEED_WORKERS"):
+        FeedConfig.from_env(tmp_path)
+    with pytest.raises(ValueError, match="workers must be within 1..64"):
+        FeedConfig(tmp_path, workers=0)
+
+
+def test_settings_reach_worker_processes_whole_but_never_the_secret(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from feeds import server
+
+    config = FeedConfig(tmp_path, rate=3.5, burst=7, workers=2, snapshot_lease=12.0)
+    assert config.secret()
+    text = config.to_json()
+    assert config.secret().hex() not in text and "secret" not in text
+    assert FeedConfig.from_json(text) == config
+    monkeypatch.delenv(server.CONFIG_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="iehub serve --workers"):
+        server.app_from_environment()
