@@ -50,6 +50,11 @@ class _Pending:
     error: str | None = None  # the whole file is quarantined with this reason
 
 
+def _digest_sql(columns: list[str]) -> str:
+    cells = ", ".join(f'coalesce("{c.replace(chr(34), chr(34) * 2)}", chr(0))' for c in columns)
+    return f"substr(md5(concat_ws(chr(31), {cells})), 1, 16)"
+
+
 def row_digests(table: pa.Table, columns: list[str]) -> pa.Array:
     """16 hex characters of md5 over a row's text cells, computed in DuckDB (no Python per row)."""
     import duckdb
@@ -59,11 +64,56 @@ def row_digests(table: pa.Table, columns: list[str]) -> pa.Array:
     con = duckdb.connect()
     try:
         con.register("t", table.select(columns))
-        cells = ", ".join(f'coalesce("{c.replace(chr(34), chr(34) * 2)}", chr(0))' for c in columns)
-        result = con.sql(f"SELECT substr(md5(concat_ws(chr(31), {cells})), 1, 16) FROM t").to_arrow_table()
+        result = con.sql(f"SELECT {_digest_sql(columns)} FROM t").to_arrow_table()
     finally:
         con.close()
     return result.column(0).combine_chunks()
+
+
+@dataclass
+class SnapshotDiff:
+    """A snapshot file against the one before: its rows' digests, which are unchanged, and the keys gone."""
+
+    digests: pa.Array
+    unchanged: pa.Array | None  # None without the previous snapshot's digests: every row counts as changed
+    present: pa.Array  # the distinct non-null keys of this snapshot (the "live" keys for the next one)
+    gone: pa.Array  # keys live before and absent now, in their order before
+
+
+def diff_snapshot(table: pa.Table, columns: list[str], keys: pa.Array, digests_before: pa.Array | None,
+                  live_before: pa.Array) -> SnapshotDiff:
+    """Digests and the three set operations of a snapshot diff in one DuckDB connection.
+
+    Why DuckDB: Arrow's ``is_in`` and ``unique`` over a million 16-character strings took
+    ~0.8 s together, single-threaded; DuckDB's hash joins do the same in ~0.25 s on two cores.
+    Results keep the file's row order (and ``gone`` the order of ``live_before``).
+    """
+    import duckdb
+    import numpy as np
+
+    con = duckdb.connect()
+    try:
+        n = table.num_rows
+        con.register("t", table.select(columns).append_column("_k", keys)
+                     .append_column("_i", pa.array(np.arange(n, dtype=np.int64))))
+        con.register("live", pa.table({"k": live_before, "_i": pa.array(np.arange(len(live_before), dtype=np.int64))}))
+        digest = _digest_sql(columns)
+        if digests_before is not None:
+            con.register("before", pa.table({"d": digests_before}))
+            rows = con.sql(f"SELECT d, coalesce(d IN (SELECT d FROM before), false) AS same "
+                           f"FROM (SELECT _i, {digest} AS d FROM t) ORDER BY _i").to_arrow_table()
+            unchanged: pa.Array | None = rows.column("same").combine_chunks()
+        else:
+            rows = con.sql(f"SELECT {digest} AS d FROM t ORDER BY _i").to_arrow_table()
+            unchanged = None
+        con.execute("CREATE TEMP TABLE present AS SELECT DISTINCT _k AS k FROM t WHERE _k IS NOT NULL")
+        present = con.sql("SELECT k FROM present").to_arrow_table().column(0).combine_chunks()
+        gone = con.sql("SELECT k FROM live WHERE NOT coalesce(k IN (SELECT k FROM present), false) "
+                       "ORDER BY _i").to_arrow_table().column(0).combine_chunks()
+    finally:
+        con.close()
+    return SnapshotDiff(rows.column("d").combine_chunks(), unchanged, present.cast(pa.string()),
+                        gone.cast(live_before.type))
 
 
 class FileSourceStream(SourceStream):
@@ -190,19 +240,16 @@ class FileSourceStream(SourceStream):
             names = [c for c in table.column_names if not c.startswith("_")]
             keys = pc.utf8_trim_whitespace(table[self.stream.primary_key].combine_chunks())
             keys = pc.if_else(pc.equal(keys, ""), pa.scalar(None, pa.string()), keys)
-            digests = row_digests(table, names)
             emit: pa.Array | None = None
             outputs: list[pa.Table] = []
             if self.stream.mode == "snapshot":
                 if live_before is None:
                     live_before = self.known_keys()
-                unchanged = (pc.fill_null(pc.is_in(digests, value_set=digests_before), False)
-                             if digests_before is not None else None)
-                if unchanged is not None:
-                    self.counts["rows_unchanged"] += pc.sum(unchanged.cast(pa.int64())).as_py() or 0
-                    emit = pc.invert(unchanged)
-                present = pc.unique(keys.filter(pc.is_valid(keys)))
-                gone = live_before.filter(pc.invert(pc.fill_null(pc.is_in(live_before, value_set=present), False)))
+                diff = diff_snapshot(table, names, keys, digests_before, live_before)
+                digests, present, gone = diff.digests, diff.present, diff.gone
+                if diff.unchanged is not None:
+                    self.counts["rows_unchanged"] += pc.sum(diff.unchanged.cast(pa.int64())).as_py() or 0
+                    emit = pc.invert(diff.unchanged)
                 self.counts["rows_deleted"] += len(gone)
                 outputs.append(self._rows(table, keys, digests, item, emit))
                 outputs.append(self._tombstones(gone, item))
@@ -210,6 +257,7 @@ class FileSourceStream(SourceStream):
                 live_before, digests_before = present, digests
                 self.snapshot = {"sha": item.sha, "name": item.entry.name}
             else:
+                digests = row_digests(table, names)
                 outputs.append(self._rows(table, keys, digests, item, None))
             if parsed.bad_lines:
                 outputs.append(self._bad_lines(parsed, item))
@@ -329,4 +377,4 @@ class FileSourceStream(SourceStream):
         self.pending = []
 
 
-__all__ = ["FileSourceStream", "row_digests"]
+__all__ = ["FileSourceStream", "SnapshotDiff", "diff_snapshot", "row_digests"]
