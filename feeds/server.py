@@ -6,8 +6,9 @@ the audit's SQL, the event loop's sends) holds it, and with eight clients a sing
 its time handing the GIL round rather than serving: each request that dropped it for a C call
 waited behind the others to get it back. ``workers`` > 1 runs that many processes (uvicorn's
 supervisor, each worker with its own GIL, snapshot connections and caches); measured by
-``bench/feed_latency.py`` on 2 CPUs with a build running, two workers cut the 8-client p95
-by about a third (see README, Benchmarks). What the workers share goes through the database or
+``bench/feed_latency.py`` on 2 CPUs with a build running, two workers gave an 8-client p95 of
+154–210 ms against one worker's 206–232 ms; where in that range a run falls depends on how the
+kernel spreads the clients' keep-alive connections over the workers (see README, Benchmarks). What the workers share goes through the database or
 the feeds folder: keys and the audit chain (the head row orders their appends), the rate-limit
 table (a mapped file), and the secret (a file made once, before they start).
 
