@@ -30,6 +30,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from feeds.datasets import FORMATS
+from warehouse.versions import ident
 
 try:  # orjson is several times faster on record lists; json is the exact fallback
     import orjson
@@ -110,7 +111,7 @@ def _json_value(sql: str, t: pa.DataType) -> str:
     """SQL turning one value of Arrow type ``t`` into what the text formats publish (see the module doc).
 
     Types outside this list raise TypeError naming the type: a new column type must be given a
-    published form here (``test_every_entity_field_type_has_a_json_form`` keeps entities honest).
+    published form here (``test_every_entity_field_type_has_a_published_form`` keeps entities honest).
     """
     if pa.types.is_timestamp(t):
         # An instant is written in UTC whatever the session's zone; a naive timestamp is taken as UTC.
@@ -121,16 +122,12 @@ def _json_value(sql: str, t: pa.DataType) -> str:
     if pa.types.is_floating(t):  # JSON has no NaN or Infinity: they go out as null
         return f"CASE WHEN isfinite({sql}) THEN {sql} END"
     if pa.types.is_struct(t):
-        members = ", ".join(f"{_quote(f.name)} := {_json_value(f'{sql}.{_quote(f.name)}', f.type)}" for f in t)
+        members = ", ".join(f"{ident(f.name)} := {_json_value(f'{sql}.{ident(f.name)}', f.type)}" for f in t)
         return f"CASE WHEN {sql} IS NOT NULL THEN struct_pack({members}) END"
     if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_integer(t)
             or pa.types.is_boolean(t) or pa.types.is_null(t)):
         return sql
     raise TypeError(f"no published JSON form for Arrow type {t}; add one in feeds.formats._json_value")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 _encoder: duckdb.DuckDBPyConnection | None = None
@@ -149,7 +146,7 @@ def _encoder_cursor() -> duckdb.DuckDBPyConnection:
 
 def _members(schema: pa.Schema) -> list[str]:
     """``name := <published form>`` for each column, for DuckDB's struct_pack."""
-    return [f"{_quote(f.name)} := {_json_value('t.' + _quote(f.name), f.type)}" for f in schema]
+    return [f"{ident(f.name)} := {_json_value('t.' + ident(f.name), f.type)}" for f in schema]
 
 
 def _in_duckdb(table: pa.Table, select: str, params: list[Any] | None = None) -> pa.Table:

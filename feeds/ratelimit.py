@@ -61,7 +61,6 @@ class RateLimiter:
             raise ValueError(f"rate must be > 0 and burst >= 1 (got rate={rate}, burst={burst})")
         self.rate = float(rate)
         self.burst = float(burst)
-        self.path = path
         self._clock = clock
         self._lock = threading.Lock()
         self._file: BinaryIO | None = None  # a file object, so a forgotten limiter closes it when collected
@@ -100,13 +99,22 @@ class RateLimiter:
     def _refilled(self, tokens: float, at: float, now: float) -> float:
         return min(self.burst, tokens + max(0.0, now - at) * self.rate) if at <= now else self.burst
 
+    @staticmethod
+    def _digest(key: str) -> bytes:
+        return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+
+    @staticmethod
+    def _probe(digest: bytes) -> Iterator[int]:
+        """The offsets of the slots ``digest`` may occupy, in probe order."""
+        start = int.from_bytes(digest[:4], "little") % SLOTS
+        for i in range(PROBE):
+            yield _HEADER.size + ((start + i) % SLOTS) * _SLOT.size
+
     def _slot(self, digest: bytes, now: float) -> tuple[int, float]:
         """(offset, tokens now) of ``digest``'s bucket: its own slot, else a free one, else the fullest."""
-        start = int.from_bytes(digest[:4], "little") % SLOTS
         free: int | None = None
         fullest: tuple[float, int] = (-1.0, 0)
-        for i in range(PROBE):
-            offset = _HEADER.size + ((start + i) % SLOTS) * _SLOT.size
+        for offset in self._probe(digest):
             owner, tokens, at = _SLOT.unpack_from(self._map, offset)
             if owner == digest:
                 return offset, self._refilled(tokens, at, now)
@@ -118,7 +126,7 @@ class RateLimiter:
 
     def check(self, key: str) -> float:
         """Take one token for ``key`` if there is one; otherwise how long until there will be."""
-        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+        digest = self._digest(key)
         with self._locked():
             now = self._clock()
             offset, tokens = self._slot(digest, now)
@@ -135,11 +143,9 @@ class RateLimiter:
 
     def forget(self, key: str) -> None:
         """Drop a key's bucket (a revoked key needs none)."""
-        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+        digest = self._digest(key)
         with self._locked():
-            start = int.from_bytes(digest[:4], "little") % SLOTS
-            for i in range(PROBE):
-                offset = _HEADER.size + ((start + i) % SLOTS) * _SLOT.size
+            for offset in self._probe(digest):
                 if self._map[offset:offset + 16] == digest:
                     _SLOT.pack_into(self._map, offset, _EMPTY, 0.0, 0.0)
 
