@@ -3,11 +3,22 @@
 A spec names where a secret lives (`{env: NAME}` or `{airflow_conn: ID, field: password}`);
 the value is resolved only when a connector opens, wrapped in `Secret` so that repr, str and
 logs show `***`, and every error message is passed through `mask` before it is raised.
+
+`mask` finds a secret in every form a source may echo it back: raw, percent-encoded (any
+subset of its characters, upper or lower hex, a space as `+` or `%20`, so URL and form
+encodings alike), JSON-escaped (a slash written backslash-slash, non-ASCII as u-escapes), and inside base64 (HTTP Basic's
+`user:secret`, whatever the user). One pattern per secret that accepts every encoding of each
+character, rather than a list of pre-encoded copies, because encoders disagree on which
+characters they leave alone (requests keeps `/` and `=` in a query, urlencode does not).
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import json
 import os
+import re
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
@@ -80,10 +91,60 @@ def resolve_secret(ref: dict[str, str], where: str) -> Secret:
     raise SpecError(f"{where}: a secret must be {{env: NAME}} or {{airflow_conn: ID, field: F}}, never a literal")
 
 
+_JSON_ESCAPES = {"/": r"\/", '"': r'\"', "\\": r"\\", "\b": r"\b", "\f": r"\f", "\n": r"\n",
+                 "\r": r"\r", "\t": r"\t"}
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+
+
+def _hex(byte: int) -> str:
+    """`%2b` / `%2B`: either case of each hex digit."""
+    return "%" + "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in f"{byte:02X}")
+
+
+def _char_pattern(char: str) -> str:
+    """Every way one character of a secret may be written: itself, percent-encoded, `+`, JSON-escaped."""
+    options = [re.escape(char), "".join(_hex(b) for b in char.encode("utf-8"))]
+    if char == " ":
+        options.append(r"\+")
+    if char in _JSON_ESCAPES:
+        options.append(re.escape(_JSON_ESCAPES[char]))
+    if ord(char) < 0x20 or ord(char) > 0x7E:
+        options.extend(r"\\u" + "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in f"{unit:04X}")
+                       for unit in _utf16_units(char))
+    return "(?:" + "|".join(options) + ")"
+
+
+def _utf16_units(char: str) -> list[int]:
+    data = char.encode("utf-16-be")
+    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(value: str) -> re.Pattern[str]:
+    return re.compile("".join(_char_pattern(c) for c in value))
+
+
+def _decoded(run: str) -> str | None:
+    """The text a base64 (standard or URL-safe) run decodes to, or None when it is not base64 of text."""
+    padded = run + "=" * (-len(run) % 4)
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            return decode(padded.encode("ascii")).decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+    return None
+
+
 def mask(text: str, secrets: list[Secret]) -> str:
-    """Replace every secret value in `text` with ***; used on every error message we raise."""
-    for secret in secrets:
-        value = secret.reveal()
-        if value:
-            text = text.replace(value, "***")
-    return text
+    """Replace every secret value in `text` with ***, in any encoding; used on every error message we raise."""
+    patterns = [_pattern(value) for value in (s.reveal() for s in secrets) if value]
+    if not patterns:
+        return text
+    for pattern in patterns:
+        text = pattern.sub("***", text)
+
+    def hide_base64(match: re.Match[str]) -> str:
+        decoded = _decoded(match.group(0))
+        return "***" if decoded is not None and any(p.search(decoded) for p in patterns) else match.group(0)
+
+    return _BASE64_RUN.sub(hide_base64, text)
