@@ -27,6 +27,7 @@ class ConnectorError(Exception):
     def __init__(self, message: str, *, source: str = "", stream: str = "", endpoint: str = "",
                  page: int | str | None = None, actor: Actor = Actor.SOURCE) -> None:
         self.source, self.stream, self.endpoint, self.page, self.actor = source, stream, endpoint, page, actor
+        self.message = message  # without the [where; to act] tail, for callers that re-word it
         where = ", ".join(
             part for part in (
                 f"source {source}" if source else "",

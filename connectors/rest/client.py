@@ -15,7 +15,7 @@ import orjson
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from connectors.errors import Action, FatalError, RetriableError, classify_status
+from connectors.errors import Action, Actor, FatalError, RetriableError, classify_status
 from connectors.secrets import Secret, mask, resolve_secret
 from connectors.spec import ApiKeyAuth, ClientCredentialsAuth, RestSourceSpec
 
@@ -146,16 +146,24 @@ class RestClient:
                             sleep=self.sleep, reraise=True)
         try:
             return retrying(fn)
-        except RetriableError as exc:
-            raise FatalError(f"gave up after {policy.max_attempts} attempts: {exc.reason}",
-                             source=self.spec.name, stream=stream, endpoint=endpoint, page=page) from None
+        except RetriableError as exc:  # name the request that failed: the token request is not the data endpoint
+            raise FatalError(f"gave up after {policy.max_attempts} attempts: {exc.reason}", source=self.spec.name,
+                             stream=stream, endpoint=exc.endpoint or endpoint, page=exc.page) from None
 
     def _ensure_token(self, stream: str) -> None:
         if self.auth is None or self.auth.valid(self.clock()):
             return
         path = self.spec.auth.token_url  # type: ignore[union-attr]
-        payload = self._send("POST", path, data=self.auth.form(), stream=stream, page=None, authorised=False)
-        self.auth.accept(payload, self.clock())
+        try:
+            payload = self._send("POST", path, data=self.auth.form(), stream=stream, page=None, authorised=False)
+            self.auth.accept(payload, self.clock())
+        except RetriableError as exc:
+            raise self._retriable(f"token request POST {path}: {exc.reason}", stream=stream, endpoint=path,
+                                  page=None, wait_hint=exc.wait_hint) from None
+        except FatalError as exc:  # the token request failed, not the data endpoint it was fetched for
+            raise FatalError(f"the token request (POST {path}) failed: {mask(exc.message, self._secrets())}",
+                             source=self.spec.name, stream=stream, endpoint=path,
+                             actor=exc.actor if exc.endpoint else Actor.SOURCE) from None
         self.stats.token_refreshes += 1
         log.info("%s: obtained an access token", self.spec.name)
 
@@ -189,6 +197,9 @@ class RestClient:
             if decision.action is Action.REFRESH_AUTH and authorised and self.auth is not None:
                 self.auth.invalidate()
                 raise self._retriable(f"auth: {decision.reason}", refresh=True, **where)
+            if decision.action is Action.REFRESH_AUTH and not authorised:  # refused at the token endpoint
+                raise FatalError(f"HTTP {resp.status_code}: the client credentials were refused",
+                                 source=self.spec.name, actor=Actor.CONFIGURATION, **where)
             if decision.action is Action.RETRY:
                 raise self._retriable(f"http {resp.status_code}: {decision.reason}", wait_hint=decision.wait_hint, **where)
             raise FatalError(mask(decision.reason, self._secrets()), source=self.spec.name, actor=decision.actor, **where)
