@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -170,9 +171,28 @@ def _remember_boundary(table: pa.Table, boundary: _Boundary, floor: str | None) 
             boundary.add(key, cur, digest)
 
 
+def extraction_run_id() -> str:
+    """The run an extraction belongs to, which makes its batch id unique (the lake is append-only).
+
+    Inside an Airflow task it is the DAG run (Airflow exports ``AIRFLOW_CTX_DAG_ID`` and
+    ``AIRFLOW_CTX_DAG_RUN_ID`` to the task's environment), so a retry or a clear of the same run
+    lands on the same batch id and replaces its own output; anywhere else every call is a run of
+    its own (UTC time plus random bits), so a later ``sync --full`` never overwrites the first load.
+    """
+    dag, run = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+    if dag and run:
+        return f"airflow:{dag}:{run}"
+    return f"cli:{_now().strftime('%Y%m%dT%H%M%S.%fZ')}:{secrets.token_hex(4)}"
+
+
 def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
-            spec: SourceSpec | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Pull one stream into a staged raw Parquet file; returns the manifest."""
+            spec: SourceSpec | None = None, progress: ProgressFn | None = None,
+            run_id: str | None = None) -> dict[str, Any]:
+    """Pull one stream into a staged raw Parquet file; returns the manifest.
+
+    ``run_id`` names the extraction (default :func:`extraction_run_id`): the batch id is derived
+    from it and the window, so only a rerun of the same run replaces an earlier batch.
+    """
     settings.ensure()
     spec = spec or load_spec(source)
     if stream not in spec.streams:
@@ -186,7 +206,8 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     reader.prepare(state=state, work_dir=staging, known_keys=lambda: live_keys(settings, source, entity))
     since = reader.start_anchor(cursor)
     boundary = _Boundary(reader.cursor_format or "", reader.overlap_seconds)
-    batch_id = settings.lake().batch_id(source, entity, f"{stream}|since={since or 'beginning'}")
+    run_id = run_id or extraction_run_id()
+    batch_id = settings.lake().batch_id(source, entity, f"{stream}|since={since or 'beginning'}", run_id)
     _clear_stale_staging(staging, batch_id)
     started_at = _now()
     raw_path = staging / f"{batch_id}.raw.parquet"
@@ -233,7 +254,7 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     boundary.newest = newest
     boundary.prune()
     manifest = {
-        "source": source, "stream": stream, "entity": entity, "batch_id": batch_id,
+        "source": source, "stream": stream, "entity": entity, "batch_id": batch_id, "run_id": run_id,
         "window_start": since, "cursor_start": cursor, "cursor_end": newest,
         "rows_in": rows_in, "skipped_unchanged": skipped, "pages": pages,
         "started_at": started_at.isoformat(), "extracted_at": _now().isoformat(),

@@ -36,16 +36,21 @@ def _day(dt: date) -> str:
     return f"dt={dt.isoformat()}"
 
 
-def batch_id(source: str, entity: str, window: str) -> str:
-    """A batch id derived from (source, entity, window).
+def batch_id(source: str, entity: str, window: str, run_id: str | None = None) -> str:
+    """A batch id derived from (source, entity, window, run id): one per extraction.
 
-    Deterministic on purpose: rerunning the same window yields the same id, so its files
-    land on the same paths (replacing the earlier output) and its ledger row is replaced,
-    instead of the rerun adding a second copy of the same data.
+    The lake is append-only: two extractions never share an id, so a later one can never
+    overwrite an earlier one's files or ledger row (a ``sync --full`` reads ``since=beginning``
+    exactly like the first load did; keyed on the window alone it replaced the first load, and
+    a rebuild from the lake lost every version in between). ``run_id`` names the extraction
+    (an Airflow DAG run, or one CLI invocation): a retry of the same run over the same window
+    gets the same id and replaces only its own output. Callers whose window already names one
+    extraction (a replay stamps its start time into it) may leave ``run_id`` out.
     """
     _segment("source", source)
     _segment("entity", entity)
-    digest = hashlib.sha256(f"{source}|{entity}|{window}".encode("utf-8")).hexdigest()
+    text = f"{source}|{entity}|{window}" + (f"|run={run_id}" if run_id else "")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return f"{source}-{entity}-{digest[:16]}"
 
 
@@ -59,9 +64,9 @@ class Lake:
         return f"Lake({str(self.home)!r})"
 
     @staticmethod
-    def batch_id(source: str, entity: str, window: str) -> str:
+    def batch_id(source: str, entity: str, window: str, run_id: str | None = None) -> str:
         """:func:`batch_id`, reachable from a Lake for callers that only hold one."""
-        return batch_id(source, entity, window)
+        return batch_id(source, entity, window, run_id)
 
     @property
     def lake_dir(self) -> Path:

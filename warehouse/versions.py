@@ -252,7 +252,7 @@ def apply_rows(
                                            _source, _source_key, _batch_id, _extracted_at, district_code)
             SELECT {literal(name)}, {natural_key_sql(key, "f")}, f.{CHANGE_VERSION}, f._at,
                    f._source, f._source_key, f._batch_id, f._extracted_at, {district}
-            FROM _changed AS f LEFT JOIN {table} AS c ON {key_join}
+            FROM _changed AS f LEFT JOIN ({_last_live_sql(table, key, columns)}) AS c ON {key_join}
             WHERE f._final AND f._del
             """
         )
@@ -274,6 +274,26 @@ def apply_rows(
     finally:
         for temp in ("_in", "_tomb", "_changes", "_changed", "_open", "_timed"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
+
+
+def _last_live_sql(table: str, key: list[str], columns: list[str]) -> str:
+    """Each key's last live row before its delete: the apply's own last live change, else core's row.
+
+    A delete (above all a hard delete, which carries only the key) takes its district from the
+    row it deletes. When that row arrived in the same apply (always so in a rebuild from the lake,
+    which applies every batch at once) it is not in core yet; reading core alone gave such
+    tombstones no district, so ``build --full`` did not reproduce the incremental warehouse.
+    """
+    keys = ", ".join(ident(k) for k in key)
+    wanted = [c for c in ("district_code", "project_id") if c in columns and c not in key]
+    cols = ", ".join([keys, *(ident(c) for c in wanted)])
+    return (
+        f"SELECT {cols} FROM (SELECT {cols}, row_number() OVER (PARTITION BY {keys} ORDER BY {CHANGE_VERSION} DESC) "
+        f"AS _n FROM _changed WHERE NOT _del) WHERE _n = 1 "
+        f"UNION ALL SELECT {cols} FROM {table} AS t "
+        f"WHERE NOT EXISTS (SELECT 1 FROM _changed AS x WHERE NOT x._del AND "
+        + " AND ".join(f"x.{ident(k)} = t.{ident(k)}" for k in key) + ")"
+    )
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:

@@ -46,3 +46,10 @@ def test_ledger_paths_are_relative_to_home(tmp_path: Path) -> None:
         lake.resolve("../outside.parquet")
     with pytest.raises(ValueError):
         lake.relative(Path("/elsewhere/x.parquet"))
+
+
+def test_batch_ids_are_per_extraction() -> None:
+    """A full resync reads the same window as the first load; only its run tells them apart (issue #19/11)."""
+    first = batch_id("municipal_projects", "project", "projects|since=beginning", "cli:20261205T010000Z:aa")
+    assert first != batch_id("municipal_projects", "project", "projects|since=beginning", "cli:20261206T010000Z:bb")
+    assert first == batch_id("municipal_projects", "project", "projects|since=beginning", "cli:20261205T010000Z:aa")
