@@ -159,7 +159,7 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     """The feed API over ``config.home``'s published snapshots; keys and audit in ``config.db_url``."""
     secret = config.secret()
     keystore = keys if keys is not None else KeyStore(config.db_url)
-    audit_log = audit if audit is not None else AuditLog(config.db_url)
+    audit_log = audit if audit is not None else AuditLog.from_config(config)  # key and anchors outside the db
     pool = SnapshotPool(config.home, config.snapshot_cache, lease=config.snapshot_lease)
     # Shared by every worker process of `iehub serve --workers N` through a file in the feeds folder.
     limiter = RateLimiter(config.rate, config.burst, path=config.feeds_dir / RATE_TABLE)
@@ -169,6 +169,8 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         pool.close()
+        if audit is None:  # ours: closing it anchors the audit rows written since its last anchor
+            audit_log.dispose()
 
     app = FastAPI(
         lifespan=lifespan,

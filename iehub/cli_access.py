@@ -136,27 +136,57 @@ def register(main: click.Group) -> None:
 
     @main.group()
     def audit() -> None:
-        """The feed audit log (one hash-chained row per data response)."""
+        """The feed audit log (one row per data response, sealed with the audit key, anchored outside)."""
 
     @audit.command("verify")
+    @click.option("--anchor", is_flag=True,
+                  help="When the chain verifies, also record its head in the anchor log (for cron).")
     @click.pass_obj
-    def audit_verify(settings: Settings) -> None:
-        """Check the audit chain; exit 1 naming the first row that was edited, deleted or reordered."""
+    def audit_verify(settings: Settings, anchor: bool) -> None:
+        """Check the audit chain read-only; exit 1 naming the first row edited, deleted, reordered, forged or cut.
+
+        Opens the feed database read-only and never creates or repairs anything; the audit key and
+        anchors are read from IEHUB_AUDIT_DIR (default IEHUB_HOME/feeds) or IEHUB_AUDIT_KEY.
+        """
         from feeds.audit import AuditError, AuditLog
 
         try:
-            log = AuditLog(_config(settings).db_url)
+            log = AuditLog.from_config(_config(settings), read_only=True)
             try:
                 report = log.verify()
+                if anchor:
+                    log.anchor_head(report)
             finally:
                 log.dispose()
         except AuditError as exc:
             _fail(str(exc))
         if report.ok:
-            console.print(f"audit log ok: {report.rows} rows, head hash {report.head_hash}")
+            console.print(f"audit log ok: {report.rows} rows verified, head row {report.head_seq} hash "
+                          f"{report.head_hash}, {report.anchors} anchor(s) matched"
+                          f"{'; head anchored' if anchor and report.rows else ''}")
             return
-        _fail(f"audit log broken at row {report.first_bad_seq}: {report.reason} "
-              f"({report.rows} rows verified before it)")
+        where = f"at row {report.first_bad_seq}" if report.first_bad_seq is not None else "(no single row)"
+        _fail(f"audit log tampered with {where}: {report.reason} ({report.rows} rows verified before it)")
+
+    @audit.command("rotate-key")
+    @click.pass_obj
+    def audit_rotate_key(settings: Settings) -> None:
+        """Add a new audit key; new rows are sealed with it, older keys stay to verify older rows.
+
+        Stop every `iehub serve` first and start them again after: a row sealed with the old key
+        after one sealed with the new key is reported as forged.
+        """
+        import os
+
+        from feeds.audit_keys import AUDIT_DIR_ENV, AuditKeyError, Keyring
+
+        directory = Path(os.environ.get(AUDIT_DIR_ENV) or _config(settings).feeds_dir)
+        try:
+            old, new = Keyring.rotate(directory)
+        except AuditKeyError as exc:
+            _fail(str(exc))
+        console.print(f"audit key rotated: new rows are sealed with key id {new} (was {old}); keep the old key in "
+                      f"the key file, start the feed API again, then run `iehub audit verify --anchor`")
 
     @main.command("export")
     @click.argument("datasets", nargs=-1)
@@ -180,7 +210,7 @@ def register(main: click.Group) -> None:
             err.print("[yellow]warning:[/yellow] --personal: the files hold unmasked personal data; "
                       "keep them where only authorised staff can read them", highlight=False)
         try:
-            log = AuditLog(config.db_url)
+            log = AuditLog.from_config(config)
         except AuditError as exc:
             _fail(str(exc))
         try:
