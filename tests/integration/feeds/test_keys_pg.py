@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from feeds.audit import AuditLog
+from feeds.audit import AuditError, AuditLog
 from feeds.keys import AuthError, KeyStore, KeyStoreError
 from tests.integration.sql_helpers import fresh_database
 from tests.unit.feeds.test_audit import append, append_concurrently
@@ -46,9 +46,9 @@ def test_keys_round_trip_with_scopes_expiry_and_revocation(pg_url: str) -> None:
     again.dispose()
 
 
-def test_audit_chain_on_postgres_refuses_edits_and_detects_tampering(pg_url: str) -> None:
-    log = AuditLog(pg_url)
-    AuditLog(pg_url).dispose()  # a second start keeps the chain head and the guard trigger
+def test_audit_chain_on_postgres_refuses_edits_and_detects_tampering(pg_url: str, tmp_path: Path) -> None:
+    log = AuditLog(pg_url, tmp_path)  # the key and anchors live in tmp_path, outside the database
+    AuditLog(pg_url, tmp_path).dispose()  # a second start keeps the chain head and the guard trigger
     append(log, 4)
     assert log.verify().ok and log.verify().rows == 4
     engine = sa.create_engine(pg_url)
@@ -59,15 +59,55 @@ def test_audit_chain_on_postgres_refuses_edits_and_detects_tampering(pg_url: str
         conn.exec_driver_sql("DROP TRIGGER feed_audit_append_only ON feed_audit")
         conn.exec_driver_sql("UPDATE feed_audit SET consumer = '别人' WHERE seq = 3")
     engine.dispose()
-    report = log.verify()
+    report = AuditLog(pg_url, tmp_path, read_only=True).verify()
     assert not report.ok and report.first_bad_seq == 3 and "edited" in (report.reason or "")
     log.dispose()
 
 
-def test_concurrent_appends_from_two_workers_keep_one_chain(pg_url: str) -> None:
-    logs = [AuditLog(pg_url) for _ in range(2)]
+def test_concurrent_appends_from_two_workers_keep_one_chain(pg_url: str, tmp_path: Path) -> None:
+    logs = [AuditLog(pg_url, tmp_path) for _ in range(2)]
     assert append_concurrently(logs, 6, 20) == []
     report = logs[0].verify()
     assert report.ok and report.rows == 120
     for audit in logs:
         audit.dispose()
+
+
+def test_audit_store_on_postgres_refuses_truncate_and_moving_the_head(pg_url: str, tmp_path: Path) -> None:
+    """Row triggers do not fire on TRUNCATE, and the head row had no guard: both were open doors."""
+    log = AuditLog(pg_url, tmp_path)
+    append(log, 3)
+    engine = sa.create_engine(pg_url)
+    for statement in ("TRUNCATE feed_audit", "TRUNCATE feed_audit_head", "DELETE FROM feed_audit_head",
+                      "UPDATE feed_audit_head SET seq = 1", "INSERT INTO feed_audit SELECT * FROM feed_audit "
+                      "WHERE seq = 2"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    engine.dispose()
+    assert log.verify().ok
+    log.dispose()
+
+
+def test_verify_on_postgres_reads_only_and_catches_a_tail_cut_with_the_head_moved_back(pg_url: str,
+                                                                                       tmp_path: Path) -> None:
+    log = AuditLog(pg_url, tmp_path)
+    append(log, 6)
+    log.dispose()  # the writer's closing anchor pins row 6
+    reader = AuditLog(pg_url, tmp_path, read_only=True)
+    with reader.engine.connect() as conn, conn.begin():
+        assert conn.exec_driver_sql("SHOW transaction_read_only").scalar_one() == "on"
+    assert reader.verify().ok
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER feed_audit_append_only ON feed_audit")
+        conn.exec_driver_sql("DROP TRIGGER feed_audit_head_forward ON feed_audit_head")
+        conn.exec_driver_sql("DELETE FROM feed_audit WHERE seq > 4")
+        conn.exec_driver_sql("UPDATE feed_audit_head SET seq = 4, row_hash = (SELECT row_hash FROM feed_audit "
+                             "WHERE seq = 4)")
+    engine.dispose()
+    report = reader.verify()
+    assert not report.ok and report.first_bad_seq == 5 and "cut from the end" in (report.reason or "")
+    with pytest.raises(AuditError, match="read-only"):
+        append(reader, 1)
+    reader.dispose()
