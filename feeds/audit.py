@@ -514,13 +514,13 @@ class AuditLog:
         row and forged anchor records. Reads only: nothing is created or repaired.
         """
         anchors: list[Anchor] = []
+        problems: list[str] = []  # anchor records that fail their seal: reported after the rows
         for sink in self.sinks:
-            found, problems = sink.read()
-            if problems and self.keyring is None:
+            found, wrong = sink.read()
+            if wrong and self.keyring is None:
                 raise AuditError(f"cannot check the audit anchors: {self._key_problem}")
-            if problems:
-                return AuditReport(False, 0, None, problems[0], GENESIS, 0, len(found))
             anchors.extend(found)
+            problems.extend(wrong)
         by_seq: dict[int, list[Anchor]] = {}
         for anchor in anchors:
             by_seq.setdefault(anchor.seq, []).append(anchor)
@@ -599,6 +599,8 @@ class AuditLog:
                                   f"row {last_seq}: rows were deleted from the end")
             return report.bad(rows, head.seq + 1 if head.seq < last_seq else last_seq,
                               "the chain head does not match the last row: the head or the last rows were altered")
+        if problems:
+            return report.bad(rows, None, problems[0])
         if rows and not anchors:
             return report.bad(rows, None, f"the log has {rows} rows but no anchor in "
                               f"{', '.join(s.name for s in self.sinks)}: the anchors were removed")
