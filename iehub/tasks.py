@@ -1,9 +1,38 @@
-"""What Airflow tasks call: one iehub function each, returning a small reference, never data."""
+"""What Airflow tasks call: one iehub function each, returning a small reference, never data.
+
+Every step first takes (or renews) the source's lease in the catalog for its DAG run, so a CLI
+sync of the same source, or another run, is refused with one line instead of both writers
+tripping over each other's staged files; the run's teardown (`finish`) gives the lease back.
+Each step is re-runnable on its own: it reads the manifest its upstream left in staging, and
+staged inputs stay until a newer extraction of the stream supersedes them.
+"""
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from typing import Any
 
-from iehub.config import Settings
+from iehub.config import Settings, private_files
+
+RUN_LEASE_TTL = timedelta(hours=3)  # longer than the DAGs' dagrun_timeout; renewed by every task
+
+
+def _settings() -> Settings:
+    private_files()
+    return Settings.from_env().ensure()
+
+
+def _holder():
+    from iehub.leases import Holder
+
+    dag, run = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+    return Holder.dag_run(dag, run) if dag and run else Holder.cli()
+
+
+def _lease(settings: Settings, source: str) -> None:
+    from iehub.leases import acquire
+
+    acquire(settings.catalog(), source, _holder(), RUN_LEASE_TTL)
 
 
 def _use_airflow_connections() -> None:
@@ -29,15 +58,20 @@ def _use_airflow_connections() -> None:
 def extract(source: str, stream: str, full: bool = False) -> dict[str, Any]:
     from iehub import pipeline
 
+    settings = _settings()
+    _lease(settings, source)
     _use_airflow_connections()
-    m = pipeline.extract(Settings.from_env(), source, stream, full=full)
+    m = pipeline.extract(settings, source, stream, full=full)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_in": m["rows_in"]}
 
 
 def standardise(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
-    m = pipeline.standardise(Settings.from_env(), pipeline.read_manifest(ref["manifest"]))
+    settings = _settings()
+    manifest = pipeline.read_manifest(ref["manifest"])
+    _lease(settings, manifest["source"])
+    m = pipeline.standardise(settings, manifest)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_mapped": m["rows_mapped"],
             "rows_mapping_rejected": m["rows_mapping_rejected"]}
 
@@ -45,7 +79,10 @@ def standardise(ref: dict[str, Any]) -> dict[str, Any]:
 def validate(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
-    m = pipeline.validate(Settings.from_env(), pipeline.read_manifest(ref["manifest"]))
+    settings = _settings()
+    manifest = pipeline.read_manifest(ref["manifest"])
+    _lease(settings, manifest["source"])
+    m = pipeline.validate(settings, manifest)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_loaded": m["rows_loaded"],
             "rows_quarantined": m["rows_quarantined"], "warnings": len(m["quality_warnings"])}
 
@@ -53,23 +90,29 @@ def validate(ref: dict[str, Any]) -> dict[str, Any]:
 def land(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
-    r = pipeline.land(Settings.from_env(), pipeline.read_manifest(ref["manifest"]))
+    settings = _settings()
+    manifest = pipeline.read_manifest(ref["manifest"])
+    _lease(settings, manifest["source"])
+    r = pipeline.land(settings, manifest)
     return {k: r[k] for k in ("batch_id", "entity", "rows_in", "rows_loaded", "rows_quarantined", "std_path")}
 
 
-def quality_docs() -> dict[str, Any]:
+def finish(source: str) -> dict[str, Any]:
+    """The run's teardown: give the source's lease back, then rebuild the quality Data Docs."""
+    from iehub.leases import release
     from quality.docs import build_site
 
-    index = build_site(Settings.from_env().home)
+    settings = _settings()
+    release(settings.catalog(), source, _holder())
+    index = build_site(settings.home)
     return {"data_docs": str(index) if index else None}
 
 
 def build() -> dict[str, Any]:
     from warehouse.build import build as run_build
-
     from warehouse.publish import current_path
 
-    settings = Settings.from_env().ensure()
+    settings = _settings()
     result = run_build(settings.home, settings.catalog())
     return {"warehouse": str(current_path(settings.home)), "snapshot": getattr(result.snapshot, "version", None),
             "last_change_version": result.last_change_version,
