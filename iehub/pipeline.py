@@ -526,9 +526,23 @@ def _check(rule: str, success: bool, action: str, message: str | None, elements:
 
 # ------------------------------------------------------------------------------------- land
 def _place(src: str, dst: Path) -> None:
-    """Move a staged file into the lake atomically (same filesystem rename, then dir fsync)."""
+    """Put a staged file into the lake atomically (hard link to a temp name, rename, dir fsync).
+
+    The staged file stays (a link costs no space), so any step of the batch can run again from
+    its inputs, e.g. an Airflow task cleared after landing; the next extraction of the stream
+    supersedes and removes it (`_clear_stale_staging`). Writers never modify a file in place
+    (ParquetSink writes a temp file and renames), so the two names cannot diverge.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)
+    tmp = dst.with_name(f".{dst.name}.placing")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # another filesystem, or no hard links: copy
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
     fd = os.open(dst.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -575,9 +589,6 @@ def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
         for old in (previous.raw_path, previous.std_path, previous.quarantine_path):
             if old and old not in rel.values():
                 (settings.home / old).unlink(missing_ok=True)
-    for leftover in (manifest.get("mapped_staging"), manifest.get("mapping_rejects_staging"), manifest["manifest_path"]):
-        if leftover:
-            Path(leftover).unlink(missing_ok=True)
     result = {k: manifest[k] for k in ("source", "stream", "entity", "batch_id", "rows_in", "rows_loaded",
                                        "rows_quarantined", "skipped_unchanged", "pages", "cursor_end")}
     result.update(landed_seq=seq, std_path=rel["std"], http=manifest.get("http", {}))
@@ -607,14 +618,17 @@ def sync(settings: Settings, sources: Iterable[str], *, streams: Iterable[str] |
 
     wanted = set(streams or [])
     results = []
+    from iehub.leases import held
+
     try:
         for source in sources:
             spec = load_spec(source)
-            for name in spec.streams:
-                if wanted and name not in wanted:
-                    continue
-                progress = on_stream(source, name) if on_stream else None
-                results.append(sync_stream(settings, source, name, full=full, spec=spec, progress=progress))
+            with held(settings.catalog(), source):  # one writer per source: refused in one line if taken
+                for name in spec.streams:
+                    if wanted and name not in wanted:
+                        continue
+                    progress = on_stream(source, name) if on_stream else None
+                    results.append(sync_stream(settings, source, name, full=full, spec=spec, progress=progress))
     finally:
         build_site(settings.home)
     return results
