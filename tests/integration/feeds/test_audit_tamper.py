@@ -287,3 +287,17 @@ def test_serving_fails_closed_instead_of_restarting_the_chain(served: tuple[Feed
     assert serve_one(config, token) == 503
     assert counts(url) == (rows_after_tamper, 0)  # no genesis row re-created, nothing appended
     assert rows_after_tamper in (0, rows_before)
+
+
+def test_rotate_key_then_new_rows_are_sealed_with_the_new_key_and_all_verify(home: Path) -> None:
+    write_chain(home, 2)
+    rotated = CliRunner().invoke(main, ["--home", str(home), "audit", "rotate-key"], catch_exceptions=False)
+    assert rotated.exit_code == 0 and "audit key rotated" in rotated.stdout, rotated.output
+    key_file = home / "feeds" / "audit.key"
+    assert len(key_file.read_text().split()) == 2 and key_file.stat().st_mode & 0o777 == 0o600
+    write_chain(home, 2)  # the feed API started again
+    result = verify(home, "--anchor")
+    assert result.exit_code == 0 and "4 rows verified" in result.stdout, result.output
+    key_file.write_text(key_file.read_text().split()[1] + "\n")  # the old key lost: its rows cannot be vouched for
+    lost = verify(home)
+    assert lost.exit_code == 1 and "row 1:" in lost.stderr
