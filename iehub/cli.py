@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from iehub.config import Settings
+from iehub.cli_output import data_console, print_error, report_failure, styled
+from iehub.config import Settings, private_files
 
-# Tables stay readable when piped or captured (rich would fall back to 80 columns).
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+# Source data and error text are printed as they are, never read as markup (see cli_output).
+console = data_console()
+err = data_console(stderr=True)
 SANDBOX_ENV_FILE = "sandbox.env"
 
 
@@ -51,14 +51,27 @@ def _write_sandbox_env(settings: Settings, values: dict[str, str]) -> Path:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    print_error(err, message)
     sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _IehubGroup(click.Group):
+    """The one exception handler of the CLI: an expected failure is one line, a traceback only with -v."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to one line by describe_error, re-shown with -v
+            report_failure(exc, verbose=bool(ctx.params.get("verbose")), console=err)
+            ctx.exit(1)
+
+
+@click.group(cls=_IehubGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", envvar="IEHUB_HOME", default="./var", show_default=True,
               help="Where iehub keeps the lake, ledger, warehouse and Airflow home (IEHUB_HOME).")
-@click.option("-v", "--verbose", is_flag=True, help="Log each step (INFO).")
+@click.option("-v", "--verbose", is_flag=True, help="Log each step (INFO) and show tracebacks of failures.")
 @click.pass_context
 def main(ctx: click.Context, home: str, verbose: bool) -> None:
     """iehub: the data-exchange hub of Shanghai's industry-education integration programme (产教融合).
@@ -66,6 +79,7 @@ def main(ctx: click.Context, home: str, verbose: bool) -> None:
     Sources → connectors → raw/std Parquet → DuckDB warehouse. Every command honours IEHUB_HOME.
     """
     _setup_logging(verbose)
+    private_files()  # personal data under IEHUB_HOME: files 0600, folders 0700
     os.environ["IEHUB_HOME"] = str(Path(home).expanduser().resolve())
     ctx.obj = Settings.from_env()
 
@@ -339,10 +353,10 @@ def spec_validate(paths: tuple[str, ...]) -> None:
     for path in paths:
         try:
             loaded = load_spec(path)
-            console.print(f"[green]ok[/green] {path}: {len(loaded.streams)} streams")
+            console.print(styled("ok", "green", f"{path}: {len(loaded.streams)} streams"))
         except SpecError as exc:
             failed = True
-            err.print(f"[red]invalid[/red] {exc}", highlight=False)
+            err.print(styled("invalid", "red", str(exc)), soft_wrap=True)
     sys.exit(1 if failed else 0)
 
 

@@ -13,18 +13,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from iehub.cli_output import data_console, print_error, styled
 from iehub.config import Settings
 
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+console = data_console()  # consumer names, datasets and errors are printed as they are, never as markup
+err = data_console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    print_error(err, message)
     sys.exit(1)
 
 
@@ -207,8 +207,9 @@ def register(main: click.Group) -> None:
         config = _config(settings)
         out = out_dir or settings.home / "exports"
         if personal:
-            err.print("[yellow]warning:[/yellow] --personal: the files hold unmasked personal data; "
-                      "keep them where only authorised staff can read them", highlight=False)
+            err.print(styled("warning:", "yellow", "--personal: the files hold unmasked personal data; they are "
+                             "written readable by your user only (0600); keep them where only authorised staff "
+                             "can read them"))
         try:
             log = AuditLog.from_config(config)
         except AuditError as exc:

@@ -34,6 +34,11 @@ def register(main: click.Group) -> None:
         except ValueError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        from feeds.audit import AuditLog
+
+        # Open the feed database here, once: a read-only or unreachable one is then one error line
+        # (the CLI's handler), instead of a traceback from every worker process uvicorn respawns.
+        AuditLog.from_config(config).dispose()
         click.echo(f"iehub feed API on http://{host}:{port}/v1/feeds (docs: http://{host}:{port}/docs), "
                    f"{config.workers} worker process(es); Ctrl-C stops")
         run(config, host, port)

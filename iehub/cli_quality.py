@@ -4,12 +4,12 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from iehub.cli_output import data_console, print_error
 from iehub.config import Settings
 
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = data_console()  # rules, reasons and records are printed as they are, never read as markup
 
 
 @click.group()
@@ -75,7 +75,7 @@ def quarantine_show(settings: Settings, batch: str, raw: bool, limit: int) -> No
 
     row = settings.catalog().get_batch(batch)
     if row is None or not row.quarantine_path:
-        console.print(f"[red]no landed batch {batch!r}[/red]; `iehub quarantine list` shows batches with rows")
+        print_error(console, f"no landed batch {batch!r} — `iehub quarantine list` shows batches with rows")
         sys.exit(1)
     data = pq.read_table(settings.home / row.quarantine_path)
     table = Table("row", "page", "key", "rule", "reason", "replayed in",
@@ -103,7 +103,7 @@ def quarantine_replay(settings: Settings, source: str | None, entity: str | None
     try:
         results = replay(settings.ensure(), source=source, entity=entity, rule=rule, batch=batch)
     except PipelineError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(console, str(exc))
         sys.exit(1)
     table = Table("source", "entity", "replay batch", "replayed", "now loaded", "still quarantined", "superseded",
                   title="quarantine replay")

@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from iehub.cli_output import data_console, print_error
 from iehub.config import Settings
 
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+console = data_console()  # cells are printed as they are: a '[/]' in the data is text, not markup
+err = data_console(stderr=True)
 
 
 def _print(con, sql: str, fmt: str, max_rows: int) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +70,7 @@ def _shell(con, fmt: str, max_rows: int, version: str) -> None:  # type: ignore[
             try:
                 _print(con, sql, fmt, max_rows)
             except duckdb.Error as exc:
-                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                print_error(err, str(exc))
 
 
 def register(main: click.Group) -> None:
@@ -91,7 +91,7 @@ def register(main: click.Group) -> None:
         try:
             con = connect_current(settings.home)
         except PublishError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(err, str(exc))
             sys.exit(1)
         try:
             if query is None:
@@ -100,7 +100,7 @@ def register(main: click.Group) -> None:
             try:
                 _print(con, query, fmt, max_rows)
             except duckdb.Error as exc:
-                err.print(f"[red]error:[/red] {exc}", highlight=False)
+                print_error(err, str(exc))
                 sys.exit(1)
         finally:
             con.close()

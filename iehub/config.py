@@ -1,9 +1,30 @@
-"""Settings from the environment, with embedded defaults that need no server."""
+"""Settings from the environment, with embedded defaults that need no server.
+
+The hub's files hold personal data (the lake, catalog, warehouse, feed database, exports), so
+everything it writes under IEHUB_HOME is private to its user: :func:`private_files` sets the
+process umask to 0o077 (files 0600, folders 0700) and every entry point calls it first (the
+CLI, ``Settings.ensure`` and the Airflow tasks). A umask, not a chmod after each write,
+because SQLite, DuckDB, pyarrow and GX create files themselves and a file is readable between
+its creation and a later chmod.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+PRIVATE_UMASK = 0o077  # no group or world bits on anything the hub creates
+
+
+def private_files() -> int:
+    """Make every file and folder this process creates private to its user; returns the old umask.
+
+    Keeps any stricter bits the caller had already set. Call it at each entry point before
+    anything is written (the CLI does at start, ``Settings.ensure`` and the Airflow tasks too).
+    """
+    old = os.umask(PRIVATE_UMASK)
+    os.umask(old | PRIVATE_UMASK)
+    return old
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,7 @@ class Settings:
         return self.home / "logs"
 
     def ensure(self) -> "Settings":
+        private_files()
         for path in (self.home, self.staging, self.logs):
             path.mkdir(parents=True, exist_ok=True)
         return self

@@ -15,7 +15,7 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
 
     log_file = settings.logs / "demo-airflow.log"
     started = time.monotonic()
-    console.print(f"[bold]iehub demo[/bold] — home {settings.home}")
+    console.print(f"iehub demo — home {settings.home}")
     running, env = [], {}
     try:
         for system in systems().values():

@@ -245,6 +245,9 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
             sink.commit()
         stats = reader.stats()
         extra_state = reader.state_extra()
+    except Exception as exc:  # a failed extraction is a failed batch in the ledger, so `iehub status` shows it
+        _record_extract_failure(settings, batch_id, source, entity, started_at, exc)
+        raise
     finally:
         reader.close()
     # Rows that were unchanged in the overlap keep their place in the boundary for next time.
@@ -266,6 +269,17 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     log.info("extract %s.%s: %d rows in %d pages (%d unchanged overlap rows skipped; %s)",
              source, stream, rows_in, pages, skipped, ", ".join(f"{k} {v}" for k, v in stats.items()))
     return manifest
+
+
+def _record_extract_failure(settings: Settings, batch_id: str, source: str, entity: str, started_at: datetime,
+                            exc: Exception) -> None:
+    """A failed ledger row carrying the error's one-line message (connector messages are already masked)."""
+    message = " ".join(str(exc).split())[:500] or type(exc).__name__
+    try:
+        settings.catalog().record_failure(batch_id, source, entity, started_at, f"extract failed: {message}")
+    except Exception as ledger_exc:  # noqa: BLE001 - the extraction's own error is the one to raise
+        log.warning("extract %s/%s: could not record the failed batch %s in the ledger: %s", source, entity,
+                    batch_id, type(ledger_exc).__name__)
 
 
 # ------------------------------------------------------------------------------ standardise

@@ -49,9 +49,15 @@ class DistrictsSandbox:
                               description=f"district drops under {drop_root(settings)}; 嘉定 API on {url}", stop=stop)
 
     def mutate(self, settings: Settings, *, changed: float, seed: int | None, env: dict[str, str]) -> dict[str, Any]:
+        """Counts per system, {name: {"updated", "inserted", "deleted"}}, the shape every sandbox reports."""
         from sandbox.districts import DistrictDrops
 
-        out = DistrictDrops(drop_root(settings)).mutate(changed=changed)
+        drops = DistrictDrops(drop_root(settings))
+        drops.mutate(changed=changed)  # raises when the drop folders were never seeded
+        state = drops._state()
+        before = {**state, "rounds": state["rounds"][:-1]}
+        out: dict[str, Any] = {name: _changes(drops.projects(prefix, before), drops.projects(prefix, state))
+                               for name, prefix in (("yangpu", "YP"), ("minhang", "MH"))}
         if self._api is not None:
             out["jiading"] = self._api.mutate(changed)
         elif env.get("IEHUB_JIADING_BASE_URL") and env.get("IEHUB_JIADING_API_KEY"):
@@ -62,6 +68,14 @@ class DistrictsSandbox:
             resp.raise_for_status()
             out["jiading"] = resp.json().get("result", {})
         return out
+
+
+def _changes(before: list[Any], after: list[Any]) -> dict[str, int]:
+    """Updated, inserted and deleted projects between two days of a district's drops."""
+    old = {p.project_id: p for p in before}
+    new = {p.project_id: p for p in after}
+    return {"updated": sum(1 for key, p in new.items() if key in old and old[key] != p),
+            "inserted": len(new.keys() - old.keys()), "deleted": len(old.keys() - new.keys())}
 
 
 SYSTEM = DistrictsSandbox()
