@@ -58,7 +58,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from warehouse.sqlstore import UtcDateTime
 
-from feeds.audit_anchors import ANCHOR_FILE, Anchor, AnchorSink, FileAnchorSink
+from feeds.audit_anchors import ANCHOR_FILE, ANCHOR_URL_ENV, Anchor, AnchorSink, FileAnchorSink, SqlAnchorSink
 from feeds.audit_keys import AUDIT_DIR_ENV, AuditKeyError, Keyring
 from feeds.keys import feed_engine
 
@@ -251,6 +251,7 @@ class AuditLog:
     ``directory`` holds the audit key file and the anchor file (default: the SQLite file's
     folder; required for other databases unless ``keyring`` and ``sinks`` are given).
     ``read_only`` opens the store without any write (for verify); such a log cannot append.
+    ``anchor_url`` adds a database that keeps the anchors too (:class:`SqlAnchorSink`).
     """
 
     def __init__(
@@ -264,6 +265,7 @@ class AuditLog:
         anchor_rows: int = ANCHOR_ROWS,
         anchor_seconds: float = ANCHOR_SECONDS,
         feed_secret: bytes | None = None,
+        anchor_url: str | None = None,
     ) -> None:
         self.url = url
         self.read_only = read_only
@@ -294,6 +296,12 @@ class AuditLog:
             self.keyring, self._key_problem = None, str(exc)  # fatal only once a sealed row or anchor is met
         self.sinks: list[AnchorSink] = list(sinks) if sinks is not None else \
             [FileAnchorSink(Path(directory or ".") / ANCHOR_FILE, self.keyring)]
+        if anchor_url:
+            if sa.make_url(anchor_url).render_as_string(hide_password=False) == \
+                    sa.make_url(url).render_as_string(hide_password=False):
+                raise AuditError(f"{ANCHOR_URL_ENV} names the audit store itself ({self}); anchors must be kept "
+                                 "where the audit store's writers cannot rewrite them, e.g. the catalog database")
+            self.sinks.append(SqlAnchorSink(anchor_url, self.keyring))
         try:
             self.engine: Engine = _read_only_engine(url) if read_only else feed_engine(url)
             if not read_only:
@@ -306,7 +314,8 @@ class AuditLog:
         """The audit log of ``config.db_url``, its key and anchors in IEHUB_AUDIT_DIR (default ``feeds_dir``)."""
         directory = Path(os.environ.get(AUDIT_DIR_ENV) or config.feeds_dir)
         secret = None if read_only else config.secret()
-        return cls(str(config.db_url), directory, read_only=read_only, feed_secret=secret)
+        return cls(str(config.db_url), directory, read_only=read_only, feed_secret=secret,
+                   anchor_url=os.environ.get(ANCHOR_URL_ENV) or None)
 
     def __repr__(self) -> str:
         return f"AuditLog({self._shown!r})"
@@ -319,13 +328,20 @@ class AuditLog:
         if not self.read_only and self._last_seq > self._anchored_seq:
             self._anchor(self._last_seq, self._last_hash)
         self.engine.dispose()
+        for sink in self.sinks:
+            if isinstance(sink, SqlAnchorSink):
+                sink.dispose()
 
     # -- the write side ---------------------------------------------------------------------
 
     def _read_anchors(self) -> list[Anchor]:
         anchors: list[Anchor] = []
         for sink in self.sinks:
-            found, problems = sink.read()
+            try:
+                found, problems = sink.read()
+            except OSError as exc:  # an unreachable sink must not stop the API; verify will insist on it
+                log.error("audit: cannot read the anchors in %s: %s", sink.name, exc)
+                continue
             anchors.extend(found)
             for problem in problems:
                 log.error("audit: %s", problem)
@@ -516,7 +532,10 @@ class AuditLog:
         anchors: list[Anchor] = []
         problems: list[str] = []  # anchor records that fail their seal: reported after the rows
         for sink in self.sinks:
-            found, wrong = sink.read()
+            try:
+                found, wrong = sink.read()
+            except OSError as exc:
+                raise AuditError(f"cannot read the audit anchors in {sink.name}: {exc}") from None
             if wrong and self.keyring is None:
                 raise AuditError(f"cannot check the audit anchors: {self._key_problem}")
             anchors.extend(found)

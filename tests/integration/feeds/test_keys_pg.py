@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from feeds.audit import AuditError, AuditLog
 from feeds.keys import AuthError, KeyStore, KeyStoreError
 from tests.integration.sql_helpers import fresh_database
-from tests.unit.feeds.test_audit import append, append_concurrently
+from tests.unit.feeds.test_audit import append, append_concurrently, tamper
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +111,27 @@ def test_verify_on_postgres_reads_only_and_catches_a_tail_cut_with_the_head_move
     with pytest.raises(AuditError, match="read-only"):
         append(reader, 1)
     reader.dispose()
+
+
+def test_anchors_kept_in_a_postgres_catalog_catch_a_cut_even_when_the_anchor_file_is_gone(pg_url: str,
+                                                                                          tmp_path: Path) -> None:
+    """The insider owns the feeds folder (feeds.db and audit.anchors) but not the catalog database."""
+    store = f"sqlite:///{tmp_path / 'feeds.db'}"
+    log = AuditLog(store, anchor_url=pg_url)
+    append(log, 5)
+    log.dispose()
+    engine = sa.create_engine(pg_url)
+    for statement in ("UPDATE feed_audit_anchors SET record = '{}'", "DELETE FROM feed_audit_anchors",
+                      "TRUNCATE feed_audit_anchors"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    engine.dispose()
+    assert AuditLog(store, read_only=True, anchor_url=pg_url).verify().ok
+    tamper(store, "DELETE FROM feed_audit WHERE seq > 2",
+           "UPDATE feed_audit_head SET seq = 2, row_hash = (SELECT row_hash FROM feed_audit WHERE seq = 2)")
+    (tmp_path / "audit.anchors").unlink()
+    report = AuditLog(store, read_only=True, anchor_url=pg_url).verify()
+    assert not report.ok and report.first_bad_seq == 3 and "cut from the end" in (report.reason or "")
+    with pytest.raises(AuditError, match="names the audit store itself"):
+        AuditLog(pg_url, tmp_path, anchor_url=pg_url)
