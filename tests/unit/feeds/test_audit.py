@@ -69,6 +69,19 @@ def test_the_database_refuses_updates_and_deletes(log: AuditLog, url: str) -> No
     assert log.verify().ok
 
 
+def test_the_database_refuses_moving_the_head_back_deleting_it_and_inserting_below_it(log: AuditLog,
+                                                                                     url: str) -> None:
+    append(log, 3)
+    engine = sa.create_engine(url)
+    for statement in ("DELETE FROM feed_audit_head", "UPDATE feed_audit_head SET seq = 1",
+                      "INSERT INTO feed_audit SELECT * FROM feed_audit WHERE seq = 2"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    engine.dispose()
+    assert log.verify().ok
+
+
 @pytest.mark.parametrize(
     ("statements", "bad_seq", "reason"),
     [
