@@ -138,6 +138,8 @@ def _export_one(
     staging = parent / f".{version}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    if personal:  # unmasked personal data: private whatever the umask; the folder first, so no file is ever reachable
+        staging.chmod(0o700)
     csv_path, parquet_path = staging / f"{dataset}.csv", staging / f"{dataset}.parquet"
     try:
         reader = con.sql(query).to_arrow_reader(batch_rows)
@@ -158,6 +160,9 @@ def _export_one(
         package = _package(dataset, version, personal, rows, files)
         (staging / "datapackage.json").write_text(json.dumps(package, ensure_ascii=False, indent=2) + "\n",
                                                   encoding="utf-8")
+        if personal:
+            for path in staging.iterdir():
+                path.chmod(0o600)
         _fsync_tree(staging)
         if audit is not None:
             audit.append(key_id="-", consumer="iehub export (operator)", dataset=dataset, endpoint="export",

@@ -144,7 +144,9 @@ def publish(
             os.link(built, staging / DATABASE)
         except OSError:  # another filesystem: fall back to a copy
             shutil.copyfile(built, staging / DATABASE)
-        os.chmod(staging / DATABASE, 0o444)
+        umask = os.umask(0o077)  # read it back (the hub runs under 0o077: the snapshot holds personal data)
+        os.umask(umask)
+        os.chmod(staging / DATABASE, 0o444 & ~umask)  # read-only; group/world bits only where the umask allows
         body = {"version": version, "published_at": now.isoformat(), **manifest}
         (staging / MANIFEST).write_text(json.dumps(body, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
         with open(staging / MANIFEST, "rb") as handle:
