@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from quality.offline_docs import Run, make_offline
+
 log = logging.getLogger(__name__)
 HISTORY_PER_ENTITY = 20
 _VALUE_KEYS = ("partial_unexpected_list", "partial_unexpected_counts", "unexpected_list", "unexpected_index_list",
@@ -42,6 +44,9 @@ def _context(home: Path) -> Any:
     import great_expectations as gx
 
     context = gx.get_context(mode="file", project_root_dir=str(home / "quality"))
+    if context.variables.analytics_enabled is not False:  # saved in great_expectations.yml, for GX's own tools too
+        context.variables.analytics_enabled = False
+        context.variables.save()
     site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir(home))},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}
@@ -120,8 +125,23 @@ def build_site(home: Path) -> Path | None:
         _ingest_pending(home, context)
         shutil.rmtree(docs_dir(home) / "validations", ignore_errors=True)
         context.build_data_docs()
+        make_offline(docs_dir(home), _runs(home, context))  # no CDN, no logo beacon; a static run list
     log.info("quality Data Docs: %s", docs_dir(home) / "index.html")
     return docs_dir(home) / "index.html"
+
+
+def _runs(home: Path, context: Any) -> list[Run]:
+    """Every kept run with its page, for the static index."""
+    store, site, runs = context.validation_results_store, docs_dir(home), []
+    for key in store.list_keys():
+        suite, run = key.expectation_suite_identifier.name, key.run_id
+        page = site / "validations" / suite / run.run_name / f"{run.run_time:%Y%m%dT%H%M%S.%fZ}" / \
+            f"{key.batch_identifier}.html"
+        if page.exists():
+            runs.append(Run(entity=suite, source=str(key.batch_identifier), run_name=run.run_name,
+                            run_time=run.run_time.isoformat(), success=bool(store.get(key).success),
+                            page=page.relative_to(site).as_posix()))
+    return runs
 
 
 def publish(home: Path, *, entity: str, source: str, batch_id: str, results: list[Any]) -> Path | None:
