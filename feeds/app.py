@@ -39,6 +39,7 @@ from feeds import cursors
 from feeds.audit import AuditError, AuditLog
 from feeds.config import FeedConfig
 from feeds.datasets import DATASETS, FORMATS, Dataset, catalogue_entry
+from feeds.docs_pages import add_offline_docs
 from feeds.formats import Encoded, FormatError, NotAcceptable, encode, etag, etag_matches, negotiate
 from feeds.keys import AuthError, Grant, KeyStore
 from feeds.masking import PSEUDONYM, mask_table
@@ -184,7 +185,10 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
             "Send `Authorization: Bearer <key>`."
         ),
         openapi_tags=[{"name": "feeds", "description": "Catalogue, changes, deletes, versions and schemas."}],
+        docs_url=None,  # served by add_offline_docs: FastAPI's own pages load Swagger UI and ReDoc from a CDN
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.pool = pool
     app.state.keys = keystore
     app.state.audit = audit_log
