@@ -13,6 +13,13 @@ place only when complete; a killed or failed build leaves the previous file as i
 Readers never open ``warehouse.duckdb``: each build is published as an immutable snapshot
 (:mod:`warehouse.publish`) and readers open ``published/CURRENT`` read-only.
 
+Storage format: the builder creates its file with ``storage_compatibility_version`` v1.4.0, so
+every published snapshot (a hard link of that file) opens in DuckDB 1.4 LTS and later, the
+versions analysts' tools ship; DuckDB 2.0's default format does not open there. Writing it that
+way from the start costs nothing at publish time, where exporting each snapshot into a second,
+compatible file would double the disk and the publishing time. A builder file found in another
+format is rebuilt from the lake once.
+
 Only files the catalog lists as landed are read (the lake is never globbed): a file without
 a ledger row is the orphan of a killed or failed run and its rows were never accounted for.
 
@@ -379,7 +386,10 @@ def _open_building(lake: Lake, full: bool) -> tuple[duckdb.DuckDBPyConnection, b
     previous attached).
     """
     exists = lake.warehouse_path.exists()
-    if exists and not full:
+    if exists and not full and not readable_by_analysts(lake.warehouse_path):
+        log.info("warehouse %s is in a storage format DuckDB %s cannot open; rebuilding it from the lake",
+                 lake.warehouse_path, STORAGE_COMPATIBILITY[1:])
+    elif exists and not full:
         shutil.copyfile(lake.warehouse_path, lake.building_path)
         con = _connect(lake)
         if _table_exists(con, "ops", "build_state") and _table_exists(con, "ops", "change_sequence"):
@@ -418,6 +428,18 @@ def build_memory_limit(value: str | None = None) -> str:
     return f"{max(64, int(total * share / 2**20))}MB"
 
 
+# The oldest DuckDB that must open a published snapshot: 1.4 is the LTS line analysts' tools ship.
+STORAGE_COMPATIBILITY = "v1.4.0"
+_STORAGE_VERSIONS_READABLE = range(64, 68)  # the header's storage number DuckDB 1.2 … 1.4 writes (1.4: 67)
+
+
+def readable_by_analysts(path: Path) -> bool:
+    """Whether a DuckDB file's header names a storage version DuckDB 1.4 opens (2.0's default, 999, it does not)."""
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+    return len(head) == 20 and head[8:12] == b"DUCK" and int.from_bytes(head[12:20], "little") in _STORAGE_VERSIONS_READABLE
+
+
 def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     """Open the building file with bounded memory.
 
@@ -441,6 +463,9 @@ def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         # 16 MB threshold made a statement in the middle (the history UPDATE) pay for rewriting
         # every row group touched so far, and later statements touch some of them again.
         "wal_autocheckpoint": "1TB",
+        # Analysts open snapshots with DuckDB 1.4 LTS / 1.5: a file is created in that storage
+        # format and keeps it when later builds copy it (a DuckDB 2.0 default file is "version 999").
+        "storage_compatibility_version": STORAGE_COMPATIBILITY,
     })
     con.execute("SET TimeZone = 'UTC'")
     return con
