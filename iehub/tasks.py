@@ -55,6 +55,23 @@ def _use_airflow_connections() -> None:
     set_connection_lookup(lookup)
 
 
+def nothing_new(settings: Settings, manifest: dict[str, Any]) -> bool:
+    """An incremental pass that read no row and would leave the stream's stored state as it is.
+
+    Landing it would add an empty ledger row and wake the warehouse for nothing, so the DAG skips
+    the stream's later steps (and its Asset event). A full read is never skipped: an empty full
+    read must reach the quality gate, which fails a source that shrank.
+    """
+    import json
+
+    if manifest["rows_in"] or not manifest.get("window_start"):
+        return False
+    stored = settings.catalog().get_state(manifest["source"], manifest["entity"]) or {}
+    would = {**manifest.get("state_extra", {}), "cursor": manifest["cursor_end"], "boundary": manifest["boundary"]}
+    normal = lambda state: json.loads(json.dumps({k: v for k, v in state.items() if k != "batch_id"}, default=str))
+    return normal(stored) == normal(would)
+
+
 def extract(source: str, stream: str, full: bool = False) -> dict[str, Any]:
     from iehub import pipeline
 
@@ -62,6 +79,11 @@ def extract(source: str, stream: str, full: bool = False) -> dict[str, Any]:
     _lease(settings, source)
     _use_airflow_connections()
     m = pipeline.extract(settings, source, stream, full=full)
+    if not full and nothing_new(settings, m):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"{source}.{stream}: nothing new since cursor {m['cursor_start']} "
+                                   f"({m['skipped_unchanged']} unchanged overlap rows); nothing to land")
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_in": m["rows_in"]}
 
 
@@ -100,12 +122,15 @@ def land(ref: dict[str, Any]) -> dict[str, Any]:
 def finish(source: str) -> dict[str, Any]:
     """The run's teardown: give the source's lease back, then rebuild the quality Data Docs."""
     from iehub.leases import release
-    from quality.docs import build_site
+    from quality.docs import _pending_dir, build_site, docs_dir
 
     settings = _settings()
     release(settings.catalog(), source, _holder())
+    index = docs_dir(settings.home) / "index.html"
+    if index.exists() and not any(_pending_dir(settings.home).glob("*/*.json")):
+        return {"data_docs": str(index), "rebuilt": False}  # no new results since the last build
     index = build_site(settings.home)
-    return {"data_docs": str(index) if index else None}
+    return {"data_docs": str(index) if index else None, "rebuilt": True}
 
 
 def build() -> dict[str, Any]:
