@@ -66,8 +66,8 @@ def test_masked_packages_pass_frictionless_and_describe_their_files(home: Path, 
         parquet_bytes = (directory / parquet_res["path"]).read_bytes()
         assert csv_res["bytes"] == len(csv_bytes)
         assert csv_res["hash"] == "sha256:" + hashlib.sha256(csv_bytes).hexdigest()
-        assert parquet_res["fileBytes"] == len(parquet_bytes)
-        assert parquet_res["fileHash"] == "sha256:" + hashlib.sha256(parquet_bytes).hexdigest()
+        assert parquet_res["bytes"] == len(parquet_bytes)
+        assert parquet_res["hash"] == "sha256:" + hashlib.sha256(parquet_bytes).hexdigest()
         assert csv_res["rowCount"] == parquet_res["rowCount"] == rows
         with open(directory / csv_res["path"], encoding="utf-8", newline="") as handle:
             body = list(csv.reader(handle))
