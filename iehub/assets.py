@@ -101,6 +101,53 @@ def source_streams() -> dict[str, dict[str, str]]:
     return {src: {s: v["entity"] for s, v in info["streams"].items()} for src, info in spec_summary().items()}
 
 
+def announce_landings(landed: list[dict[str, Any]]) -> list[str]:
+    """Tell a running Airflow that a CLI sync landed batches: one Asset event per landed stream.
+
+    The same events the DAGs' `land` tasks emit, so the warehouse DAG (scheduled on these Assets)
+    follows a CLI sync too. Through Airflow's REST API (`POST /api/v2/assets/events`), the way
+    Airflow 3 lets an outside process emit Asset events; configured by IEHUB_AIRFLOW_API_URL and
+    either IEHUB_AIRFLOW_API_TOKEN (a bearer token) or IEHUB_AIRFLOW_API_USER/_PASSWORD (exchanged
+    at `/auth/token`). Without IEHUB_AIRFLOW_API_URL nothing is sent. Returns one line per outcome.
+    """
+    base = os.environ.get("IEHUB_AIRFLOW_API_URL", "").rstrip("/")
+    landed = [r for r in landed if r.get("rows_loaded") or r.get("rows_quarantined")]
+    if not base or not landed:
+        return []
+    import requests
+
+    with requests.Session() as http:
+        token = os.environ.get("IEHUB_AIRFLOW_API_TOKEN")
+        user = os.environ.get("IEHUB_AIRFLOW_API_USER")
+        try:
+            if not token and user:
+                got = http.post(f"{base}/auth/token", json={"username": user,
+                                                            "password": os.environ.get("IEHUB_AIRFLOW_API_PASSWORD", "")},
+                                timeout=10)
+                got.raise_for_status()
+                token = got.json()["access_token"]
+            if token:
+                http.headers["Authorization"] = f"Bearer {token}"
+            lines = []
+            for r in landed:
+                uri = std_asset_uri(r["source"], r["entity"])
+                found = http.get(f"{base}/api/v2/assets", params={"uri_pattern": uri, "limit": 100}, timeout=10)
+                found.raise_for_status()
+                ids = [a["id"] for a in found.json().get("assets", []) if a.get("uri") == uri]
+                if not ids:
+                    lines.append(f"Airflow at {base} has no Asset {uri} (are the iehub DAGs deployed there?)")
+                    continue
+                sent = http.post(f"{base}/api/v2/assets/events", timeout=10, json={
+                    "asset_id": ids[0], "extra": {"batch_id": r["batch_id"], "rows_loaded": r.get("rows_loaded"),
+                                                  "emitted_by": "iehub sync (CLI)"}})
+                sent.raise_for_status()
+                lines.append(f"Asset event {uri} (batch {r['batch_id']}) recorded in Airflow at {base}")
+            return lines
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            return [f"Airflow at {base} was not told about this sync ({exc}); the warehouse DAG will not "
+                    "follow it: run `iehub build`, or check IEHUB_AIRFLOW_API_URL and its credentials"]
+
+
 def _write(target: Path) -> None:
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(compile_summary(), ensure_ascii=False, indent=1), encoding="utf-8")

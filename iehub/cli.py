@@ -269,6 +269,10 @@ def sync(settings: Settings, sources: tuple[str, ...], streams: tuple[str, ...],
     console.print(_results_table(results))
     for line in _file_notes(results):
         console.print(line, markup=False, highlight=False)
+    from iehub.assets import announce_landings
+
+    for line in announce_landings(results):  # the warehouse DAG follows a CLI sync too
+        console.print(line, markup=False, highlight=False)
 
 
 @main.command()

@@ -243,3 +243,59 @@ def test_airflow_metadata_on_postgresql(iehub_home: Path, pg_database: str, monk
     states = orchestration.run_dags(settings, ["iehub_warehouse"], log, _env())
     assert states == {"iehub_warehouse": "success"}
     assert "asyncpg" not in log.read_text(encoding="utf-8")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_sync_emits_the_asset_events_the_warehouse_dag_follows(iehub_home: Path, lingang) -> None:
+    """A CLI sync tells a running Airflow (its REST API) which Assets it updated; the warehouse DAG is queued."""
+    import sqlite3
+    import time
+
+    import requests
+
+    settings = Settings.from_env(iehub_home).ensure()
+    log = settings.logs / "airflow-api.log"
+    orchestration.ensure_airflow_db(settings, log)
+    env = orchestration.airflow_env(settings, {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                                                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"})
+    with log.open("a", encoding="utf-8") as out:
+        assert subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, cwd=REPO).returncode == 0
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1",
+                                   "--port", str(port), "--workers", "1"], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(180):
+            try:
+                if requests.get(f"{base}/api/v2/version", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert server.poll() is None, log.read_text(encoding="utf-8")[-3000:]
+            time.sleep(1)
+        else:
+            pytest.fail(f"the Airflow API server did not answer on {base}; see {log}")
+        done = subprocess.run([sys.executable, "-m", "iehub.cli", "sync", "lingang_platform", "--stream", "notices"],
+                              env={**os.environ, "IEHUB_AIRFLOW_API_URL": base}, capture_output=True, text=True,
+                              cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        batch = [b for b in settings.catalog().landed_batches("notice")][0].batch_id
+        assert f"Asset event iehub://lake/std/notice/lingang_platform (batch {batch}) recorded" in \
+            " ".join(done.stdout.split())
+        events = requests.get(f"{base}/api/v2/assets/events", timeout=10).json()["asset_events"]
+        assert [e["extra"].get("batch_id") for e in events] == [batch]
+        queued = sqlite3.connect(settings.airflow_home / "airflow.db").execute(
+            "select target_dag_id from asset_dag_run_queue").fetchall()
+        assert ("iehub_warehouse",) in queued
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
