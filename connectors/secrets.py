@@ -6,8 +6,8 @@ logs show `***`, and every error message is passed through `mask` before it is r
 
 `mask` finds a secret in every form a source may echo it back: raw, percent-encoded (any
 subset of its characters, upper or lower hex, a space as `+` or `%20`, so URL and form
-encodings alike), JSON-escaped (a slash written backslash-slash, non-ASCII as u-escapes), and inside base64 (HTTP Basic's
-`user:secret`, whatever the user). One pattern per secret that accepts every encoding of each
+encodings alike), JSON-escaped (a slash written backslash-slash, non-ASCII as u-escapes), and
+inside base64 (HTTP Basic's `user:secret`, whatever the user). One pattern per secret that accepts every encoding of each
 character, rather than a list of pre-encoded copies, because encoders disagree on which
 characters they leave alone (requests keeps `/` and `=` in a query, urlencode does not).
 """

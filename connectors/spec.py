@@ -156,6 +156,8 @@ class BaseSourceSpec(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str = ""
     kind: str
+    # How often the source is expected to deliver; the quality site measures freshness against it.
+    schedule: Literal["@hourly", "@daily", "@weekly", "@monthly"] = "@hourly"
     streams: dict[str, BaseStreamSpec]
 
     @field_validator("streams")

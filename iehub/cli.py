@@ -204,7 +204,7 @@ def sandbox_mutate(settings: Settings, system: str, changed: str, seed: int | No
 
 # ---------------------------------------------------------------------------------- sync
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err, transient=False)
 
 
@@ -291,6 +291,11 @@ def build(settings: Settings, full: bool) -> None:
     for name, e in result.entities.items():
         table.add_row(name, str(e.rows), str(e.files), str(getattr(e, "changes", "")))
     console.print(table)
+    from iehub.quality_site import refresh_site
+
+    site = refresh_site(settings.home)  # the report people open follows every build
+    if site is not None:
+        console.print(f"quality report: {site.as_uri()}", markup=False, highlight=False)
 
 
 def status_table(settings: Settings) -> Table:

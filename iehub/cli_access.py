@@ -215,8 +215,8 @@ def register(main: click.Group) -> None:
         except AuditError as exc:
             _fail(str(exc))
         try:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err) as progress:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
                 tasks: dict[str, int] = {}
 
                 def on_progress(dataset: str, done: int, total: int) -> None:

@@ -37,6 +37,20 @@ def quality_report(settings: Settings, last: int) -> None:
     console.print(rules)
 
 
+@quality.command("site")
+@click.pass_obj
+def quality_site(settings: Settings) -> None:
+    """Write the hub quality report (offline HTML: sources, districts, freshness, rejecting rules, 定期报送)."""
+    from iehub.quality_site import SiteError, write_site
+
+    try:
+        index = write_site(settings.home)
+    except SiteError as exc:
+        print_error(console, str(exc))
+        sys.exit(1)
+    console.print(f"quality report: {index.as_uri()}")
+
+
 @click.group()
 def quarantine() -> None:
     """Rows kept out of the warehouse, with the rule they broke; list, show and replay them."""

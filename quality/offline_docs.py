@@ -25,10 +25,10 @@ _EXTERNAL_LINK_TAG = re.compile(rf"""<link\b[^>]*\bhref=["']{EXTERNAL}["'][^>]*>
 _EXTERNAL_CSS_URL = re.compile(rf"""url\(\s*["']?{EXTERNAL}["']?\s*\)""", re.I)
 _EXTERNAL_IMG_SRC = re.compile(rf"""(<img\b[^>]*?\bsrc=)["']{EXTERNAL}["']""", re.I | re.S)
 _EXTERNAL_ATTR = re.compile(rf"""\s(?:href|src|action|srcset)=["']{EXTERNAL}["']""", re.I)
-_INDEX_TABLE = re.compile(r"""<table\s+id="(?P<id>[^"]+)"\s+class="table-sm ge-index-page-validation-results-table"[^>]*>"""
-                          r"""\s*</table>""", re.S)
-_TABLE_SCRIPT = re.compile(r"<script>(?:(?!</script>).)*?(?:bootstrapTable|\$\(document\))(?:(?!</script>).)*</script>\s*",
-                           re.S)
+_INDEX_TABLE = re.compile(r"""<table\s+id="(?P<id>[^"]+)"\s+"""
+                          r"""class="table-sm ge-index-page-validation-results-table"[^>]*>\s*</table>""", re.S)
+_TABLE_SCRIPT = re.compile(r"<script>(?:(?!</script>).)*?(?:bootstrapTable|\$\(document\))"
+                           r"(?:(?!</script>).)*</script>\s*", re.S)
 _TOOLBAR = re.compile(r"""<div id="[^"]*-table-toolbar"[^>]*>.*?</div>\s*""", re.S)
 _STYLE = """<style>/* iehub: the run list without the CDN's bootstrap-table */
 table.iehub-runs { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }

@@ -74,7 +74,8 @@ def test_build_lock_held_is_one_line_and_v_shows_the_traceback(iehub_home: Path)
         line = one_error_line(iehub("build", env=env))
         assert "another warehouse build holds" in line
         verbose = iehub("-v", "build", env=env)
-    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and "error: another warehouse build" in verbose.stderr
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+    assert "error: another warehouse build" in verbose.stderr
 
 
 def test_catalog_unreachable_is_one_line_without_the_password(iehub_home: Path) -> None:

@@ -15,8 +15,8 @@ from tests.conftest import REPO
 from tests.unit.quality.test_quality_suites import _row, _table
 
 # every URL a browser would fetch or follow: src/href/action attributes and CSS url()
-URL_REFERENCE = re.compile(r"""(?:\b(?:src|href|action|srcset)\s*=\s*["']?|url\(\s*["']?)\s*((?:[a-z][a-z0-9+.-]*:)?//[^"'\s)>]*)""",
-                           re.I)
+URL_REFERENCE = re.compile(r"""(?:\b(?:src|href|action|srcset)\s*=\s*["']?|url\(\s*["']?)\s*"""
+                           r"""((?:[a-z][a-z0-9+.-]*:)?//[^"'\s)>]*)""", re.I)
 
 
 def outside_references(page_html: str) -> list[str]:
