@@ -139,6 +139,10 @@ def build() -> dict[str, Any]:
 
     settings = _settings()
     result = run_build(settings.home, settings.catalog())
+    from iehub.quality_site import refresh_site
+
+    site = refresh_site(settings.home)  # the report people open follows every build; never fails it
     return {"warehouse": str(current_path(settings.home)), "snapshot": getattr(result.snapshot, "version", None),
+            "quality_site": str(site) if site else None,
             "last_change_version": result.last_change_version,
             "rows": {name: e.rows for name, e in result.entities.items()}}
