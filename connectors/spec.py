@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.errors import SpecError
+from connectors.guard import SnapshotGuard
 
 SPEC_DIR = Path(__file__).parent / "specs"
 
@@ -148,6 +149,8 @@ class BaseStreamSpec(_Model):
     ignore_fields: list[str] = Field(default_factory=list)
     # Visible per-source tightening/relaxing of the quality policy (see quality/policy.py).
     quality: dict[str, Any] = Field(default_factory=dict)
+    # When a full read is held as suspect instead of deleting what it lacks (see connectors/guard.py).
+    snapshot_guard: SnapshotGuard = SnapshotGuard()
 
 
 class BaseSourceSpec(_Model):

@@ -226,6 +226,9 @@ _FILE_NOTES = {
                          "`iehub quarantine list`",
     "files_duplicate": "same content as a file already loaded: not loaded again",
     "files_superseded": "older snapshots behind a newer one on a first sync: recorded, not loaded",
+    "files_late": "older than the current snapshot (by the period in the name): refused, not applied",
+    "files_refused": "symbolic links or paths outside the drop folder: refused, not read",
+    "files_suspect": "held as suspect (would delete too much): nothing applied; `iehub quarantine accept FILE`",
 }
 
 

@@ -129,6 +129,23 @@ def quarantine_replay(settings: Settings, source: str | None, entity: str | None
         console.print("Run `iehub build` to bring the replayed rows into the warehouse.")
 
 
+@quarantine.command("accept")
+@click.argument("file")
+@click.option("--source", default=None, help="Only this file source (default: any holding FILE as suspect).")
+@click.pass_obj
+def quarantine_accept(settings: Settings, file: str, source: str | None) -> None:
+    """Accept a snapshot FILE held as suspect (it would delete too much) when the shrink is real."""
+    from iehub.file_ledger import AcceptError, accept_file
+
+    try:
+        done = accept_file(settings.ensure(), file.rsplit("/", 1)[-1], source=source)  # a path or a name
+    except AcceptError as exc:
+        raise click.ClickException(str(exc)) from None
+    for item in done:
+        console.print(f"{item.source}.{item.stream}: {item.name} accepted; the next sync applies it "
+                      f"(it was held: {item.reason})", markup=False, highlight=False)
+
+
 def register(main: click.Group) -> None:
     main.add_command(quality)
     main.add_command(quarantine)

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectors.base import CURSOR, DIGEST, KEY, open_stream, stream_class
+from connectors.guard import ShrinkFigures, shrink_reason
 from connectors.records import extract_columns
 from connectors.spec import SourceSpec, load_spec
 from iehub.config import Settings
@@ -376,6 +377,35 @@ class QualityGateError(PipelineError):
     """A batch-level rule failed: the batch is not landed and the warehouse stays as it was."""
 
 
+class SnapshotHeld(PipelineError):
+    """A file snapshot was held as suspect (connectors/guard.py): its batch landed without it,
+    nothing was deleted, and an operator must accept it (`iehub quarantine accept FILE`)."""
+
+
+def held_message(result: dict[str, Any]) -> str | None:
+    """One line for a landed file batch that held snapshots as suspect (None when it held none)."""
+    held = (result.get("http") or {}).get("snapshots_held") or []
+    if not held:
+        return None
+    return (f"{result['source']}.{result['stream']}: {len(held)} snapshot(s) held as suspect, nothing deleted — "
+            f"{'; '.join(held)}. If the shrink is real, run `iehub quarantine accept FILE` and sync again.")
+
+
+def _full_read_guard(settings: Settings, stream_spec: Any, max_row_drop: float | None, *, source: str,
+                     entity: str, batch_id: str, rows_in: int, deleting: int) -> str | None:
+    """The snapshot guard for a full read of any kind but files (which guard each file as they read it)."""
+    previous = [b for b in settings.catalog().landed_batches(entity)
+                if b.source == source and not b.window_start and b.batch_id != batch_id]
+    guard = stream_spec.snapshot_guard
+    if max_row_drop is not None:  # an explicit quality.max_row_drop in the spec keeps its meaning
+        guard = guard.model_copy(update={"max_row_drop": max_row_drop})
+    live = len(live_keys(settings, source, entity)) if deleting else 0
+    figures = ShrinkFigures(rows=rows_in - deleting, live=live, deleting=deleting,
+                            previous_rows=previous[-1].rows_in if previous else None)
+    reason = shrink_reason(figures, guard)
+    return f"full read {reason}; is the source truncated?" if reason else None
+
+
 def _raw_rows(raw_path: str, positions: list[int]) -> pa.Table:
     """The staged raw rows at `positions` (sorted), reading only the row groups that hold them."""
     pf = pq.ParquetFile(raw_path)
@@ -433,7 +463,7 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
     q_path = staging / f"{batch_id}.quarantine.parquet"
     catalog = settings.catalog()
     results, checks, failures, warnings, gx_results = [], [], [], [], []
-    loaded = flagged = 0
+    loaded = flagged = deleting = 0
     newest_update = None
     with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
         q_sink.write(pq.read_table(manifest["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA))
@@ -444,6 +474,8 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
                 gx_results.append(outcome.gx_result)
             failures.extend(outcome.batch_failures)
             warnings.extend(outcome.warnings)
+            if "_is_deleted" in table.column_names:
+                deleting += pc.sum(table["_is_deleted"].cast(pa.int64())).as_py() or 0
             if "updated_at" in table.column_names:
                 top = pc.max(table.column("updated_at")).as_py()
                 newest_update = top if newest_update is None or (top and top > newest_update) else newest_update
@@ -489,13 +521,13 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
                             f"{policy.max_quarantine_share:.0%} allowed for {entity.name}")
         checks.append(_check("batch.quarantine_share", not over, "fail", f"{share:.2%} quarantined", rows_in,
                              quarantined))
-        if not manifest.get("window_start"):
-            previous = [b for b in catalog.landed_batches(entity.name)
-                        if b.source == source and not b.window_start and b.batch_id != batch_id]
-            if previous and rows_in < (1 - policy.max_row_drop) * previous[-1].rows_in:
-                failures.append(f"full read fell from {previous[-1].rows_in} to {rows_in} rows "
-                                f"(more than {policy.max_row_drop:.0%}); is the source truncated?")
-                checks.append(_check("batch.row_count_drop", False, "fail", None, rows_in, 1))
+        if not manifest.get("window_start") and not replay:
+            suspect = _full_read_guard(settings, stream_spec, policy.max_row_drop if "max_row_drop" in (
+                stream_spec.quality or {}) else None, source=source, entity=entity.name, batch_id=batch_id,
+                rows_in=rows_in, deleting=deleting)
+            if suspect:
+                failures.append(suspect)
+                checks.append(_check("batch.row_count_drop", False, "fail", suspect, rows_in, 1))
         if policy.stale_after_days and newest_update is not None:
             age = (_now() - newest_update).days
             if age > policy.stale_after_days:
@@ -619,19 +651,26 @@ def sync_stream(settings: Settings, source: str, stream: str, *, full: bool = Fa
     manifest = extract(settings, source, stream, full=full, spec=spec, progress=progress)
     manifest = standardise(settings, manifest, spec=spec)
     manifest = validate(settings, manifest, spec=spec)
-    return land(settings, manifest)
+    result = land(settings, manifest)
+    held = held_message(result)
+    if held:  # landed (the ledger remembers the suspect file), yet the stream's run failed: someone must look
+        raise SnapshotHeld(held)
+    return result
 
 
 def sync(settings: Settings, sources: Iterable[str], *, streams: Iterable[str] | None = None,
          full: bool = False, on_stream: Callable[[str, str], ProgressFn | None] | None = None) -> list[dict[str, Any]]:
     """Sync every stream of each source, one after the other; the first failure stops the source.
 
-    The quality Data Docs site is rebuilt once at the end (also after a failure, to show it).
+    A stream that held a snapshot as suspect (SnapshotHeld) does not stop the others: the error
+    is raised once all have run. The quality Data Docs site is rebuilt once at the end (also
+    after a failure, to show it).
     """
     from quality.docs import build_site
 
     wanted = set(streams or [])
     results = []
+    suspect_streams: list[str] = []
     from iehub.leases import held
 
     try:
@@ -642,7 +681,13 @@ def sync(settings: Settings, sources: Iterable[str], *, streams: Iterable[str] |
                     if wanted and name not in wanted:
                         continue
                     progress = on_stream(source, name) if on_stream else None
-                    results.append(sync_stream(settings, source, name, full=full, spec=spec, progress=progress))
+                    try:
+                        results.append(sync_stream(settings, source, name, full=full, spec=spec,
+                                                   progress=progress))
+                    except SnapshotHeld as exc:  # the other streams still sync; the run fails at the end
+                        suspect_streams.append(str(exc))
+        if suspect_streams:
+            raise SnapshotHeld(" | ".join(suspect_streams))
     finally:
         build_site(settings.home)
     return results

@@ -3,11 +3,17 @@
 The stream only lists entries, hashes them and asks for a local path to read, so SFTP or object
 storage is a new `Location` registered for its URL scheme (fetching into the work dir), with no
 change to the stream or the specs that use it.
+
+A drop folder is a boundary: a symlink, or an entry that resolves outside the folder, is listed
+with the reason it is refused and never opened (a link to /etc/passwd or to another district's
+export must not be read as this district's data). Files are opened without following a link
+swapped in after listing.
 """
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,7 @@ class FileEntry:
     name: str          # relative to the location, '/'-separated
     size: int
     mtime_ns: int
+    refused: str | None = None  # why the entry is not read (a symlink, outside the folder), if so
 
 
 class Location(Protocol):
@@ -41,6 +48,9 @@ class Location(Protocol):
     def tail(self, entry: FileEntry, n: int) -> bytes:
         """The last `n` bytes (completeness checks)."""
 
+    def head(self, entry: FileEntry, n: int) -> bytes:
+        """The first `n` bytes (what kind of file it is)."""
+
 
 class LocalLocation:
     """A folder on this machine (`file:///path`, or a plain path)."""
@@ -54,17 +64,40 @@ class LocalLocation:
         out = []
         for path in self.root.rglob("*") if "/" in pattern or "**" in pattern else self.root.iterdir():
             rel = path.relative_to(self.root).as_posix()
-            if path.is_file() and not path.name.startswith(".") and fnmatch.fnmatchcase(rel, pattern):
+            if path.name.startswith(".") or not fnmatch.fnmatchcase(rel, pattern):
+                continue
+            refused = self._refusal(path)
+            if refused is not None:
+                st = path.lstat()
+                out.append(FileEntry(rel, st.st_size, st.st_mtime_ns, refused))
+            elif path.is_file():
                 st = path.stat()
                 out.append(FileEntry(rel, st.st_size, st.st_mtime_ns))
         return sorted(out, key=lambda e: e.name)
 
+    def _refusal(self, path: Path) -> str | None:
+        """Why an entry of the folder is not to be read: a symlink, or a path leading outside."""
+        if path.is_symlink():
+            return "a symbolic link; links are not followed out of a drop folder: drop the file itself"
+        try:
+            path.resolve().relative_to(self.root)
+        except ValueError:
+            return "resolves outside the drop folder (through a linked folder); drop the file itself"
+        return None
+
+    def _open(self, entry: FileEntry) -> int:
+        return os.open(self.root / entry.name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+
     def content_hash(self, entry: FileEntry) -> str:
         digest = hashlib.sha256()
-        with open(self.root / entry.name, "rb") as fh:
+        with os.fdopen(self._open(entry), "rb") as fh:
             while chunk := fh.read(HASH_CHUNK):
                 digest.update(chunk)
         return digest.hexdigest()
+
+    def head(self, entry: FileEntry, n: int) -> bytes:
+        with os.fdopen(self._open(entry), "rb") as fh:
+            return fh.read(n)
 
     def local_path(self, entry: FileEntry, work_dir: Path) -> Path:
         return self.root / entry.name

@@ -5,6 +5,15 @@ trailing X, amounts keep their decimals, and typing is the mapping's job. What i
 located by the spec's rules (title rows above the header, merged header cells, notes, totals)
 and counted; what cannot be read at all raises `Unreadable` (the file goes to quarantine whole)
 or `Incomplete` (the file is still being written: wait for the next pass).
+
+A CSV's every physical line is accounted for: read as a row (whose `_file_row` is its line
+number), skipped by a named rule (title rows, blank lines, note lines, repeated headers, the
+spec's skip rules), or reported as a bad line with its number. When the lines Arrow returned do
+not add up to the lines in the file, a quote has swallowed some, and the file is refused whole
+naming the line where that quote opened, rather than losing the rows after it. Caps on bytes,
+rows and cells (`limits:`) are checked before a file is expanded: a CSV's lines are counted
+(a byte scan) and a workbook's declared sheet size and uncompressed parts are read from its zip
+directory before any cell is.
 """
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import csv
 import datetime as dt
 import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from connectors.files.spec import FileStreamSpec, HeaderRule
+from connectors.files.spec import FileLimits, FileStreamSpec, HeaderRule
 
-FILE_ROW = "_file_row"       # 1-based row number in the file (Excel) or data row ordinal (CSV)
+FILE_ROW = "_file_row"       # 1-based row (Excel) or physical line (CSV) number in the file
 ROW_ERROR = "_read_error"    # why a row could not be read; the mapping rejects such rows with it
 HEAD_BYTES = 256 << 10
 DECODE_BLOCK_BYTES = 8 << 20  # raw bytes decoded at a time: bounds the transcoding memory
@@ -40,12 +50,46 @@ class Incomplete(Exception):
     """The file looks half-written (truncated archive, cut-off last line)."""
 
 
+SNIFF_BYTES = 4096
+
+
+def sniff(head: bytes, size: int, file_format: str) -> str | None:
+    """What a complete file looks like when it cannot be the spec's format, from its first bytes
+    (None: it may be). Named at once, so such a file is quarantined, not waited for an hour."""
+    if size == 0:
+        return "empty file"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip archive, not a plain file; ask the district to drop it uncompressed"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 text (it starts with a UTF-16 byte-order mark); ask for UTF-8 or GBK, or add utf-16 to `encodings`"
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return "an old Excel (.xls) or other OLE document; ask for .xlsx or CSV"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if file_format == "csv":
+        if head.startswith(b"PK\x03\x04"):
+            what = "an Excel workbook (xlsx)" if b"xl/" in head or b"[Content_Types].xml" in head else "a zip archive"
+            return f"{what} named as a CSV; drop it under the Excel stream's pattern or export it as CSV"
+        sample = head[:SNIFF_BYTES]
+        if sample.count(0):
+            even, odd = sample[0::2].count(0), sample[1::2].count(0)
+            if max(even, odd) > len(sample) // 4 and min(even, odd) < len(sample) // 50 + 1:
+                return "UTF-16 text without a byte-order mark (every other byte is zero); ask for UTF-8 or GBK"
+            return "binary data (it holds zero bytes), not CSV text"
+        return None
+    if not head.startswith(b"PK\x03\x04") and len(head) >= 4:
+        return "not a workbook (an .xlsx file is a zip archive starting with PK)" + (
+            "; it looks like text (a CSV named .xlsx?)" if not head[:SNIFF_BYTES].count(0) else "")
+    return None
+
+
 @dataclass
 class ParsedFile:
     table: pa.Table                     # text columns named by the header, then FILE_ROW and ROW_ERROR
     encoding: str | None = None
     skipped: dict[str, int] = field(default_factory=dict)   # rule → rows skipped as not data
-    bad_lines: list[tuple[int | None, str]] = field(default_factory=list)  # (line, text) unparseable rows
+    bad_lines: list[tuple[int | None, str]] = field(default_factory=list)  # (line, why) unparseable rows
+    lines: int | None = None            # physical lines in the file (CSV), every one accounted for
 
 
 def unique_names(names: list[str]) -> list[str]:
@@ -228,6 +272,38 @@ class _DecodeFailed(Exception):
         self.at = at
 
 
+def _count_lines(path: Path, offset: int) -> int:
+    """Physical lines from `offset` to the end (a last line without a newline counts), by a byte scan:
+    a newline byte is never part of a GBK or UTF-8 character."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while block := fh.read(DECODE_BLOCK_BYTES):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _quote_opened_at(path: Path, offset: int, first_line: int) -> int | None:
+    """The line where a quote that never closes on its own line opens (odd count of '"');
+    read only when lines went missing. A '"' byte is never inside a GBK or UTF-8 character."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for i, line in enumerate(fh):
+            if line.count(b'"') % 2:
+                return first_line + i
+    return None
+
+
+def _check_caps(lines: int, width: int, limits: FileLimits, what: str) -> None:
+    if lines > limits.max_rows:
+        raise Unreadable(f"{what} has {lines} rows, more than limits.max_rows = {limits.max_rows}; "
+                         "refused before reading: split the file or raise the limit in the spec")
+    if lines * max(width, 1) > limits.max_cells:
+        raise Unreadable(f"{what} has {lines} rows × {width} columns, more than limits.max_cells = "
+                         f"{limits.max_cells}; refused before reading: split the file or raise the limit in the spec")
+
+
 def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -> ParsedFile:
     utf8 = encoding.lower().replace("_", "-") in _UTF8
     bom = 3 if head.startswith(codecs.BOM_UTF8) else 0
@@ -240,17 +316,28 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
     header_rows = [r for r in rows[start:start + spec.header.rows]]
     names = unique_names(_compose_header(header_rows, spec.header.joiner))
     offset = bom + sum(len(line) + 1 for line in lines[:start + spec.header.rows])
+    first_data_line = start + spec.header.rows  # data line k (1-based) is physical line first_data_line + k
+    data_lines = _count_lines(path, offset)
+    _check_caps(data_lines, len(names), spec.limits, "the file")
     note = re.compile(spec.note_lines) if spec.note_lines else None
     notes = 0
     bad: list[tuple[int | None, str]] = []
+    handled: list[int] = []     # data lines (1-based) the handler took: notes, blank, bad
+    swallowed: list[int] = []   # data lines where a row ran over several lines (a quote left open)
 
     def invalid(row: Any) -> str:
         nonlocal notes
         text = row.text or ""
+        number = row.number if row.number is not None and row.number > 0 else None
+        if number is not None:
+            handled.append(number)
+        if "\n" in text:
+            swallowed.append(number or 0)
+        line = first_data_line + number if number is not None else None
         if note is not None and note.search(text):
             notes += 1
         elif text.strip(spec.delimiter + " \t\r"):
-            bad.append((row.number, f"row has {row.actual_columns} fields, the header has {row.expected_columns}"))
+            bad.append((line, f"row has {row.actual_columns} fields, the header has {row.expected_columns}"))
         return "skip"
 
     if utf8:  # Arrow reads the mapped bytes as they are (and refuses invalid UTF-8)
@@ -258,8 +345,10 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
         source.seek(offset)
     else:
         source = _Utf8Transcoder(path, offset, encoding)
-    read = pcsv.ReadOptions(column_names=names, block_size=8 << 20)
-    parse = pcsv.ParseOptions(delimiter=spec.delimiter, invalid_row_handler=invalid, newlines_in_values=False)
+    # one thread: the handler then gets each bad line's number (and it parsed no slower under load)
+    read = pcsv.ReadOptions(column_names=names, block_size=8 << 20, use_threads=False)
+    parse = pcsv.ParseOptions(delimiter=spec.delimiter, invalid_row_handler=invalid, newlines_in_values=False,
+                              ignore_empty_lines=False)
     # blank cells are null (empty text means nothing was given), quoted or not
     convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[""],
                                   strings_can_be_null=True, quoted_strings_can_be_null=True)
@@ -273,16 +362,41 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
         raise
     finally:
         source.close()
-    skipped = {"note lines": notes} if notes else {}
-    # a row made only of blanks and delimiters is an empty line in disguise
+    if swallowed or table.num_rows + len(handled) != data_lines:
+        opened = _quote_opened_at(path, offset, first_data_line + 1)
+        where = f"line {opened}" if opened else "a line the hub could not find"
+        raise Unreadable(f"a quote (\") opened at {where} is not closed on that line, so the lines after it were "
+                         f"read as one cell ({table.num_rows + len(handled)} rows for {data_lines} lines); "
+                         "the file is refused whole: fix or remove the stray quote and drop the file again")
+    # each row's physical line: the data lines the handler did not take, in order
+    taken = np.zeros(data_lines, dtype=bool)
+    if handled:
+        taken[np.asarray(handled, dtype=np.int64) - 1] = True
+    line_numbers = pa.array(np.flatnonzero(~taken).astype(np.int64) + first_data_line + 1)
+    skipped = {"title rows": start} if start else {}
+    if notes:
+        skipped["note lines"] = notes
+    blank = data_lines - table.num_rows - notes - len(bad)  # lines of nothing the handler took
+    table = table.append_column(FILE_ROW, line_numbers)
+    # a row made only of blanks and delimiters (or nothing) is an empty line
     empty = _blank_rows(table, names)
     if empty is not None:
-        skipped["blank rows"] = pc.sum(empty.cast(pa.int64())).as_py()
+        blank += pc.sum(empty.cast(pa.int64())).as_py()
         table = table.filter(pc.invert(empty))
-    table = table.append_column(FILE_ROW, row_numbers(1, table.num_rows))
+    if blank:
+        skipped["blank lines"] = blank
+    if spec.header.rows == 1 and table.num_rows:  # the header again (files concatenated by hand)
+        again = None
+        for name, text in zip(names, header_rows[0]):
+            same = pc.fill_null(pc.equal(table[name], (text or "").strip() or None), text in (None, ""))
+            again = same if again is None else pc.and_(again, same)
+        n_again = pc.sum(again.cast(pa.int64())).as_py() or 0 if again is not None else 0
+        if n_again:
+            skipped["repeated header"] = n_again
+            table = table.filter(pc.invert(again))
     table = apply_skip_rules(table, spec, skipped)
     table = table.append_column(ROW_ERROR, _flag_text_columns(table, spec, {}))
-    return ParsedFile(table, encoding, skipped, bad)
+    return ParsedFile(table, encoding, skipped, bad, lines=first_data_line + data_lines)
 
 
 # -------------------------------------------------------------------------------------- Excel
@@ -402,9 +516,69 @@ def _merged_ranges(path: Path, sheet: Any, sheet_name: str) -> list[tuple[tuple[
         wb.close()
 
 
+_TAG = {name: re.compile(rb"<(?:\w+:)?" + name + rb"\b([^>]*)>") for name in (b"sheet", b"Relationship")}
+_ATTR = re.compile(rb'([\w:]+)="([^"]*)"')
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\b[^>]*?\bref="([A-Z]+)?(\d+)(?::([A-Z]+)(\d+))?"')
+
+
+def _tags(xml: bytes, name: bytes) -> list[dict[bytes, bytes]]:
+    """The attributes of each `name` element (in any order), by regex: enough for these two parts."""
+    return [dict(_ATTR.findall(attrs)) for attrs in _TAG[name].findall(xml)]
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters.decode():
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _check_workbook_caps(path: Path, spec: FileStreamSpec) -> None:
+    """Refuse a workbook bomb from its zip directory, before a cell is expanded: the parts'
+    uncompressed size against limits.max_bytes, the sheet's declared dimension against the row
+    and cell caps. (A workbook that declares nothing is still capped while reading: nrows.)"""
+    import html
+
+    limits = spec.limits
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            expanded = sum(i.file_size for i in infos)
+            if expanded > limits.max_bytes:
+                raise Unreadable(f"its parts expand to {expanded} bytes, more than limits.max_bytes = "
+                                 f"{limits.max_bytes}; refused before reading: split the workbook or raise the limit")
+            names = {i.filename for i in infos}
+            if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
+                return
+            sheets = [(html.unescape(t.get(b"name", b"").decode("utf-8", "replace")), t.get(b"r:id"))
+                      for t in _tags(zf.read("xl/workbook.xml"), b"sheet")]
+            rels = {t.get(b"Id"): t.get(b"Target", b"") for t in _tags(zf.read("xl/_rels/workbook.xml.rels"),
+                                                                      b"Relationship")}
+            want = spec.sheet if spec.sheet is not None else 0
+            chosen = sheets[want] if isinstance(want, int) and want < len(sheets) else \
+                next((s for s in sheets if s[0] == want), None)
+            if chosen is None or chosen[1] not in rels:
+                return
+            target = rels[chosen[1]].decode()
+            part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            if part not in names:
+                return
+            with zf.open(part) as fh:
+                start = fh.read(64 << 10)
+    except zipfile.BadZipFile:
+        return  # calamine says what is wrong (a half-written archive waits)
+    found = _DIMENSION.search(start)
+    if found is None:
+        return
+    rows = int(found.group(4) or found.group(2))
+    cols = _column_number(found.group(3) or found.group(1) or b"A")
+    _check_caps(rows, cols, limits, f"sheet '{chosen[0]}' (by its declared size)")
+
+
 def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
     from python_calamine import CalamineError, CalamineWorkbook
 
+    _check_workbook_caps(path, spec)
     try:
         wb = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
@@ -421,7 +595,11 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
         else:
             raise Unreadable(f"has no sheet '{want}' (sheets: {', '.join(names)}); fix `sheet` in the spec")
         sheet = wb.get_sheet_by_name(sheet_name)
-        rows = sheet.to_python(skip_empty_area=False)
+        rows = sheet.to_python(skip_empty_area=False, nrows=spec.limits.max_rows + 1)
+        if len(rows) > spec.limits.max_rows:  # read no further than the cap: the rest is never expanded
+            raise Unreadable(f"sheet '{sheet_name}' has more than limits.max_rows = {spec.limits.max_rows} rows; "
+                             "refused: split the workbook or raise the limit in the spec")
+        _check_caps(len(rows), sheet.width, spec.limits, f"sheet '{sheet_name}'")
         merged = _merged_ranges(path, sheet, sheet_name)
     except CalamineError as exc:
         raise Incomplete(f"sheet cannot be read ({type(exc).__name__})") from None

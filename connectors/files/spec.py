@@ -47,6 +47,39 @@ class CompletenessRule(_Model):
     give_up_seconds: float = Field(default=3600.0, ge=0)
 
 
+class FileLimits(_Model):
+    """Per-file caps, checked before a file is expanded: bytes on disk (and, for a workbook, the
+    uncompressed size of its parts), rows (CSV lines, a sheet's declared or read rows) and cells
+    (rows × columns). A file over a cap is quarantined whole, never read in part."""
+
+    max_bytes: int = Field(default=2 << 30, ge=1)
+    max_rows: int = Field(default=10_000_000, ge=1)
+    max_cells: int = Field(default=200_000_000, ge=1)
+
+
+DEFAULT_PERIOD = r"(?<!\d)(\d{4})[-_.]?(0[1-9]|1[0-2])(?:[-_.]?(0[1-9]|[12]\d|3[01]))?(?!\d)"
+
+
+class PeriodRule(_Model):
+    """Which period a snapshot describes, from its file name: the regex's groups are year, month
+    and (optionally) day. Snapshots apply in period order; a file older than the current snapshot
+    is refused as late. A name without a match has no period and applies in name order."""
+
+    from_name: str = DEFAULT_PERIOD
+
+    @field_validator("from_name")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        import re
+
+        try:
+            if re.compile(value).groups < 2:
+                raise ValueError("the period regex needs groups for year and month (and optionally day)")
+        except re.error as exc:
+            raise ValueError(f"not a valid regex: {exc}") from None
+        return value
+
+
 class FileStreamSpec(BaseStreamSpec):
     pattern: str = Field(description="glob of the stream's files inside the location, e.g. projects_*.csv")
     format: Literal["csv", "excel"]
@@ -60,6 +93,8 @@ class FileStreamSpec(BaseStreamSpec):
     text_columns: tuple[str, ...] = Field(
         default=(), description="columns that must arrive as text (IDs, phones): a number there is quarantined")
     complete: CompletenessRule = CompletenessRule()
+    limits: FileLimits = FileLimits()
+    period: PeriodRule = PeriodRule()
     max_files_per_pass: int = Field(default=10, ge=1, le=1000)
     page_rows: int = Field(default=100_000, ge=1, le=5_000_000)
 

@@ -1,16 +1,24 @@
 """The file stream kind: files dropped in a folder, read once each, full snapshots diffed.
 
-A pass lists the drop location, skips files it has seen (a ledger keyed on content hash, so a
-re-dropped identical file is not loaded twice), waits for files still being written, and reads
-the rest in name order. For a full-snapshot stream each file is compared with the one before:
-rows whose digest is unchanged are dropped, new and changed rows are emitted, and keys the hub
-holds that the new snapshot lacks come out as tombstone rows. A file that cannot be decoded
-becomes one raw row carrying the reason, which the mapping rejects, so it is quarantined whole
-and counted. The ledger commits with the batch (`state_extra`), so a failed pass re-reads.
+A pass lists the drop location, skips files it has handled (a ledger keyed on content hash that
+remembers each file's outcome: loaded, suspect, late, refused, quarantined), waits for files
+still being written, and reads the rest in the order of the period they describe (a date in the
+name), never in arrival order: a snapshot older than the current one is refused as late, so a
+held-back day-1 file cannot roll a district back over day 2. For a full-snapshot stream each file
+is compared with the one before: rows whose digest is unchanged are dropped, new and changed rows
+are emitted, and keys the hub holds that the new snapshot lacks come out as tombstone rows —
+unless the snapshot guard (connectors/guard.py) finds it would delete too much: then nothing of
+it is applied, it is quarantined whole with the figures, and it waits for an operator's
+`iehub quarantine accept`. Only content identical to the current snapshot counts as a duplicate,
+so re-sending a good file after a refused or suspect one is read again. A file that cannot be
+read (not text, over a cap, a swallowing quote, a symlink) becomes one raw row carrying the
+reason, which the mapping rejects, so it is quarantined whole and counted. The ledger commits
+with the batch (`state_extra`), so a failed pass re-reads.
 """
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,12 +35,16 @@ from connectors.files.location import FileEntry, open_location
 from connectors.files.readers import (
     FILE_ROW,
     ROW_ERROR,
+    SNIFF_BYTES,
     Incomplete,
     ParsedFile,
     Unreadable,
     read_file,
+    sniff,
 )
 from connectors.files.spec import DELETED_COLUMN, FileSourceSpec
+from connectors.guard import ShrinkFigures, shrink_reason
+from schemas.mapping import mapping_sources, parse_mapping
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +80,15 @@ def row_digests(table: pa.Table, columns: list[str]) -> pa.Array:
     finally:
         con.close()
     return result.column(0).combine_chunks()
+
+
+def repeated_keys(keys: pa.Array) -> pa.Array | None:
+    """Which rows carry a key that occurs more than once in the file (None when none does)."""
+    counts = pc.value_counts(keys.drop_null())
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return None
+    return pc.fill_null(pc.is_in(keys, value_set=repeated), False)
 
 
 @dataclass
@@ -131,7 +152,13 @@ class FileSourceStream(SourceStream):
         self.snapshot: dict[str, Any] | None = None
         self.counts: dict[str, Any] = {"files_read": 0, "files_quarantined": 0, "files_duplicate": 0,
                                        "files_superseded": 0, "rows_unchanged": 0, "rows_deleted": 0,
-                                       "rows_unreadable": 0, "rows_skipped": {}, "files_waiting": []}
+                                       "rows_unreadable": 0, "rows_skipped": {}, "files_waiting": [],
+                                       "files_suspect": [], "files_late": [], "files_refused": [],
+                                       "snapshots_held": []}
+        mapping = parse_mapping(self.entity, self.stream.mapping, f"spec {self.source}: streams.{name}.mapping")
+        self.mapped = [c for c in dict.fromkeys(s.split(".")[0] for s in mapping_sources(mapping))
+                       if not c.startswith("_")]
+        self.period_rule = re.compile(self.stream.period.from_name)
 
     # -- planning ---------------------------------------------------------------------------
     def _where(self, entry: FileEntry) -> str:
@@ -146,16 +173,32 @@ class FileSourceStream(SourceStream):
         self.snapshot = state.get("snapshot")
         rules = self.stream.complete
         now = time.time()
+        current_sha = (self.snapshot or {}).get("sha")
         fresh: list[tuple[FileEntry, str]] = []
         for entry in self.location.list(self.stream.pattern):
             seen = self.names.get(entry.name)
             if seen and seen[0] == entry.size and seen[1] == entry.mtime_ns:
                 continue  # this very file was handled before: no need to hash it again
+            if entry.refused is not None:  # recorded, never opened
+                self.counts["files_refused"].append(entry.name)
+                log.warning("%s: refused: %s", self._where(entry), entry.refused)
+                self._remember(entry, f"refused:{entry.name}", status="refused", rows=0, reason=entry.refused)
+                continue
             age = now - entry.mtime_ns / 1e9
             if age < rules.settle_seconds:
                 self.counts["files_waiting"].append(entry.name)  # still being written, maybe
                 log.info("%s: changed %.1f s ago (less than complete.settle_seconds = %g); waiting for a later pass",
                          self._where(entry), age, rules.settle_seconds)
+                continue
+            if entry.size > self.stream.limits.max_bytes:  # refused unread (not even hashed)
+                self.pending.append(_Pending(entry, f"size:{entry.size}:{entry.mtime_ns}", None, (
+                    f"file {entry.name}: {entry.size} bytes, more than limits.max_bytes = "
+                    f"{self.stream.limits.max_bytes}; refused before reading: split the file or raise the limit")))
+                continue
+            looks = sniff(self.location.head(entry, SNIFF_BYTES), entry.size, self.stream.format)
+            if looks is not None:  # complete and still not the format: say so now, do not wait
+                self.pending.append(_Pending(entry, self.location.content_hash(entry), None,
+                                             f"file {entry.name}: {looks}"))
                 continue
             if (self.stream.format == "csv" and rules.require_final_newline and entry.size
                     and self.location.tail(entry, 1) != b"\n" and age < rules.give_up_seconds):
@@ -168,12 +211,18 @@ class FileSourceStream(SourceStream):
             if seen and seen[2] == sha:  # touched, not changed
                 self.names[entry.name] = [entry.size, entry.mtime_ns, sha]
                 continue
-            if sha in self.ledger or any(sha == s for _, s in fresh):
+            # a duplicate is what would change nothing: the current snapshot again, or changes
+            # already loaded; content that was refused, suspect or superseded before is judged again
+            loaded_before = self.ledger.get(sha, {}).get("status") == "loaded"
+            if (sha == current_sha if self.stream.mode == "snapshot" else loaded_before) \
+                    or any(sha == s for _, s in fresh):
                 self.counts["files_duplicate"] += 1
                 self.names[entry.name] = [entry.size, entry.mtime_ns, sha]
                 log.info("%s: same content as a file already loaded; not loaded again", self._where(entry))
                 continue
             fresh.append((entry, sha))
+        if self.stream.mode == "snapshot":
+            fresh = self._in_period_order(fresh)
         if self.stream.mode == "snapshot" and self.snapshot is None and len(fresh) > 1:
             # First pass (or --full): the newest snapshot holds everything; older ones are history
             # the hub never saw, recorded as superseded so later passes do not read them.
@@ -193,6 +242,31 @@ class FileSourceStream(SourceStream):
         self.raw_schema = pa.schema([*BOOKKEEPING, *KIND_COLUMNS, *[(c, pa.string()) for c in self.columns]])
         self._clean_digest_files()
 
+    def period(self, name: str) -> str | None:
+        """The period a file describes, from its name (YYYY-MM or YYYY-MM-DD); None without one."""
+        found = self.period_rule.search(name.rsplit("/", 1)[-1])
+        if found is None:
+            return None
+        parts = [p for p in found.groups()[:3] if p]
+        return "-".join([parts[0], *(p.zfill(2) for p in parts[1:])])
+
+    def _in_period_order(self, fresh: list[tuple[FileEntry, str]]) -> list[tuple[FileEntry, str]]:
+        """Snapshots sorted by the period they describe; those older than the current one refused as late."""
+        current = (self.snapshot or {}).get("period")
+        ordered = sorted(fresh, key=lambda f: (self.period(f[0].name) or "", f[0].name))
+        keep = []
+        for entry, sha in ordered:
+            period = self.period(entry.name)
+            if current and period and period < current:
+                reason = (f"late: it describes {period}, older than the current snapshot "
+                          f"{self.snapshot['name']} ({current}); not applied, so the district is not rolled back")
+                log.warning("%s: %s", self._where(entry), reason)
+                self.counts["files_late"].append(entry.name)
+                self._remember(entry, sha, status="late", rows=0, reason=reason, period=period)
+            else:
+                keep.append((entry, sha))
+        return keep
+
     def _parse(self, entry: FileEntry, sha: str, now: float) -> _Pending | None:
         path = self.location.local_path(entry, self.work_dir)
         try:
@@ -207,10 +281,19 @@ class FileSourceStream(SourceStream):
         except Unreadable as exc:
             return _Pending(entry, sha, None, f"file {entry.name}: {exc}")
         key = self.stream.primary_key
-        if key not in parsed.table.column_names:
-            cols = ", ".join(c for c in parsed.table.column_names if not c.startswith("_"))[:300]
+        columns = parsed.table.column_names
+        cols = ", ".join(c for c in columns if not c.startswith("_"))[:300]
+        if key not in columns:
             return _Pending(entry, sha, None, f"file {entry.name}: no key column '{key}' under the header "
                                               f"(columns: {cols}); fix `primary_key` or `header` in the spec")
+        twice = [c for c in [key, *self.mapped] if f"{c}#2" in columns]
+        if twice:
+            return _Pending(entry, sha, None, f"file {entry.name}: the header names {', '.join(dict.fromkeys(twice))} "
+                                              "more than once, so which column holds it is unknown; fix the file's header")
+        missing = [c for c in self.mapped if c not in columns]
+        if missing:
+            return _Pending(entry, sha, None, f"file {entry.name}: no column {', '.join(missing)} under the header "
+                                              f"(columns: {cols}); fix the file or the spec's mapping")
         return _Pending(entry, sha, parsed)
 
     def start_anchor(self, cursor: str | None) -> str | None:
@@ -231,7 +314,7 @@ class FileSourceStream(SourceStream):
                 self.counts["files_quarantined"] += 1
                 log.warning("%s: quarantined whole: %s", self._where(item.entry), item.error)
                 yield RawPage(number, self._error_row(item))
-                self._remember(item.entry, item.sha, status="quarantined", rows=1)
+                self._remember(item.entry, item.sha, status="quarantined", rows=1, reason=item.error)
                 continue
             parsed = item.parsed
             table = parsed.table
@@ -247,15 +330,29 @@ class FileSourceStream(SourceStream):
                     live_before = self.known_keys()
                 diff = diff_snapshot(table, names, keys, digests_before, live_before)
                 digests, present, gone = diff.digests, diff.present, diff.gone
+                figures = ShrinkFigures(rows=len(present), live=len(live_before), deleting=len(gone),
+                                        previous_rows=(self.snapshot or {}).get("rows"))
+                suspect = shrink_reason(figures, self.stream.snapshot_guard)
+                if suspect and not self.ledger.get(item.sha, {}).get("accepted"):
+                    number += 1
+                    yield RawPage(number, self._hold(item, suspect, figures))
+                    continue
+                repeated = repeated_keys(keys)
                 if diff.unchanged is not None:
-                    self.counts["rows_unchanged"] += pc.sum(diff.unchanged.cast(pa.int64())).as_py() or 0
-                    emit = pc.invert(diff.unchanged)
+                    # Every copy of a key repeated in the file goes to the gate, which quarantines them all:
+                    # dropping an unchanged copy would let the other through as if it were the only one.
+                    unchanged = diff.unchanged if repeated is None else pc.and_(diff.unchanged, pc.invert(repeated))
+                    self.counts["rows_unchanged"] += pc.sum(unchanged.cast(pa.int64())).as_py() or 0
+                    emit = pc.invert(unchanged)
                 self.counts["rows_deleted"] += len(gone)
                 outputs.append(self._rows(table, keys, digests, item, emit))
                 outputs.append(self._tombstones(gone, item))
+                if repeated is not None:  # quarantined copies: the next snapshot must not find them "unchanged"
+                    digests = pc.if_else(repeated, pa.scalar(None, pa.string()), digests)
                 self._save_digests(item.sha, keys, digests)
                 live_before, digests_before = present, digests
-                self.snapshot = {"sha": item.sha, "name": item.entry.name}
+                self.snapshot = {"sha": item.sha, "name": item.entry.name, "period": self.period(item.entry.name),
+                                 "rows": len(present)}
             else:
                 digests = row_digests(table, names)
                 outputs.append(self._rows(table, keys, digests, item, None))
@@ -269,10 +366,24 @@ class FileSourceStream(SourceStream):
                     page = out.slice(start, self.stream.page_rows)
                     rows += page.num_rows
                     yield RawPage(number, page)
+            accepted = {"accepted": True} if self.ledger.get(item.sha, {}).get("accepted") else {}
             self._remember(item.entry, item.sha, status="loaded", rows=table.num_rows, emitted=rows,
-                           encoding=parsed.encoding)
+                           encoding=parsed.encoding, lines=parsed.lines, **accepted)
             log.info("%s: %d data rows, %d emitted (%s)", self._where(item.entry), table.num_rows, rows,
                      ", ".join(f"{k} {v}" for k, v in parsed.skipped.items()) or "nothing skipped")
+
+    def _hold(self, item: _Pending, suspect: str, figures: ShrinkFigures) -> pa.Table:
+        """A suspect snapshot: nothing of it applies; one quarantine row says why, with the figures."""
+        name = item.entry.name
+        item.error = (f"file {name}: {suspect}; nothing was applied from it. If the shrink is real, run "
+                      f"`iehub quarantine accept {name}` and sync again")
+        log.warning("%s: held: %s", self._where(item.entry), suspect)
+        self.counts["files_suspect"].append(name)
+        self.counts["snapshots_held"].append(f"{name}: {suspect}")
+        self._remember(item.entry, item.sha, status="suspect", rows=0, reason=suspect,
+                       figures={"rows": figures.rows, "live": figures.live, "deleting": figures.deleting,
+                                "previous_rows": figures.previous_rows})
+        return self._error_row(item)
 
     def _conform(self, columns: dict[str, pa.Array | pa.ChunkedArray], n: int) -> pa.Table:
         arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in self.raw_schema]
@@ -377,4 +488,17 @@ class FileSourceStream(SourceStream):
         self.pending = []
 
 
-__all__ = ["FileSourceStream", "SnapshotDiff", "diff_snapshot", "row_digests"]
+def accept_suspect(state: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """Mark the suspect file `name` (its name in the folder, or its last part) accepted in a file
+    stream's committed state, and forget that the file was handled, so the next pass applies it.
+    Returns the ledger entry, or None when the state holds no suspect file of that name."""
+    for entry in state.get("files", {}).values():
+        if entry.get("status") == "suspect" and name in (entry["name"], entry["name"].rsplit("/", 1)[-1]):
+            entry["accepted"] = True
+            entry["accepted_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            state.get("names", {}).pop(entry["name"], None)
+            return entry
+    return None
+
+
+__all__ = ["FileSourceStream", "SnapshotDiff", "accept_suspect", "diff_snapshot", "row_digests"]

@@ -45,7 +45,9 @@ def test_gbk_and_bom_files_read_the_same_with_notes_blanks_and_totals_skipped(tm
     rows = parsed.table.to_pylist()
     assert [r["项目编号"] for r in rows] == ["00123", "YP-2"]  # leading zeros kept: text
     assert rows[0]["开始日期"] == "2023年4月27日" and rows[0]["金额(万元)"] == "12.50"
-    assert parsed.skipped == {"note lines": 1, "项目编号~^合计": 1}
+    # every line accounted for: 1 title, 1 header, 2 rows (lines 3 and 5), 1 blank, 1 total, 1 note
+    assert parsed.skipped == {"title rows": 1, "blank lines": 1, "note lines": 1, "项目编号~^合计": 1}
+    assert [r["_file_row"] for r in rows] == [3, 5] and parsed.lines == 7
     assert parsed.encoding == ("gb18030" if encoding == "gbk" else "utf-8-sig")
     assert not parsed.bad_lines
 
@@ -166,5 +168,5 @@ def test_blank_cells_quoted_or_not_are_null_and_delimiter_only_lines_are_skipped
     assert parsed.table.select(["项目编号", "项目名称", "开始日期"]).to_pylist() == [
         {"项目编号": "YP-1", "项目名称": None, "开始日期": None},
         {"项目编号": "YP-2", "项目名称": " ", "开始日期": "2023-01-01"}]
-    assert parsed.skipped == {"blank rows": 1}
-    assert parsed.table["_file_row"].to_pylist() == [1, 2]
+    assert parsed.skipped == {"blank lines": 1}
+    assert parsed.table["_file_row"].to_pylist() == [2, 4]  # physical lines of the file
