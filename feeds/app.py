@@ -4,9 +4,15 @@ Contract (DESIGN.md, "Feeds contract"): Ed-Fi style change queries over immutabl
 snapshots, with a signed keyset cursor that keeps a whole pass on the snapshot it started on.
 
 Order of checks on every request, so that the cheapest refusal comes first and nothing is
-read for a caller who may not have it: key (401) → rate (429) → dataset known (404) and in
-the key's scope (403) → parameters (400) → format (400/406) → cursor (400/410) → ETag (304)
-→ query → mask → encode → audit (503 if it cannot be written) → send.
+read for a caller who may not have it: key (401; 503 if the key store cannot be read or the
+key's use recorded) → rate (429) → dataset known (404) and in the key's scope (403) →
+parameters (400) → format (400/406) → cursor (400/410) → ETag (304) → query → mask → encode
+→ audit (503 if it cannot be written) → send.
+
+Fail closed: any failure of the key or audit store is a 503 ``{"error", "message"}`` and no
+data, never a 500. Metadata is scoped like the data: ``/versions`` and the catalogue's change
+versions are computed over the rows and deletes the key may see, never hub-wide, and
+``/schema`` describes the masked records a key without the personal grant receives.
 
 Audit before send: the page (bounded by ``limit``) is encoded into chunks, hashed, the audit
 row is written, and only then are the chunks streamed (see :mod:`feeds.formats`). A request
@@ -41,7 +47,7 @@ from feeds.config import FeedConfig
 from feeds.datasets import DATASETS, FORMATS, Dataset, catalogue_entry
 from feeds.docs_pages import add_offline_docs
 from feeds.formats import Encoded, FormatError, NotAcceptable, encode, etag, etag_matches, negotiate
-from feeds.keys import AuthError, Grant, KeyStore
+from feeds.keys import AuthError, Grant, KeyStore, KeyStoreUnavailable
 from feeds.masking import PSEUDONYM, mask_table
 from feeds.query import (
     DELETE_FIELDS,
@@ -55,7 +61,6 @@ from feeds.query import (
     coverage,
     fetch_changes,
     fetch_deletes,
-    newest_change_version,
     versions,
 )
 from feeds.ratelimit import RateLimiter
@@ -128,7 +133,8 @@ _ERRORS = {
     406: "No served media type in Accept.",
     410: "The snapshot this cursor's pass started on has been pruned: restart the pass without a cursor.",
     429: "Rate limit for this key exceeded; see Retry-After.",
-    503: "Nothing published yet, or the audit log cannot be written (no data is served unaudited).",
+    503: "Nothing published yet, or the key store or audit log cannot be read or written (the hub fails "
+         "closed: nothing is served).",
 }
 
 
@@ -226,7 +232,7 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     # -- dependencies ------------------------------------------------------------------------
 
     def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Grant:
-        """The caller's grant; 401 without a valid key, 429 past its rate."""
+        """The caller's grant; 401 without a valid key, 429 past its rate, 503 if the key store fails."""
         challenge = {"WWW-Authenticate": 'Bearer realm="iehub"'}
         if credentials is None:
             raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'", challenge)
@@ -234,7 +240,16 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
             grant = keystore.authenticate(credentials.credentials)
         except AuthError as exc:
             raise ApiError(401, "unauthorized", str(exc), challenge) from None
-        wait = limiter.check(grant.key_id)
+        except KeyStoreUnavailable as exc:
+            log.error("feed API: key store unavailable: %s", exc)
+            raise ApiError(503, "key_store_unavailable", "the key store cannot be read or written right now, so "
+                           "nothing is served; retry later") from None
+        try:
+            wait = limiter.check(grant.key_id)
+        except OSError as exc:  # the shared rate table in the feeds folder
+            log.error("feed API: rate table unavailable: %s", type(exc).__name__)
+            raise ApiError(503, "key_store_unavailable", "the rate limit cannot be checked right now, so nothing "
+                           "is served; retry later") from None
         if wait > 0:
             raise ApiError(429, "rate_limited", f"rate limit of {config.rate:g} requests/s (burst {config.burst}) "
                            f"for key {grant.key_id} exceeded; retry after the Retry-After seconds",
@@ -282,9 +297,20 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
 
     # -- endpoints -----------------------------------------------------------------------------
 
+    # Snapshots never change: what a scope sees of one is cached freely.
     @lru_cache(maxsize=512)
     def cached_coverage(version: str, name: str, districts: frozenset[str] | None) -> dict[str, Any]:
-        return coverage(pool, version, DATASETS[name], districts)  # snapshots never change: cache freely
+        return coverage(pool, version, DATASETS[name], districts)
+
+    @lru_cache(maxsize=512)
+    def cached_versions(version: str, name: str, districts: frozenset[str] | None) -> dict[str, Any]:
+        return versions(pool, version, DATASETS[name], districts)
+
+    def scoped_versions(snapshot: str, ds: Dataset, grant: Grant) -> dict[str, Any]:
+        try:
+            return cached_versions(snapshot, ds.name, grant.districts)
+        except SnapshotGone as exc:  # CURRENT moved and the old one was pruned in between
+            raise ApiError(503, "no_snapshot", str(exc)) from None
 
     @app.get("/v1/feeds", tags=["feeds"], response_model=Catalogue, responses=_responses(401, 429, 503),
              summary="Catalogue of the datasets this key may read (DCAT-style)")
@@ -313,8 +339,9 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
         strict(request, set())
         ds = in_scope(dataset.value, grant)
         snapshot = current_snapshot()
-        body = {"dataset": ds.name, "snapshot": snapshot, **versions(pool, snapshot, ds)}
-        return json_with_etag(request, body, {"what": "versions", "snapshot": snapshot, "dataset": ds.name}, snapshot)
+        body = {"dataset": ds.name, "snapshot": snapshot, **scoped_versions(snapshot, ds, grant)}
+        parts = {"what": "versions", "snapshot": snapshot, "dataset": ds.name, "scope": _scope(grant)}
+        return json_with_etag(request, body, parts, snapshot)
 
     @app.get("/v1/feeds/{dataset}/schema", tags=["feeds"], responses=_responses(400, 401, 403, 404, 429),
              summary="Frictionless Table Schema of the records this key receives")
@@ -418,11 +445,11 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
         else:
             snapshot = current_snapshot()
             low = min_change_version if min_change_version is not None else 0
-            try:
-                high = max_change_version if max_change_version is not None else newest_change_version(pool, snapshot)
-            except SnapshotGone as exc:  # CURRENT moved and the old one was pruned in between
-                raise ApiError(503, "no_snapshot", str(exc)) from None
-            if low > high:
+            if max_change_version is not None:
+                high = max_change_version
+            else:  # the newest the key may see; past it, the empty window [min, min - 1]: nothing new yet
+                high = max(int(scoped_versions(snapshot, ds, grant)["newest_change_version"]), low - 1)
+            if low > high + 1:  # [n, n - 1] is the empty window a pass past the newest returns: accepted back
                 raise ApiError(400, "bad_parameter", f"min_change_version={low} is greater than "
                                f"max_change_version={high}; nothing can match")
             after = low - 1
@@ -440,7 +467,8 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
                 table = mask_table(page.table, ds.name, personal=grant.personal, secret=secret).select(wanted)
             else:
                 page = fetch_deletes(pool, snapshot, ds, Window(after, low, high, size), districts=grant.districts)
-                table, wanted = page.table, list(DELETE_FIELDS)
+                table = mask_table(page.table, ds.name, personal=grant.personal, secret=secret)
+                wanted = list(DELETE_FIELDS)
         except FieldError as exc:
             raise ApiError(400, "bad_parameter", f"query parameter 'fields': {exc}") from None
         except SnapshotGone as exc:

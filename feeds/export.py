@@ -13,8 +13,12 @@ publishes meanwhile. Rows stream from DuckDB as Arrow record batches through mas
 both writers, so memory is bounded by the batch size. Everything is written to a staging
 directory renamed into place at the end: a reader never sees half a package.
 
-Personal fields are masked unless ``personal`` is asked for; when an :class:`AuditLog` is
-given, each package is recorded there before it is moved into place (no audit, no export).
+Personal fields are masked unless ``personal`` is asked for, by the same :func:`feeds.masking.mask_table`
+as the feed API (so ``_record_hash`` is keyed and, masked, ``_source_key`` pseudonymised); the
+CSV is written through :func:`feeds.formats.csv_cells`, the one CSV form of the hub (lists as JSON
+arrays, text values that a spreadsheet would run as a formula prefixed with ``'``), while the
+Parquet keeps every value exactly. When an :class:`AuditLog` is given, each package is recorded
+there before it is moved into place (no audit, no export).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from warehouse.publish import current_path
 
 from feeds.audit import AuditLog
 from feeds.datasets import LICENCE, PUBLISHER
+from feeds.formats import csv_cells
 from feeds.masking import mask_table
 from feeds.tableschema import feed_columns, table_schema
 
@@ -145,16 +150,18 @@ def _export_one(
     csv_path, parquet_path = staging / f"{dataset}.csv", staging / f"{dataset}.parquet"
     try:
         reader = con.sql(query).to_arrow_reader(batch_rows)
-        schema = mask_table(reader.schema.empty_table(), dataset, personal=personal, secret=secret).schema
+        empty = mask_table(reader.schema.empty_table(), dataset, personal=personal, secret=secret)
+        schema = empty.schema
         rows = 0
         if progress:
             progress(dataset, 0, total)
         with pq.ParquetWriter(parquet_path, schema, compression="zstd") as parquet, \
-                pacsv.CSVWriter(csv_path, schema) as csv:
+                pacsv.CSVWriter(csv_path, csv_cells(empty).schema) as csv:
             for batch in reader:
-                masked = mask_table(pa.Table.from_batches([batch]), dataset, personal=personal, secret=secret)
+                masked = mask_table(pa.Table.from_batches([batch], reader.schema), dataset, personal=personal,
+                                    secret=secret)
                 parquet.write_table(masked)
-                csv.write_table(masked)
+                csv.write_table(csv_cells(masked))
                 rows += masked.num_rows
                 if progress:
                     progress(dataset, rows, total)
@@ -209,7 +216,7 @@ def _package(dataset: str, version: str, personal: bool, rows: int, files: dict[
             "bytes": size,
             "hash": digest,
             "rowCount": rows,
-            "schema": schema,
+            "schema": schema if fmt == "csv" else _parquet_schema(schema),
         }
 
     return {
@@ -228,6 +235,24 @@ def _package(dataset: str, version: str, personal: bool, rows: int, files: dict[
         ],
         "iehub": {"dataset": dataset, "snapshot": version, "personal": personal},
     }
+
+
+def _parquet_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The Table Schema of the Parquet resource: the CSV's, except that a list field is typed ``any``.
+
+    frictionless reads Parquet through pandas, which hands a list cell over as a numpy array, and
+    its ``array`` type accepts only a list or JSON text: every list cell would be reported as a
+    type error although the file holds a true ``list<string>``. The field keeps saying what it is
+    (``parquetType``, and the CSV resource's ``array``), so nothing is hidden from a reader.
+    """
+    fields = []
+    for field in schema["fields"]:
+        if field["type"] == "array":
+            field = {**field, "type": "any", "parquetType": "list<string>",
+                     "description": field["description"] + " (in Parquet a list column; typed 'any' here only "
+                     "because frictionless cannot read Parquet lists as arrays)"}
+        fields.append(field)
+    return {**schema, "fields": fields}
 
 
 def _fsync_tree(directory: Path) -> None:

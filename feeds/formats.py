@@ -8,10 +8,22 @@ them would double the dominant cost of a page (encoding is about half of it).
 
 Value rules (one place for every text format, :func:`_json_value`): decimals as exact strings,
 dates ISO 8601, timestamps RFC 3339 in UTC with microseconds and ``Z``, nulls as JSON null /
-empty CSV field, non-finite floats as null. Parquet keeps the Arrow types as they are. The
-text forms and the JSON records are written by an in-memory DuckDB in one call per page, which
-releases the GIL: the API serves many pages at once from threads of one process, and a page
-encoded in Python objects held every other request up for its whole length.
+empty CSV field, non-finite floats as null, lists as JSON arrays and structs as JSON objects
+(element by element under the same rules). Parquet keeps the Arrow types as they are. The
+text forms and the JSON records are written by an in-memory DuckDB in one call per page
+(:mod:`feeds.arrowsql`), which releases the GIL: the API serves many pages at once from threads
+of one process, and a page encoded in Python objects held every other request up for its whole
+length.
+
+CSV is for people, so it has two rules of its own, in :func:`csv_cells`, which every CSV the hub
+writes goes through (feed pages, ``iehub export``, and ``iehub sql --format csv`` through
+:func:`neutralise_formulas`): a struct column becomes one column per member (``key.trainee_id``),
+and a list is one cell holding its JSON array (Frictionless' ``array`` type), so a cell never
+needs a second convention; and a text value beginning with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return is prefixed with ``'`` (OWASP, CSV injection), so a spreadsheet shows it instead
+of running it. Only text columns are escaped: a number, a decimal (``-3.50``), a date or a time is
+written as its value and stays a number for the spreadsheet, and its text form cannot begin a
+formula. JSON, NDJSON and Parquet keep every value exactly.
 """
 
 from __future__ import annotations
@@ -19,16 +31,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from feeds.arrowsql import select_from
 from feeds.datasets import FORMATS
 from warehouse.versions import ident
 
@@ -46,7 +58,8 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency
 
 
 __all__ = [
-    "CHUNK_ROWS", "FormatError", "NotAcceptable", "encode", "etag", "etag_matches", "negotiate", "published",
+    "CHUNK_ROWS", "FORMULA_STARTS", "FormatError", "NotAcceptable", "csv_cells", "encode", "etag", "etag_matches",
+    "negotiate", "neutralise_formulas", "published",
 ]
 
 CHUNK_ROWS = 500
@@ -107,11 +120,13 @@ def negotiate(format_param: str | None, accept: str | None) -> str:
     return offers[0][2]
 
 
-def _json_value(sql: str, t: pa.DataType) -> str:
+def _json_value(sql: str, t: pa.DataType, *, as_text: bool = False, depth: int = 0) -> str:
     """SQL turning one value of Arrow type ``t`` into what the text formats publish (see the module doc).
 
-    Types outside this list raise TypeError naming the type: a new column type must be given a
-    published form here (``test_every_entity_field_type_has_a_published_form`` keeps entities honest).
+    ``as_text``: a list or struct becomes the text of its JSON (one CSV cell) instead of a JSON
+    array or object. Types outside this list raise TypeError naming the type: a new column type
+    must be given a published form here (``test_every_entity_field_type_has_a_published_form``
+    and the every-dataset-in-every-format test keep entities and the warehouse's extra columns honest).
     """
     if pa.types.is_timestamp(t):
         # An instant is written in UTC whatever the session's zone; a naive timestamp is taken as UTC.
@@ -121,49 +136,76 @@ def _json_value(sql: str, t: pa.DataType) -> str:
         return f"CAST({sql} AS VARCHAR)"
     if pa.types.is_floating(t):  # JSON has no NaN or Infinity: they go out as null
         return f"CASE WHEN isfinite({sql}) THEN {sql} END"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        element = f"x{depth}"  # lambda parameters never clash with columns, which are always t."name"
+        each = f"list_transform({sql}, lambda {element}: {_json_value(element, t.value_type, depth=depth + 1)})"
+        return f"CASE WHEN {sql} IS NOT NULL THEN CAST(to_json({each}) AS VARCHAR) END" if as_text else each
     if pa.types.is_struct(t):
-        members = ", ".join(f"{ident(f.name)} := {_json_value(f'{sql}.{ident(f.name)}', f.type)}" for f in t)
-        return f"CASE WHEN {sql} IS NOT NULL THEN struct_pack({members}) END"
+        members = ", ".join(f"{ident(f.name)} := {_json_value(f'{sql}.{ident(f.name)}', f.type, depth=depth)}"
+                            for f in t)
+        packed = f"CAST(to_json(struct_pack({members})) AS VARCHAR)" if as_text else f"struct_pack({members})"
+        return f"CASE WHEN {sql} IS NOT NULL THEN {packed} END"
     if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_integer(t)
             or pa.types.is_boolean(t) or pa.types.is_null(t)):
         return sql
     raise TypeError(f"no published JSON form for Arrow type {t}; add one in feeds.formats._json_value")
 
 
-_encoder: duckdb.DuckDBPyConnection | None = None
-_encoder_lock = threading.Lock()
-
-
-def _encoder_cursor() -> duckdb.DuckDBPyConnection:
-    """A cursor of the in-memory DuckDB that writes JSON records (one per call: cursors are per thread)."""
-    global _encoder
-    with _encoder_lock:
-        if _encoder is None:
-            # One thread: a page is one vector's worth of rows, and concurrency comes from the requests.
-            _encoder = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "256MB"})
-        return _encoder.cursor()
-
-
-def _members(schema: pa.Schema) -> list[str]:
+def _members(schema: pa.Schema, *, as_text: bool = False) -> list[str]:
     """``name := <published form>`` for each column, for DuckDB's struct_pack."""
-    return [f"{ident(f.name)} := {_json_value('t.' + ident(f.name), f.type)}" for f in schema]
+    return [f"{ident(f.name)} := {_json_value('t.' + ident(f.name), f.type, as_text=as_text)}" for f in schema]
 
 
-def _in_duckdb(table: pa.Table, select: str, params: list[Any] | None = None) -> pa.Table:
-    """``SELECT {select} FROM page AS t`` over ``table`` in the encoder's DuckDB (one call, GIL released)."""
-    cur = _encoder_cursor()
-    try:
-        cur.register("page", table)
-        return cur.sql(f"SELECT {select} FROM page AS t", params=params or []).to_arrow_table()
-    finally:
-        cur.close()
+def published(table: pa.Table, *, as_text: bool = False) -> pa.Table:
+    """The table with decimals, dates and timestamps as the text every text format publishes.
 
-
-def published(table: pa.Table) -> pa.Table:
-    """The table with decimals, dates and timestamps as the text every text format publishes."""
+    ``as_text`` (CSV): lists and structs as the text of their JSON too.
+    """
     if table.num_columns == 0:
         return table
-    return _in_duckdb(table, f"UNNEST(struct_pack({', '.join(_members(table.schema))}))")
+    return select_from(table, f"UNNEST(struct_pack({', '.join(_members(table.schema, as_text=as_text))}))")
+
+
+#: What a CSV cell may not begin with, or a spreadsheet takes it for a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA = "^[=+@\t\r-]"
+
+
+def _neutralised(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    t = values.type
+    if pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type)):
+        values, t = values.cast(t.value_type), t.value_type
+    if pa.types.is_string_view(t):
+        values, t = values.cast(pa.string()), pa.string()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        formula = pc.match_substring_regex(values, _FORMULA)
+        return pc.if_else(formula, pc.binary_join_element_wise("'", values, ""), values)
+    if pa.types.is_struct(t):
+        chunks = []
+        for chunk in values.chunks:
+            members = [_neutralised(pa.chunked_array([chunk.field(i)], t.field(i).type)).combine_chunks()
+                       for i in range(t.num_fields)]
+            fields = [t.field(i).with_type(m.type) for i, m in enumerate(members)]
+            chunks.append(pa.StructArray.from_arrays(members, fields=fields,
+                                                     mask=chunk.is_null() if chunk.null_count else None))
+        return pa.chunked_array(chunks, pa.struct(fields)) if chunks else values
+    return values  # numbers, decimals, dates, times, booleans: their text cannot start a formula
+
+
+def neutralise_formulas(table: pa.Table) -> pa.Table:
+    """``table`` with every text value that begins with one of :data:`FORMULA_STARTS` prefixed with ``'``.
+
+    The one rule for every CSV the hub writes for people (see the module doc); struct members
+    are text columns too. Lists are left alone: their CSV cell is a JSON array, which starts with ``[``.
+    """
+    columns = [_neutralised(column) for column in table.columns]
+    fields = [f.with_type(c.type) for f, c in zip(table.schema, columns)]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+def csv_cells(table: pa.Table) -> pa.Table:
+    """The CSV form of ``table``: structs flattened into columns, formulas neutralised, every value as its text."""
+    return published(neutralise_formulas(table.flatten()), as_text=True)
 
 
 def _record_chunks(table: pa.Table, terminator: bytes) -> list[bytes]:
@@ -176,8 +218,8 @@ def _record_chunks(table: pa.Table, terminator: bytes) -> list[bytes]:
     """
     if table.num_rows == 0:
         return []
-    texts = _in_duckdb(table, f"to_json(struct_pack({', '.join(_members(table.schema))})) || ?",
-                       [terminator.decode()]).column(0).combine_chunks()
+    texts = select_from(table, f"to_json(struct_pack({', '.join(_members(table.schema))})) || ?",
+                        [terminator.decode()]).column(0).combine_chunks()
     if texts.type != pa.string():
         texts = texts.cast(pa.string())
     offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset:texts.offset + len(texts) + 1]
@@ -201,7 +243,7 @@ def _ndjson(table: pa.Table) -> list[bytes]:
 
 
 def _csv(table: pa.Table) -> list[bytes]:
-    flat = published(table).flatten()  # a struct column becomes key._source, key.project_id …
+    flat = csv_cells(table)  # see the module doc: structs flattened, lists as JSON, formulas neutralised
     chunks = []
     for start in range(0, max(flat.num_rows, 1), CHUNK_ROWS):
         buffer = io.BytesIO()

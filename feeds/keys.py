@@ -12,6 +12,12 @@ process for ``cache_seconds`` (default 5). The cache is keyed by a hash of the w
 immediate in the process that revokes (it drops the entry) and takes at most
 ``cache_seconds`` in other processes: a bounded, documented delay that keeps the key table
 off the hot path. ``last_used_at`` is written at most once a minute per key, on cache misses.
+
+Fail closed: when the key database cannot be read, or ``last_used_at`` cannot be written (the
+disk is full, the file read-only, the server gone), :meth:`KeyStore.authenticate` raises
+:class:`KeyStoreUnavailable` and the API answers 503 without serving anything. A grant whose
+use cannot be recorded is not honoured, so ``last_used_at`` stays a true record of which keys
+are in use, and a broken store is noticed at once, not when a key goes quiet for a minute.
 """
 
 from __future__ import annotations
@@ -30,11 +36,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from schemas import CODE_LISTS, ENTITIES
 from warehouse.sqlstore import UtcDateTime, configure_sqlite
 
-__all__ = ["AuthError", "Grant", "KeyInfo", "KeyStore", "KeyStoreError", "KEY_PREFIX", "feed_engine"]
+__all__ = [
+    "AuthError", "Grant", "KeyInfo", "KeyStore", "KeyStoreError", "KeyStoreUnavailable", "KEY_PREFIX", "driver_reason",
+    "feed_engine",
+]
 
 KEY_PREFIX = "iehub_"
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -66,6 +76,10 @@ class AuthError(Exception):
 
 class KeyStoreError(ValueError):
     """A key cannot be created or changed as asked (bad dataset, district, consumer or key id)."""
+
+
+class KeyStoreUnavailable(RuntimeError):
+    """The key database cannot be read or written right now; the message names no key and no secret."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,12 @@ def _now() -> datetime:
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def driver_reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message, without SQLAlchemy's echo of the statement and its parameters."""
+    orig = getattr(exc, "orig", None)
+    return f"{type(orig or exc).__name__}: {str(orig).strip().splitlines()[0] if orig else type(exc).__name__}"
 
 
 def _scope(values: Iterable[str] | None, known: Iterable[str], what: str) -> frozenset[str] | None:
@@ -269,8 +289,11 @@ class KeyStore:
         return grant
 
     def _load_grant(self, key_id: str, secret: str, now: datetime) -> Grant:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(feed_keys).where(feed_keys.c.key_id == key_id)).first()
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(feed_keys).where(feed_keys.c.key_id == key_id)).first()
+        except SQLAlchemyError as exc:
+            raise KeyStoreUnavailable(f"the key database cannot be read: {driver_reason(exc)}") from None
         # Compare even when the id is unknown, so timing does not tell ids that exist.
         stored = row.secret_sha256 if row is not None else "0" * 64
         if not hmac.compare_digest(stored, _digest(secret)) or row is None:
@@ -278,7 +301,10 @@ class KeyStore:
         if row.revoked_at is not None:
             raise AuthError(f"API key {key_id} has been revoked")
         if row.last_used_at is None or now - row.last_used_at >= _LAST_USED_EVERY:
-            with self.engine.begin() as conn:
-                conn.execute(feed_keys.update().where(feed_keys.c.key_id == key_id).values(last_used_at=now))
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(feed_keys.update().where(feed_keys.c.key_id == key_id).values(last_used_at=now))
+            except SQLAlchemyError as exc:
+                raise KeyStoreUnavailable(f"the key database cannot record the key's use: {driver_reason(exc)}") from None
         return Grant(key_id, row.consumer, _load(row.datasets), _load(row.districts), bool(row.personal),
                      row.expires_at)

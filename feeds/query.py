@@ -309,22 +309,33 @@ def fetch_changes(
         read, wanted = resolve_fields(dataset, columns, requested, derived)
         select = ", ".join("t." + _ident(c) for c in read)
         if dataset.scope is ScopeRule.PROJECT and districts:
-            # A participant or report enters a key's districts when its project does (moves
-            # there, or comes back from a delete) without changing itself: for scoped keys its
-            # change_version is the later of its own and its project's, so the pass that covers
-            # the project's change carries it too (a consumer may get it again: same content).
-            select = ", ".join(f"t._feed_version AS {_ident(c)}" if c == CHANGE_VERSION else "t." + _ident(c)
+            select = ", ".join(f"t.{FEED_VERSION} AS {_ident(c)}" if c == CHANGE_VERSION else "t." + _ident(c)
                                for c in read)
-            marks = ", ".join("?" for _ in districts)
-            source = (f"(SELECT c.*, greatest(c.{CHANGE_VERSION}, p.{CHANGE_VERSION}) AS _feed_version "
-                      f"FROM {dataset.table} AS c JOIN core.project AS p "
-                      f"ON p._source = c._source AND p.project_id = c.project_id WHERE p.{DISTRICT} IN ({marks}))")
+            source, params = _through_project(dataset, districts)
             tiebreak = "".join(f", t.{_ident(k)}" for k in dataset.entity.key)
-            page = _page(cur, select, source, "TRUE", sorted(districts), window, version="t._feed_version",
-                         tiebreak=tiebreak)
+            page = _page(cur, select, source, "TRUE", params, window, version=f"t.{FEED_VERSION}", tiebreak=tiebreak)
             return page, wanted
         where, params = scope_sql(dataset, districts)
         return _page(cur, select, dataset.table, where, params, window), wanted
+
+
+#: The change version a project-scoped row has for a key with districts (see :func:`_through_project`).
+FEED_VERSION = "_feed_version"
+
+
+def _through_project(dataset: Dataset, districts: frozenset[str]) -> tuple[str, list[Any]]:
+    """The rows of a PROJECT-scoped dataset in ``districts``, each with its :data:`FEED_VERSION`.
+
+    A participant or report enters a key's districts when its project does (moves there, or
+    comes back from a delete) without changing itself: for scoped keys its change_version is
+    the later of its own and its project's, so the pass that covers the project's change
+    carries it too (a consumer may get it again: same content).
+    """
+    marks = ", ".join("?" for _ in districts)
+    return (f"(SELECT c.*, greatest(c.{CHANGE_VERSION}, p.{CHANGE_VERSION}) AS {FEED_VERSION} "
+            f"FROM {dataset.table} AS c JOIN core.project AS p "
+            f"ON p._source = c._source AND p.project_id = c.project_id WHERE p.{DISTRICT} IN ({marks}))",
+            sorted(districts))
 
 
 #: What a delete record carries, in order; ``key`` is the natural key as an object.
@@ -355,19 +366,38 @@ def _json_path(key: str) -> str:
     return "'$.\"" + key.replace("'", "''").replace('"', '') + "\"'"
 
 
-def versions(pool: SnapshotPool, version: str, dataset: Dataset) -> dict[str, int | None]:
-    """``oldest_change_version`` of the dataset (rows and deletes) and the hub's ``newest_change_version``.
+def versions(
+    pool: SnapshotPool, version: str, dataset: Dataset, districts: frozenset[str] | None
+) -> dict[str, int | None]:
+    """The change versions of what a key with ``districts`` may see of ``dataset``: its rows and deletes.
 
-    The newest is the snapshot's last change version hub-wide (as Ed-Fi's availableChangeVersions):
-    a consumer that read up to it can start its next pass after it whether or not this dataset changed.
+    ``oldest_change_version`` is None and ``newest_change_version`` 0 when it may see nothing.
+    Scoped like the data, not hub-wide: a key learns nothing of other districts' or datasets'
+    activity from it. The newest is still a safe place to start the next pass after: every later
+    change to a row the key may see takes a change version above the hub's newest, so above it.
     """
-    with pool.cursor(version) as (cur, _):
-        oldest = cur.execute(
-            f"SELECT min(v) FROM (SELECT min({CHANGE_VERSION}) AS v FROM {dataset.table} "
-            f"UNION ALL SELECT min({CHANGE_VERSION}) FROM core.{TOMBSTONES} WHERE entity = ?)", [dataset.name]
-        ).fetchall()[0][0]
-        newest = _newest(cur)
-    return {"oldest_change_version": oldest, "newest_change_version": newest}
+    with pool.cursor(version) as (cur, entry):
+        oldest, newest = _scoped_range(cur, entry, dataset, districts)
+    return {"oldest_change_version": oldest, "newest_change_version": newest or 0}
+
+
+def _scoped_range(cur: duckdb.DuckDBPyConnection, entry: _Entry, dataset: Dataset,
+                  districts: frozenset[str] | None) -> tuple[int | None, int | None]:
+    """min and max change version over the rows and tombstones of ``dataset`` in ``districts``."""
+    if dataset.scope is ScopeRule.PROJECT and districts:
+        source, params = _through_project(dataset, districts)
+        rows = f"SELECT min(t.{FEED_VERSION}) AS lo, max(t.{FEED_VERSION}) AS hi FROM {source} AS t"
+    else:
+        where, params = scope_sql(dataset, districts)
+        rows = f"SELECT min(t.{CHANGE_VERSION}) AS lo, max(t.{CHANGE_VERSION}) AS hi FROM {dataset.table} AS t " \
+               f"WHERE {where}"
+    has_district = DISTRICT in _columns(cur, entry, TOMBSTONES)
+    where, tomb_params = tombstone_scope_sql(dataset, districts, has_district)
+    tombs = (f"SELECT min(t.{CHANGE_VERSION}), max(t.{CHANGE_VERSION}) FROM core.{TOMBSTONES} AS t "
+             f"WHERE t.entity = ? AND ({where})")
+    lo, hi = cur.execute(f"SELECT min(lo), max(hi) FROM ({rows} UNION ALL {tombs})",
+                         [*params, dataset.name, *tomb_params]).fetchall()[0]
+    return lo, hi
 
 
 def _newest(cur: duckdb.DuckDBPyConnection) -> int:
@@ -377,19 +407,19 @@ def _newest(cur: duckdb.DuckDBPyConnection) -> int:
 
 
 def coverage(pool: SnapshotPool, version: str, dataset: Dataset, districts: frozenset[str] | None) -> dict[str, Any]:
-    """What the caller can see of ``dataset`` in the snapshot: event-date range and change versions."""
+    """What the caller can see of ``dataset`` in the snapshot: event-date range and change versions (as /versions)."""
     with pool.cursor(version) as (cur, entry):
         columns = _columns(cur, entry, dataset.name)
         event = "coalesce(t.updated_at, t._extracted_at)" if "updated_at" in columns else "t._extracted_at"
         where, params = scope_sql(dataset, districts)
-        start, end, oldest, newest = cur.execute(
-            f"SELECT min({event})::DATE::VARCHAR, max({event})::DATE::VARCHAR, min(t.{CHANGE_VERSION}), "
-            f"max(t.{CHANGE_VERSION}) FROM {dataset.table} AS t WHERE {where}", params
-        ).fetchall()[0]
-    return {"start": start, "end": end, "oldest_change_version": oldest, "newest_change_version": newest}
+        start, end = cur.execute(
+            f"SELECT min({event})::DATE::VARCHAR, max({event})::DATE::VARCHAR FROM {dataset.table} AS t WHERE {where}",
+            params).fetchall()[0]
+        oldest, newest = _scoped_range(cur, entry, dataset, districts)
+    return {"start": start, "end": end, "oldest_change_version": oldest, "newest_change_version": newest or 0}
 
 
 def newest_change_version(pool: SnapshotPool, version: str) -> int:
-    """The snapshot's last change version hub-wide: the default ``max_change_version`` of a pass."""
+    """The snapshot's last change version hub-wide (the benchmark's window; the API scopes its own: :func:`versions`)."""
     with pool.cursor(version) as (cur, _):
         return _newest(cur)

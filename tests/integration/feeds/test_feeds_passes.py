@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from feeds.datasets import DATASETS
+from feeds.masking import keyed_digest
 from tests.conftest import REPO
 from tests.integration.feeds.conftest import Api, open_api
 from tests.unit.feeds.feed_fixtures import DISTRICTS, MUNICIPAL, make_feed_home, participant, project, trainee
@@ -21,14 +22,16 @@ from warehouse.publish import current_path, prune, published_dir
 pytestmark = pytest.mark.integration
 
 
-def snapshot_rows(database: Path, table: str, where: str = "true") -> dict[str, Any]:
+def snapshot_rows(api: Api, database: Path, table: str, where: str = "true") -> dict[str, Any]:
+    """natural key → the record's digest as the feed serves it (keyed under the hub secret)."""
     con = duckdb.connect(str(database), read_only=True)
     try:
         rows = con.sql(f"select * from core.{table} where {where}").to_arrow_table().to_pylist()
     finally:
         con.close()
     key = DATASETS[table].entity.key
-    return {json.dumps([r[k] for k in key]): r["_record_hash"] for r in rows}
+    secret = api.config.secret()
+    return {json.dumps([r[k] for k in key]): keyed_digest(r["_record_hash"], secret, "_record_hash") for r in rows}
 
 
 def read_pass(api: Api, url: str, key: str = "all", between_pages: Any = None) -> tuple[list[dict], set[str], int]:
@@ -54,7 +57,7 @@ def read_pass(api: Api, url: str, key: str = "all", between_pages: Any = None) -
 def test_a_pass_reads_one_snapshot_while_another_is_published(fresh: Api) -> None:
     fh = fresh.fh
     before = current_path(fh.home).resolve()
-    start = snapshot_rows(before, "project")
+    start = snapshot_rows(fresh, before, "project")
 
     def publish_changes() -> None:
         fh.land(MUNICIPAL, "project", [project(5, DISTRICTS[2], title="改名"), project(900, DISTRICTS[0]),
@@ -66,7 +69,7 @@ def test_a_pass_reads_one_snapshot_while_another_is_published(fresh: Api) -> Non
     got = {json.dumps([r["_source"], r["project_id"]]): r["_record_hash"] for r in records}
     assert len(got) == len(records)  # nothing twice
     assert got == start  # exactly the old state: the new snapshot did not leak in
-    after = snapshot_rows(current_path(fh.home), "project")
+    after = snapshot_rows(fresh, current_path(fh.home), "project")
     assert after != start
     fresh_pass, snaps, _ = read_pass(fresh, "/v1/feeds/project?limit=50")
     assert {json.dumps([r["_source"], r["project_id"]]): r["_record_hash"] for r in fresh_pass} == after
@@ -137,23 +140,23 @@ def test_consumers_reading_while_builds_run_end_with_the_warehouse_state(fresh: 
         consumer.sync_round()  # catch up with the last build
 
     db = current_path(fh.home)
-    assert consumers["all"].live() == snapshot_rows(db, "project")
+    assert consumers["all"].live() == snapshot_rows(fresh, db, "project")
     # A project that moved out of a key's districts leaves its view without a delete (its last
     # visible version stays with the consumer, as in Ed-Fi; README "Feed API", known limits), so
     # scoped keys are compared on the keys in scope now: every one present, at its current version.
     for key, where in ((DISTRICTS[0], f"district_code = '{DISTRICTS[0]}'"),
                        ("two", f"district_code in ('{DISTRICTS[0]}', '{DISTRICTS[1]}')")):
-        got, expected = consumers[key].live(), snapshot_rows(db, "project", where)
+        got, expected = consumers[key].live(), snapshot_rows(fresh, db, "project", where)
         assert {k: got.get(k) for k in expected} == expected
     scoped_participants = snapshot_rows(
-        db, "project_participant",
+        fresh, db, "project_participant",
         f"exists (select 1 from core.project p where p._source = project_participant._source and "
         f"p.project_id = project_participant.project_id and p.district_code = '{DISTRICTS[1]}')")
     got = participants.live()
     # Participants of projects that moved into the district or were restored arrived with them.
     assert {k: got.get(k) for k in scoped_participants} == scoped_participants
     assert any(json.loads(k)[1] in {"PP00031", "PP00032"} for k in got)  # P00001, P00002 restored in round 1/2
-    expected_trainees = snapshot_rows(db, "trainee", f"district_code = '{DISTRICTS[2]}'")
+    expected_trainees = snapshot_rows(fresh, db, "trainee", f"district_code = '{DISTRICTS[2]}'")
     got_trainees = trainees.live()
     assert {k: got_trainees[k] for k in expected_trainees} == expected_trainees
 

