@@ -296,3 +296,44 @@ def _check_mappings(spec: SourceSpec, path: Path, root: yaml.Node | None) -> Non
 
 def available_sources() -> list[str]:
     return sorted({p.stem for folder in spec_dirs() if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+#: Key columns named like personal data, whatever the mapping does with them (a key may be mapped to nothing).
+_PERSONAL_NAME = re.compile(r"身份证|证件号|护照|手机|电话|姓名|联系人|id_?card|id_?number|id_?no$|phone|mobile",
+                            re.IGNORECASE)
+
+
+def personal_key_warnings(spec: SourceSpec) -> list[str]:
+    """What `iehub spec validate` warns about: streams whose key, or a field served in clear, is personal data.
+
+    A stream's ``primary_key`` becomes every record's ``_source_key`` and its deletes' too. The
+    feeds pseudonymise ``_source_key`` for keys without the personal grant (see feeds.masking),
+    but the value still spreads through the lake, the ledger and every export with the grant,
+    and a field that is not graded personal (``trainee_id``) but filled from a personal column
+    (``身份证号``) is served in clear to every key. Neither makes the spec invalid, so these are
+    warnings; the remedy is the source's own record id (学员编号…) as the key.
+    """
+    from schemas import ENTITIES
+    from schemas.mapping import parse_mapping
+
+    warnings = []
+    for name, stream in spec.streams.items():
+        entity = ENTITIES[stream.entity]
+        maps = parse_mapping(stream.entity, stream.mapping, f"streams.{name}.mapping").fields
+        personal = {fm.source: fm.target for fm in maps
+                    if fm.source is not None and entity.field(fm.target).pii != "none"}
+        key = stream.primary_key
+        if key in personal or _PERSONAL_NAME.search(key):
+            why = f"it fills the personal field {personal[key]}" if key in personal else "its name says so"
+            warnings.append(
+                f"streams.{name}: primary_key {key!r} is personal data ({why}); it becomes every record's and "
+                "every delete's _source_key, which the feeds serve only as a keyed pseudonym to keys without the "
+                "personal grant, but which the lake, the ledger and personal exports keep: key the stream on the "
+                "source's own record id instead")
+        for fm in maps:
+            if fm.source in personal and entity.field(fm.target).pii == "none":
+                warnings.append(
+                    f"streams.{name}: {fm.target} is mapped from {fm.source!r}, which also fills the personal field "
+                    f"{personal[fm.source]}; {fm.target} is not masked, so every key would read it in clear: "
+                    f"map {fm.target} from another column")
+    return warnings

@@ -359,13 +359,15 @@ def spec_list() -> None:
 def spec_validate(paths: tuple[str, ...]) -> None:
     """Validate spec files (or source names) before anything runs."""
     from connectors.errors import SpecError
-    from connectors.spec import load_spec
+    from connectors.spec import load_spec, personal_key_warnings
 
     failed = False
     for path in paths:
         try:
             loaded = load_spec(path)
             console.print(styled("ok", "green", f"{path}: {len(loaded.streams)} streams"))
+            for warning in personal_key_warnings(loaded):  # valid, so exit 0: said, not refused
+                err.print(styled("warning", "yellow", f"{path}: {warning}"), soft_wrap=True)
         except SpecError as exc:
             failed = True
             err.print(styled("invalid", "red", str(exc)), soft_wrap=True)

@@ -26,6 +26,10 @@ def _print(con, sql: str, fmt: str, max_rows: int) -> None:  # type: ignore[no-u
     if relation is None:  # a statement without a result (SET, PRAGMA…)
         return
     table = relation.to_arrow_table()
+    if fmt == "csv":  # CSV is opened in spreadsheets: the hub's one formula rule (README, Feed API)
+        from feeds.formats import neutralise_formulas
+
+        table = neutralise_formulas(table)
     rows = table.slice(0, max_rows).to_pylist() if fmt == "table" else table.to_pylist()
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
