@@ -4,6 +4,13 @@ A mapping is configuration (a few lines of YAML per stream), so it is parsed and
 before any data moves: every mistake is reported with the file and key path where it was
 made. Applying a mapping is pure (Arrow in, Arrow out) and never drops a row silently:
 every raw row is either accepted or comes back in ``rejects`` with a rule and a reason.
+
+A field is filled from one column (``from: 列``), the first non-empty of several
+(``from: [列1, 列2]`` or ``coalesce: [...]``), several joined (``join: [...]``, ``sep``), one part
+of a column (``split: {sep: 至, part: 0}``) or a constant; then normalised; then, with ``map:``,
+turned from the source's own words into the hub's codes (:mod:`schemas.field_ops`). Map targets
+are checked against the field's code list when the spec is loaded, so a typo in a code fails
+``iehub spec validate``, not a sync.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import pyarrow.compute as pc
 
 from schemas.codes import CODE_LISTS
 from schemas.entities import ENTITIES
+from schemas.field_ops import ValueMap, coalesce_columns, join_columns, split_part, text_or_null
 from schemas.model import LINEAGE_NAMES, Entity, Field
 from schemas.normalise import NORMALISERS, _plain, coerce
 
@@ -52,12 +60,21 @@ class MappingSpecError(ValueError):
 
 @dataclass(frozen=True)
 class FieldMap:
-    """How one canonical field is filled: from a raw column or a constant, then normalised."""
+    """How one canonical field is filled: from raw column(s) or a constant, then normalised and value-mapped.
+
+    ``source`` is the first raw column read (None for a constant); ``sources`` all of them, combined
+    by ``combine`` ("coalesce": first non-empty, "join": non-empty ones joined with ``sep``).
+    """
 
     target: str
     source: str | None = None
     const: object = None
     normalise: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    combine: str = "coalesce"
+    sep: str = ""
+    split: tuple[str, int] | None = None
+    value_map: ValueMap | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,7 @@ class MappingResult:
 
 # --- parsing --------------------------------------------------------------------------------
 
-_FIELD_KEYS = ("from", "const", "normalise")
+_FIELD_KEYS = ("from", "coalesce", "join", "sep", "split", "const", "normalise", "map", "default")
 
 
 def _fail(path: str, message: str) -> MappingSpecError:
@@ -98,6 +115,65 @@ def _parse_normalise(value: object, path: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _parse_columns(value: object, path: str) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise _fail(path, "must be a column name or a non-empty list of column names")
+    return tuple(names)
+
+
+def _parse_split(value: object, path: str) -> tuple[str, int]:
+    if isinstance(value, str):
+        value = {"sep": value}
+    if not isinstance(value, Mapping) or any(k not in ("sep", "part") for k in value):
+        raise _fail(path, "expected {sep: <text>, part: <0-based index>} (e.g. {sep: 至, part: 0})")
+    sep, part = value.get("sep"), value.get("part", 0)
+    if not isinstance(sep, str) or not sep:
+        raise _fail(f"{path}.sep", "must be non-empty text")
+    if not isinstance(part, int) or isinstance(part, bool) or part < 0:
+        raise _fail(f"{path}.part", "must be a whole number >= 0 (0 is the first part)")
+    return sep, part
+
+
+def _map_label(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _parse_value_map(field: Field, item: Mapping, path: str) -> ValueMap | None:
+    if "map" not in item:
+        if "default" in item:
+            raise _fail(f"{path}.default", "a default belongs to a 'map'; give the map too")
+        return None
+    entries = item["map"]
+    if not isinstance(entries, Mapping) or not entries:
+        raise _fail(f"{path}.map", "must map the source's labels to the hub's values, e.g. {订单培养: other}")
+    checked: dict[str, object] = {}
+    code_list = CODE_LISTS[field.code_list] if field.code_list else None
+    for label, target in entries.items():
+        if target is None or isinstance(target, (dict, list)):
+            raise _fail(f"{path}.map.{label}", "must be one value")
+        if code_list is not None and target not in code_list:
+            raise _fail(f"{path}.map.{label}", f"{target!r} is not a code of {code_list.name} "
+                        f"(codes: {', '.join(code_list.codes)}; `iehub codes {code_list.name}` lists them)")
+        checked[_map_label(label)] = target
+    default = item.get("default")
+    if "default" in item and (default is None or isinstance(default, (dict, list))):
+        raise _fail(f"{path}.default", "must be one value (leave it out to quarantine unknown labels)")
+    if default is not None and code_list is not None and default not in code_list:
+        raise _fail(f"{path}.default", f"{default!r} is not a code of {code_list.name} "
+                    f"(codes: {', '.join(code_list.codes)})")
+    seen: dict[str, object] = {}
+    from schemas.field_ops import match_key
+
+    for label, target in checked.items():
+        key = match_key(label)
+        if key in seen and seen[key] != target:
+            raise _fail(f"{path}.map.{label}", f"matches the same label as another entry (labels are compared "
+                        f"without case, width or surrounding spaces) but maps to {target!r}, not {seen[key]!r}")
+        seen[key] = target
+    return ValueMap(checked, where=f"{path}.map", default=default)
+
+
 def _parse_field(entity: Entity, target: str, item: object, path: str) -> FieldMap:
     if isinstance(item, str):
         item = {"from": item}
@@ -106,23 +182,36 @@ def _parse_field(entity: Entity, target: str, item: object, path: str) -> FieldM
     unknown = [k for k in item if k not in _FIELD_KEYS]
     if unknown:
         raise _fail(f"{path}.{unknown[0]}", f"unknown key (allowed: {', '.join(_FIELD_KEYS)})")
-    has_from, has_const = "from" in item, "const" in item
-    if has_from and has_const:
-        raise _fail(path, "give either 'from' or 'const', not both")
-    if not has_from and not has_const:
-        raise _fail(path, "give 'from' (a source column) or 'const' (a fixed value)")
+    given = [k for k in ("from", "coalesce", "join", "const") if k in item]
+    if len(given) > 1:
+        raise _fail(path, f"give either {' or '.join(repr(g) for g in given)}, not both" if len(given) == 2 else
+                    f"give one of {', '.join(repr(g) for g in given)}, not all")
+    if not given:
+        raise _fail(path, "give 'from' (a source column) or 'const' (a fixed value); "
+                    "'coalesce' or 'join' read several columns")
+    if "sep" in item and "join" not in item:
+        raise _fail(f"{path}.sep", "'sep' belongs to 'join' (use split: {sep: …} to cut a value)")
     normalise = _parse_normalise(item.get("normalise", []), f"{path}.normalise")
-    if has_from:
-        source = item["from"]
-        if not isinstance(source, str) or not source:
-            raise _fail(f"{path}.from", "must be a non-empty column name")
-        return FieldMap(target=target, source=source, normalise=normalise)
+    field = entity.field(target)
+    if given[0] != "const":
+        sources = _parse_columns(item[given[0]], f"{path}.{given[0]}")
+        sep = item.get("sep", " ")
+        if not isinstance(sep, str):
+            raise _fail(f"{path}.sep", "must be text")
+        split = _parse_split(item["split"], f"{path}.split") if "split" in item else None
+        joined = given[0] == "join"
+        return FieldMap(target=target, source=sources[0], sources=sources if len(sources) > 1 or joined else (),
+                        normalise=normalise, combine="join" if joined else "coalesce", sep=sep if joined else "",
+                        split=split,
+                        value_map=_parse_value_map(field, item, path))
+    for key in ("split", "map", "default"):
+        if key in item:
+            raise _fail(f"{path}.{key}", "applies to values read from the source, not to a 'const'")
     const = item["const"]
     if const is None:
         raise _fail(f"{path}.const", "must not be null; leave the field unmapped instead")
     fm = FieldMap(target=target, const=const, normalise=normalise)
     # A constant is data known at parse time: check it now, not on every batch.
-    field = entity.field(target)
     try:
         values, reason, _ = _map_column(pa.repeat(const, 1), fm, field)
     except (TypeError, pa.ArrowException) as exc:
@@ -230,12 +319,28 @@ def _map_column(column: pa.Array, fm: FieldMap, field: Field) -> tuple[pa.Array,
         result = NORMALISERS[name](current)
         record(current, result.errors, f"mapping.{name}")
         current = result.values
+    if fm.value_map is not None:
+        result = fm.value_map.apply(current)
+        record(current, result.errors, "mapping.map")
+        current = result.values
     rule_name, result = coerce(current, field.type)
     record(current, result.errors, f"mapping.{rule_name}")
     current = result.values
     # Code-list membership is a quality rule (quality/suites.py), declared once in the GX suite,
     # so a spec can relax it visibly; the mapping only converts.
     return current, reason, rule
+
+
+def _source_column(raw: pa.Table, fm: FieldMap, n: int) -> pa.Array:
+    """The raw value(s) a field reads, combined and split as its mapping says (absent columns read as nulls)."""
+    if fm.source is None:
+        return pa.repeat(fm.const, n)
+    names = fm.sources or (fm.source,)
+    columns = [raw[name] if name in raw.column_names else pa.nulls(n, pa.string()) for name in names]
+    if len(columns) == 1 and fm.split is None and fm.combine == "coalesce":
+        return columns[0]  # one column as read: keeps its type (a number stays a number)
+    column = join_columns(columns, fm.sep) if fm.combine == "join" else coalesce_columns(columns)
+    return split_part(column, *fm.split) if fm.split else text_or_null(column)
 
 
 def _deleted_flags(raw: pa.Table, mapping: EntityMapping) -> pa.Array:
@@ -278,12 +383,7 @@ def apply_mapping(raw: pa.Table, mapping: EntityMapping) -> MappingResult:
             values: pa.Array = pa.nulls(n, field.type)
             reason = rule = pa.nulls(n, pa.string())
         else:
-            if fm.source is None:
-                column = pa.repeat(fm.const, n)
-            elif fm.source in raw.column_names:
-                column = raw[fm.source]
-            else:
-                column = pa.nulls(n, pa.string())
+            column = _source_column(raw, fm, n)
             try:
                 values, reason, rule = _map_column(column, fm, field)
             except TypeError as exc:
@@ -334,7 +434,7 @@ def apply_mapping(raw: pa.Table, mapping: EntityMapping) -> MappingResult:
 
 def mapping_sources(mapping: EntityMapping) -> list[str]:
     """Raw columns a mapping reads (for schema-drift checks elsewhere)."""
-    cols: list[Any] = [fm.source for fm in mapping.fields if fm.source is not None]
+    cols: list[Any] = [name for fm in mapping.fields for name in (fm.sources or (fm.source,)) if name is not None]
     if mapping.deleted_from:
         cols.append(mapping.deleted_from)
     return list(dict.fromkeys(cols))
