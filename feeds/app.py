@@ -48,9 +48,7 @@ from feeds.datasets import DATASETS, FORMATS, Dataset, catalogue_entry
 from feeds.docs_pages import add_offline_docs
 from feeds.formats import Encoded, FormatError, NotAcceptable, encode, etag, etag_matches, negotiate
 from feeds.keys import AuthError, Grant, KeyStore, KeyStoreUnavailable
-from feeds.masking import PSEUDONYM, mask_table
 from feeds.query import (
-    DELETE_FIELDS,
     MAX_CHANGE_VERSION,
     FieldError,
     NoSnapshot,
@@ -59,8 +57,7 @@ from feeds.query import (
     SnapshotPool,
     Window,
     coverage,
-    fetch_changes,
-    fetch_deletes,
+    masked_page,
     versions,
 )
 from feeds.ratelimit import RateLimiter
@@ -73,7 +70,6 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
 RATE_TABLE = "ratelimit.bin"
-ID_NUMBER = "id_number"
 DatasetName = Enum("DatasetName", {name: name for name in DATASETS}, type=str)  # type: ignore[misc]
 FormatName = Enum("FormatName", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 DatasetPath = Annotated[DatasetName, Path(description="Dataset name (GET /v1/feeds lists them).")]
@@ -459,16 +455,10 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
         cached = not_modified(request, tag, snapshot)
         if cached is not None:
             return cached
-        try:
-            if kind == "changes":
-                derived = {PSEUDONYM: ID_NUMBER}
-                page, wanted = fetch_changes(pool, snapshot, ds, Window(after, low, high, size), requested=requested,
-                                             districts=grant.districts, derived=derived)
-                table = mask_table(page.table, ds.name, personal=grant.personal, secret=secret).select(wanted)
-            else:
-                page = fetch_deletes(pool, snapshot, ds, Window(after, low, high, size), districts=grant.districts)
-                table = mask_table(page.table, ds.name, personal=grant.personal, secret=secret)
-                wanted = list(DELETE_FIELDS)
+        try:  # the same scoped, masked page push subscriptions deliver (feeds.delivery)
+            page, table, wanted = masked_page(pool, snapshot, ds, kind, Window(after, low, high, size),
+                                              districts=grant.districts, personal=grant.personal, secret=secret,
+                                              requested=requested)
         except FieldError as exc:
             raise ApiError(400, "bad_parameter", f"query parameter 'fields': {exc}") from None
         except SnapshotGone as exc:

@@ -50,6 +50,7 @@ __all__ = [
     "coverage",
     "fetch_changes",
     "fetch_deletes",
+    "masked_page",
     "newest_change_version",
     "resolve_fields",
     "scope_sql",
@@ -423,3 +424,31 @@ def newest_change_version(pool: SnapshotPool, version: str) -> int:
     """The snapshot's last change version hub-wide (the benchmark's window; the API scopes its own: :func:`versions`)."""
     with pool.cursor(version) as (cur, _):
         return _newest(cur)
+
+
+def masked_page(
+    pool: SnapshotPool,
+    version: str,
+    dataset: Dataset,
+    kind: str,
+    window: Window,
+    *,
+    districts: frozenset[str] | None,
+    personal: bool,
+    secret: bytes,
+    requested: Sequence[str] | None = None,
+) -> tuple[Page, pa.Table, list[str]]:
+    """One page of changes or deletes as a key receives it: scoped, masked by its grant, projected.
+
+    The one path from a snapshot to what leaves the hub, for the pull API (``serve_page``) and
+    push subscriptions (:mod:`feeds.delivery`) alike, so both mask identically. Returns the
+    page (paging facts), the masked table and the fields it holds.
+    """
+    from feeds.masking import ID_NUMBER, PSEUDONYM, mask_table  # masking is a sibling, not a dependency of paging
+
+    if kind == "changes":
+        page, wanted = fetch_changes(pool, version, dataset, window, requested=requested, districts=districts,
+                                     derived={PSEUDONYM: ID_NUMBER})
+        return page, mask_table(page.table, dataset.name, personal=personal, secret=secret).select(wanted), wanted
+    page = fetch_deletes(pool, version, dataset, window, districts=districts)
+    return page, mask_table(page.table, dataset.name, personal=personal, secret=secret), list(DELETE_FIELDS)
