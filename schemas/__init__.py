@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from schemas.codes import CODE_LISTS, CodeList
 from schemas.entities import ENTITIES, SCHEMA_VERSION, get_entity
-from schemas.model import LINEAGE_FIELDS, PII_GRADES, Entity, Field
+from schemas.model import LINEAGE_FIELDS, PII_GRADES, SHARE_CLASSES, Entity, Field
 
 __all__ = [
     "CODE_LISTS",
@@ -18,6 +18,7 @@ __all__ = [
     "get_entity",
     "LINEAGE_FIELDS",
     "PII_GRADES",
+    "SHARE_CLASSES",
     "Entity",
     "Field",
 ]

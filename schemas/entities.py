@@ -68,8 +68,22 @@ ID_NUMBER = _f("id_number", STR, "居民身份证号码", "Resident ID number (G
 PHONE = _f("phone", STR, "手机号码", "Mobile phone number", pii="personal")
 
 
+#: Share class per entity (DESIGN.md, "Delivery and sharing"). Registers of people (teachers,
+#: trainees: names, ID numbers, phones) are 有条件共享: a platform gets them for a stated purpose and
+#: a limited time. A talent demand's contact person stays masked without the personal grant, so the
+#: demand itself is unconditional. 定期报送 performance reports are supervision returns to the 市教委, not for other
+#: platforms: 不予共享. Everything else is programme information the platforms publish anyway.
+SHARE_CLASS_OF: dict[str, str] = {
+    "notice": "unconditional", "talent_demand": "unconditional", "talent_supply": "unconditional",
+    "cooperation": "unconditional", "rd_project": "unconditional", "tech_service": "unconditional",
+    "organization": "unconditional", "project": "unconditional", "project_participant": "unconditional",
+    "project_report": "not_shared", "training_base": "unconditional", "teacher": "conditional",
+    "trainee": "conditional",
+}
+
+
 def _entity(name: str, zh: str, en: str, grain: str, key: tuple[str, ...], *fields: Field) -> Entity:
-    return Entity(name=name, zh=zh, en=en, grain=grain, key=key, fields=tuple(fields))
+    return Entity(name=name, zh=zh, en=en, grain=grain, key=key, fields=tuple(fields), share_class=SHARE_CLASS_OF[name])
 
 
 # --- Lingang platform (临港产教融合信息服务平台) ---------------------------------------------

@@ -17,6 +17,7 @@ from schemas.codes import CODE_LISTS
 
 __all__ = [
     "PII_GRADES",
+    "SHARE_CLASSES",
     "Field",
     "Entity",
     "LINEAGE_FIELDS",
@@ -26,6 +27,12 @@ __all__ = [
 ]
 
 PII_GRADES: tuple[str, ...] = ("none", "personal", "sensitive")
+
+#: Share classes of the government data-sharing rules (政务数据共享), strictest last. A dataset
+#: declares one; a field may declare a stricter one. ``unconditional`` (无条件共享): any registered
+#: consumer; ``conditional`` (有条件共享): only under an approved access request stating purpose and
+#: scope, with an expiry; ``not_shared`` (不予共享): never leaves the hub (feeds.sharing enforces it).
+SHARE_CLASSES: dict[str, str] = {"unconditional": "无条件共享", "conditional": "有条件共享", "not_shared": "不予共享"}
 
 TIMESTAMP: pa.DataType = pa.timestamp("us", tz="UTC")
 """All instants are stored in UTC with microseconds."""
@@ -45,6 +52,8 @@ class Field:
     pii: str = "none"
     required: bool = False
     code_list: str | None = None
+    #: A stricter share class than the entity's for this one field (None: the entity's).
+    share_class: str | None = None
 
     def __post_init__(self) -> None:
         # Fail at import time: a typo in a declaration must never reach the lake.
@@ -52,6 +61,8 @@ class Field:
             raise ValueError(f"field {self.name}: pii grade {self.pii!r} is not one of {PII_GRADES}")
         if self.code_list is not None and self.code_list not in CODE_LISTS:
             raise ValueError(f"field {self.name}: unknown code list {self.code_list!r}")
+        if self.share_class is not None and self.share_class not in SHARE_CLASSES:
+            raise ValueError(f"field {self.name}: share class {self.share_class!r} is not one of {tuple(SHARE_CLASSES)}")
         if not self.zh or not self.en:
             raise ValueError(f"field {self.name}: zh and en descriptions are both required")
         if self.name.endswith("_amount") and self.type != MONEY:
@@ -109,8 +120,17 @@ class Entity:
     grain: str
     key: tuple[str, ...]
     fields: tuple[Field, ...]
+    share_class: str = "conditional"  # the safe default: an undeclared entity needs an approved request
 
     def __post_init__(self) -> None:
+        if self.share_class not in SHARE_CLASSES:
+            raise ValueError(f"entity {self.name}: share class {self.share_class!r} is not one of {tuple(SHARE_CLASSES)}")
+        rank = list(SHARE_CLASSES)
+        looser = [f.name for f in self.fields
+                  if f.share_class is not None and rank.index(f.share_class) < rank.index(self.share_class)]
+        if looser:
+            raise ValueError(f"entity {self.name}: fields {looser} declare a share class looser than the entity's "
+                             f"{self.share_class!r}; a field may only be stricter")
         names = [f.name for f in self.fields]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
