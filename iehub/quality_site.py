@@ -35,7 +35,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SiteError", "refresh_site", "site_dir", "write_site"]
+__all__ = ["SiteError", "collect", "freshness_state", "refresh_site", "render", "site_dir", "write_site"]
 
 #: How long after its expected delivery a source is still on time (a half-interval of grace).
 GRACE = 0.5
@@ -167,6 +167,16 @@ def _stage(rule: str) -> str:
     return "quality" if rule.startswith("quality.") else "mapping"
 
 
+def freshness_state(last: datetime | None, schedule: str, now: datetime) -> tuple[str, int]:
+    """("fresh" | "overdue" | "never", deliveries missed) of a source last landed at LAST on SCHEDULE."""
+    if last is None:
+        return "never", 0
+    interval = SCHEDULE_INTERVAL[schedule]
+    if now - last <= interval * (1 + GRACE):
+        return "fresh", 0
+    return "overdue", int((now - last) / interval)
+
+
 def _has(con: Any, schema: str, name: str) -> bool:
     query = ("SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() WHERE schema_name = ? "
              "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = ?) WHERE n = ?")
@@ -229,17 +239,10 @@ def collect(home: Path, now: datetime | None = None) -> dict[str, Any]:
     freshness = []
     for name in sorted(set(specs) | set(by_source)):
         schedule = specs.get(name, {}).get("schedule", "@hourly")
-        interval = SCHEDULE_INTERVAL[schedule]
         last = last_landed.get(name)
-        if last is None:
-            state = "never"
-        elif now - last <= interval * (1 + GRACE):
-            state = "fresh"
-        else:
-            state = "overdue"
-        freshness.append({"source": name, "schedule": schedule, "last": last, "state": state,
+        state, missed = freshness_state(last, schedule, now)
+        freshness.append({"source": name, "schedule": schedule, "last": last, "state": state, "missed": missed,
                           "age": (now - last) if last else None,
-                          "missed": int((now - last) / interval) if last and state == "overdue" else 0,
                           "last_failed": last_run.get(name, {}).get("status") == "failed"})
 
     rules: dict[str, dict[str, Any]] = {}
