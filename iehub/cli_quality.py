@@ -62,20 +62,24 @@ def quarantine() -> None:
 @click.option("--rule", default=None, help="e.g. quality.org_uscc.valid_uscc or mapping.date")
 @click.pass_obj
 def quarantine_list(settings: Settings, source: str | None, entity: str | None, rule: str | None) -> None:
-    """Open quarantined rows counted by source, entity and rule."""
-    from iehub.replay import open_rows
+    """Quarantined rows counted by source, entity and rule: open, and closed by a later load or a replay."""
+    from iehub.corrections import OPEN, quarantine_rows
 
-    rows = open_rows(settings, source=source, entity=entity, rule=rule)
-    table = Table("source", "entity", "rule", "rows", "batches", "example reason", title="open quarantine")
+    rows = quarantine_rows(settings, source=source, entity=entity, rule=rule)
+    table = Table("source", "entity", "rule", "open", "closed", "batches", "example reason", title="quarantine")
+    opened = 0
     if rows.num_rows:
         grouped: dict[tuple[str, str, str], list[dict]] = {}
-        for r in rows.select(["_source", "entity", "rule", "_batch_id", "reason"]).to_pylist():
+        for r in rows.select(["_source", "entity", "rule", "_batch_id", "reason", "state"]).to_pylist():
             grouped.setdefault((r["_source"], r["entity"], r["rule"]), []).append(r)
         for (src, ent, rl), items in sorted(grouped.items(), key=lambda kv: -len(kv[1])):
-            table.add_row(src, ent, rl, str(len(items)), str(len({i["_batch_id"] for i in items})),
-                          (items[0]["reason"] or "")[:70])
+            n_open = sum(1 for i in items if i["state"] == OPEN)
+            opened += n_open
+            table.add_row(src, ent, rl, str(n_open), str(len(items) - n_open),
+                          str(len({i["_batch_id"] for i in items})), (items[0]["reason"] or "")[:70])
     console.print(table)
-    console.print(f"{rows.num_rows} open rows. `iehub quarantine show BATCH` for the rows of one batch.")
+    console.print(f"{opened} open rows, {rows.num_rows - opened} closed. `iehub quarantine show BATCH` for the rows "
+                  "of one batch; `iehub quarantine export --source S` writes the open ones for the source to fix.")
 
 
 @quarantine.command("show")
@@ -87,19 +91,79 @@ def quarantine_show(settings: Settings, batch: str, raw: bool, limit: int) -> No
     """The quarantined rows of one BATCH: position, key, rule and reason."""
     import pyarrow.parquet as pq
 
+    from datetime import timezone
+
+    from iehub.pipeline import refused_path
+
     row = settings.catalog().get_batch(batch)
-    if row is None or not row.quarantine_path:
-        print_error(console, f"no landed batch {batch!r} — `iehub quarantine list` shows batches with rows")
+    path = None
+    if row is not None and row.quarantine_path:
+        path = settings.home / row.quarantine_path
+    elif row is not None and row.status == "failed":  # refused at the gate: its rows are kept beside the quarantine
+        started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=timezone.utc)
+        path = refused_path(settings, row.entity, row.source, started, batch)
+    if row is None or path is None or not path.exists():
+        why = f"batch {batch!r} failed before its rows were checked ({row.message})" if row is not None \
+            else f"no batch {batch!r} in the ledger"
+        print_error(console, f"{why} — `iehub status` lists batches, `iehub quarantine list` those with rows")
         sys.exit(1)
-    data = pq.read_table(settings.home / row.quarantine_path)
-    table = Table("row", "page", "key", "rule", "reason", "replayed in",
-                  title=f"{batch}: {data.num_rows} quarantined of {row.rows_in} rows in")
+    data = pq.read_table(path)
+    if row.status == "failed":
+        console.print(f"{batch} was refused at the gate, nothing landed: {row.message}")
+    title = f"{batch}: {data.num_rows} quarantined of {row.rows_in} rows in" if row.status != "failed" \
+        else f"{batch}: {data.num_rows} rows refused"
+    table = Table("row", "page", "key", "rule", "reason", "replayed in", title=title)
     for r in data.slice(0, limit).to_pylist():
         table.add_row(str(r["_row_index"]), str(r["_page"]), str(r["_key"]), r["rule"], r["reason"],
                       str(r.get("replayed_in") or ""))
         if raw:
             table.add_row("", "", "", "", r["_record"], "")
     console.print(table)
+
+
+@quarantine.command("export")
+@click.option("--source", required=True, help="The source whose steward gets the file, e.g. district_yangpu.")
+@click.option("--district", default=None, help="Only rows of this district (code or name, e.g. 310110 or 杨浦).")
+@click.option("--since", default=None, help="Only batches started on or after this date (YYYY-MM-DD, UTC).")
+@click.option("--format", "fmt", type=click.Choice(["xlsx", "csv"]), default="xlsx", show_default=True)
+@click.option("--out", default=None, help="File (xlsx) or folder (csv); default quarantine_<source>_<date> here.")
+@click.option("--all", "include_closed", is_flag=True, help="Also rows already closed (by a later load or a replay).")
+@click.pass_obj
+def quarantine_export(settings: Settings, source: str, district: str | None, since: str | None, fmt: str,
+                      out: str | None, include_closed: bool) -> None:
+    """Write the open quarantined rows of SOURCE for its data steward to correct and send again.
+
+    One sheet (xlsx) or CSV per entity: the row as received, its line in the original file, the
+    field, the rule and the reason in Chinese. A corrected resubmission closes the rows it fixes.
+    """
+    from datetime import date, datetime, timezone
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from iehub.corrections import OPEN, CorrectionError, district_of_rows, quarantine_rows, resolve_district, \
+        write_corrections
+
+    try:
+        start = datetime.combine(date.fromisoformat(since), datetime.min.time(), timezone.utc) if since else None
+    except ValueError:
+        raise click.ClickException(f"--since {since!r} is not a date (YYYY-MM-DD)") from None
+    try:
+        code = resolve_district(district) if district else None
+        rows = quarantine_rows(settings, source=source, since=start)
+        if rows.num_rows and not include_closed:
+            rows = rows.filter(pc.equal(rows.column("state"), OPEN))
+        if rows.num_rows and code:
+            rows = rows.filter(pa.array([d == code for d in district_of_rows(rows)]))
+        target = Path(out) if out else Path(f"quarantine_{source}_{date.today():%Y%m%d}" + (".xlsx" if fmt == "xlsx" else ""))
+        written = write_corrections(rows, target, fmt)
+    except CorrectionError as exc:
+        raise click.ClickException(str(exc)) from None
+    entities = sorted(set(rows.column("entity").to_pylist())) if rows.num_rows else []
+    console.print(f"{rows.num_rows} rows of {source} ({', '.join(entities) or 'none open'}) written to "
+                  f"{', '.join(str(p) for p in written)}. Send it to the source's data steward; rows close when a "
+                  "corrected file or snapshot loads them (`iehub quarantine list`).")
 
 
 @quarantine.command("replay")

@@ -466,7 +466,9 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
     loaded = flagged = deleting = 0
     newest_update = None
     with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
-        q_sink.write(pq.read_table(manifest["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA))
+        mapping_rejects = pq.read_table(manifest["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA)
+        q_sink.write(mapping_rejects)
+        results.extend(mapping_results(mapping_rejects, manifest["rows_in"]))  # `quality report` counts them
         for table in read_chunks(manifest["mapped_staging"], VALIDATE_CHUNK_ROWS):
             outcome = validate_table(entity.name, table.drop_columns([RAW_ROW]), policy)
             results.extend(outcome.results)
@@ -544,12 +546,16 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
             log.warning("quality %s: %s", where, w)
         if failures:
             std_sink.abort()
-            q_sink.abort()
-            message = f"quality gate failed for {where}: " + "; ".join(failures)
-            catalog.record_failure(batch_id, source, entity.name, datetime.fromisoformat(manifest["started_at"]),
-                                   message)
-            raise QualityGateError(message + ". Nothing was landed; fix the source or the spec's quality: "
-                                   "section, then run the sync again.")
+            q_sink.commit()  # the refused rows stay readable: `quarantine show` and `quarantine export`
+            started = datetime.fromisoformat(manifest["started_at"])
+            kept = refused_path(settings, entity.name, source, started, batch_id)
+            _place(str(q_path), kept)
+            message = f"quality gate failed for {where}: " + "; ".join(failures) + top_rules(pq.read_table(kept))
+            catalog.record_failure(batch_id, source, entity.name, started, message)
+            raise QualityGateError(
+                message + f". Nothing was landed; `iehub quarantine show {batch_id}` lists the refused rows and "
+                f"`iehub quarantine export --source {source}` writes them for the source to correct; or fix the "
+                "spec (mapping or quality: section), then run the sync again.")
         std_sink.commit()
         q_sink.commit()
     if loaded + quarantined != rows_in:
@@ -563,6 +569,44 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
 
 
 MIN_QUARANTINE_ROWS_TO_FAIL = 10  # tiny batches: a share of 1 in 8 is noise, not a broken source
+
+
+def refused_path(settings: Settings, entity: str, source: str, started_at: datetime, batch_id: str) -> Path:
+    """Where the rows of a batch refused at the gate are kept: ``lake/refused/…``, laid out like the quarantine.
+
+    Apart from it, so nothing that reads the quarantine takes them for rows of a landed batch.
+    """
+    lake = settings.lake()
+    path = lake.quarantine_path(entity, source, started_at.date(), batch_id)
+    return lake.lake_dir / "refused" / path.relative_to(lake.lake_dir / "quarantine")
+
+
+def mapping_results(rejects: pa.Table, rows_in: int) -> list[Any]:
+    """Rows refused at mapping as row-level rule results, so pass rates count them like the suite's rules."""
+    from quality.runner import RuleResult
+
+    if rejects.num_rows == 0:
+        return []
+    counts = rejects.group_by("rule", use_threads=False).aggregate([("rule", "count"), ("field", "first")]).to_pylist()
+    return [RuleResult(rule=c["rule"], expectation="iehub_mapping", column=c["field_first"] or "",
+                       action="quarantine", element_count=rows_in, unexpected_count=c["rule_count"],
+                       unexpected_percent=100.0 * c["rule_count"] / rows_in if rows_in else 0.0, success=False)
+            for c in counts]
+
+
+def top_rules(rows: pa.Table, limit: int = 3) -> str:
+    """'; top rules: mapping.map 150 rows (e.g. field category: '…' is not in …), …' for a gate message."""
+    if rows.num_rows == 0:
+        return ""
+    counts = rows.group_by("rule", use_threads=False).aggregate([("rule", "count"), ("reason", "first")]).sort_by(
+        [("rule_count", "descending"), ("rule", "ascending")]).to_pylist()
+    shown = [f"{c['rule']} {c['rule_count']} rows (e.g. {(c['reason_first'] or '')[:120]})" for c in counts[:limit]]
+    return "; top rules: " + ", ".join(shown)
+
+
+def _check(rule: str, success: bool, action: str, message: str | None, elements: int, unexpected: int) -> dict[str, Any]:
+    return {"rule": rule, "action": action, "success": success, "message": message, "element_count": elements,
+            "unexpected_count": unexpected, "unexpected_percent": 100.0 * unexpected / elements if elements else 0.0}
 
 
 def _check(rule: str, success: bool, action: str, message: str | None, elements: int, unexpected: int) -> dict[str, Any]:
