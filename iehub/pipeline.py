@@ -609,11 +609,6 @@ def _check(rule: str, success: bool, action: str, message: str | None, elements:
             "unexpected_count": unexpected, "unexpected_percent": 100.0 * unexpected / elements if elements else 0.0}
 
 
-def _check(rule: str, success: bool, action: str, message: str | None, elements: int, unexpected: int) -> dict[str, Any]:
-    return {"rule": rule, "action": action, "success": success, "message": message, "element_count": elements,
-            "unexpected_count": unexpected, "unexpected_percent": 100.0 * unexpected / elements if elements else 0.0}
-
-
 # ------------------------------------------------------------------------------------- land
 def _place(src: str, dst: Path) -> None:
     """Put a staged file into the lake atomically (hard link to a temp name, rename, dir fsync).
