@@ -1,12 +1,18 @@
 """The data dictionary (Markdown and HTML), generated from the schemas and mart declarations.
 
 Generated, never hand-written, so it says exactly what the warehouse COMMENTs say: the same
-``schemas`` entities and :data:`warehouse.marts.MARTS` feed both.
+``schemas`` entities and :data:`warehouse.marts.MARTS` feed both. The ``ops.*`` and ``ref.codes``
+tables are declared where the builder makes them, so their sections are read back from the
+COMMENTs of an empty warehouse built in a temporary folder (a few seconds) rather than copied
+here, where they would drift. The HTML renders the text's `code` spans and starts, like the
+Markdown, with a table of contents.
 """
 
 from __future__ import annotations
 
 import html
+import re
+import tempfile
 from pathlib import Path
 
 from schemas import ENTITIES, LINEAGE_FIELDS
@@ -76,7 +82,43 @@ def _sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
     out.append(("marts.evaluation_indicators — indicators", "产教融合效能评价指标口径 / indicator definitions.",
                 ["code", "unit", "指标", "indicator", "口径", "definition"],
                 [[i.code, i.unit, i.zh, i.en, i.definition_zh, i.definition_en] for i in INDICATORS]))
-    return out
+    return out + _built_sections()
+
+
+def _built_sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """``ops.*`` and ``ref.codes`` as the builder declares them, read from an empty build's COMMENTs."""
+    import duckdb
+
+    from warehouse.build import build
+    from warehouse.catalog import Catalog
+    from warehouse.publish import current_path
+
+    with tempfile.TemporaryDirectory(prefix="iehub-dictionary-") as tmp:
+        catalog = Catalog.for_home(Path(tmp))
+        try:
+            build(Path(tmp), catalog)
+        finally:
+            catalog.dispose()
+        con = duckdb.connect(str(current_path(Path(tmp))), read_only=True)
+        try:
+            tables = con.execute(
+                "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE schema_name IN ('ops', 'ref') "
+                "UNION ALL SELECT schema_name, view_name, comment FROM duckdb_views() "
+                "WHERE schema_name IN ('ops', 'ref') AND NOT internal ORDER BY 1 DESC, 2").fetchall()
+            out = []
+            for schema, table, comment in tables:
+                rows = []
+                for column, dtype, doc in con.execute(
+                        "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE schema_name = ? "
+                        "AND table_name = ? ORDER BY column_index", [schema, table]).fetchall():
+                    zh, _, en = (doc or "").partition(" / ")
+                    rows.append([column, dtype.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ (UTC)"), zh,
+                                 en or zh, "none (无)", ""])
+                out.append((f"{schema}.{table}", comment or "", ["column", "type", "中文", "English", "PII", "role"],
+                            rows))
+            return out
+        finally:
+            con.close()
 
 
 _INTRO = (
@@ -84,30 +126,48 @@ _INTRO = (
     "Generated from `schemas/` and `warehouse/marts.py` by `iehub dictionary`; do not edit by hand. "
     "Every table and column below also carries this text as a DuckDB COMMENT. "
     "PII grades: none 无, personal 个人信息 (masked in feeds unless granted), sensitive 敏感个人信息.\n"
-    "Open the current snapshot read-only: `iehub sql` or `duckdb -readonly var/published/CURRENT/warehouse.duckdb`.\n"
+    "Open the current snapshot read-only: `iehub sql`, or DuckDB 1.4 or later (`pip install duckdb-cli` gives the "
+    "`duckdb` command): `duckdb -readonly $IEHUB_HOME/published/CURRENT/warehouse.duckdb`.\n"
 )
 
 
+def _anchor(title: str) -> str:
+    return re.sub(r"[^0-9a-z_.-]+", "-", title.split(" ")[0].lower())
+
+
 def render_markdown() -> str:
-    parts = [_INTRO]
-    for title, text, header, rows in _sections():
-        parts.append(f"\n## {title}\n\n{text}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
+    sections = _sections()
+    parts = [_INTRO, "\n## Contents\n\n"]
+    parts += [f"- [{title}](#{_anchor(title)})\n" for title, *_ in sections]
+    for title, text, header, rows in sections:
+        parts.append(f"\n<a id=\"{_anchor(title)}\"></a>\n\n## {title}\n\n{text}\n\n| " + " | ".join(header)
+                     + " |\n|" + "---|" * len(header) + "\n")
         for row in rows:
-            parts.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |\n")
+            parts.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |\n")
     return "".join(parts)
 
 
+def _inline(text: str) -> str:
+    """Escaped text with its `code` spans rendered as <code>, so no Markdown backtick shows on the page."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def render_html() -> str:
-    body = [f"<h1>iehub 数据字典 / data dictionary</h1><p>{html.escape(_INTRO.split(chr(10), 2)[2])}</p>"]
-    for title, text, header, rows in _sections():
-        body.append(f"<h2 id='{html.escape(title)}'>{html.escape(title)}</h2><p>{html.escape(text)}</p><table><tr>"
+    sections = _sections()
+    body = [f"<h1>iehub 数据字典 / data dictionary</h1><p>{_inline(_INTRO.split(chr(10), 2)[2])}</p>",
+            "<nav><h2>Contents</h2><ul>"
+            + "".join(f"<li><a href='#{html.escape(_anchor(t))}'>{html.escape(t)}</a></li>" for t, *_ in sections)
+            + "</ul></nav>"]
+    for title, text, header, rows in sections:
+        body.append(f"<h2 id='{html.escape(_anchor(title))}'>{html.escape(title)}</h2><p>{_inline(text)}</p><table><tr>"
                     + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
         for row in rows:
             cls = " class='pii'" if any(c.startswith(("personal", "sensitive")) for c in row) else ""
-            body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+            body.append(f"<tr{cls}>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
         body.append("</table>")
     style = ("body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:collapse;width:100%}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}tr.pii{background:#fde8e8}")
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}tr.pii{background:#fde8e8}"
+             "code{background:#f3f3f3;padding:0 2px}")
     return (f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>iehub data dictionary</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
