@@ -29,6 +29,8 @@ _INDEX_TABLE = re.compile(r"""<table\s+id="(?P<id>[^"]+)"\s+"""
                           r"""class="table-sm ge-index-page-validation-results-table"[^>]*>\s*</table>""", re.S)
 _TABLE_SCRIPT = re.compile(r"<script>(?:(?!</script>).)*?(?:bootstrapTable|\$\(document\))"
                            r"(?:(?!</script>).)*</script>\s*", re.S)
+# GX links a validation page's favicon one folder too shallow (a file that is not there): re-aimed per page
+_FAVICON = re.compile(r"""(<link\b[^>]*\bhref=)["'](?:\.\./)*static/images/favicon\.ico["']""", re.I)
 _TOOLBAR = re.compile(r"""<div id="[^"]*-table-toolbar"[^>]*>.*?</div>\s*""", re.S)
 _STYLE = """<style>/* iehub: the run list without the CDN's bootstrap-table */
 table.iehub-runs { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
@@ -61,6 +63,8 @@ def make_offline(site: Path, runs: list[Run]) -> None:
         text = _EXTERNAL_CSS_URL.sub("none", text)
         text = _EXTERNAL_IMG_SRC.sub(lambda m: f'{m.group(1)}"{local_logo}"', text)
         text = _EXTERNAL_ATTR.sub("", text)
+        favicon = os.path.relpath(site / "static" / "images" / "favicon.ico", page.parent)
+        text = _FAVICON.sub(lambda m: f'{m.group(1)}"{favicon}"', text)
         if page.parent == site and page.name == "index.html":
             text = _static_index(text, runs)
         tmp = page.with_name(f".{page.name}.tmp")

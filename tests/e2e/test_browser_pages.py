@@ -143,7 +143,10 @@ class Page:
         self.url, self.ready, self.text, self.dom, self.screenshot = url, ready, text, dom, screenshot
         self.probe = probe
         self.requests = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
-        self.failed = [e["params"] for e in events if e["method"] == "Network.loadingFailed"]
+        urls = {e["params"]["requestId"]: e["params"]["request"]["url"] for e in events
+                if e["method"] == "Network.requestWillBeSent"}
+        self.failed = [(urls.get(e["params"]["requestId"]), e["params"]["errorText"]) for e in events
+                       if e["method"] == "Network.loadingFailed"]
         self.exceptions = [e["params"]["exceptionDetails"] for e in events if e["method"] == "Runtime.exceptionThrown"]
         self.console_errors = [e["params"]["entry"] for e in events
                                if e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
@@ -332,3 +335,19 @@ def test_data_dictionary_renders_offline_with_its_tables(hub: dict[str, Any], br
 
 def browser_headings(page: Page) -> list[str]:
     return [h.strip() for h in re.findall(r"<h2[^>]*>(.*?)</h2>", page.dom, re.S)]
+
+
+def test_gx_data_docs_index_and_a_validation_page_render_offline(hub: dict[str, Any], browser: Browser,
+                                                                 tmp_path: Path) -> None:
+    index = hub["home"] / "quality" / "docs" / "index.html"
+    assert index.exists(), "the sync wrote no GX Data Docs"
+    page = browser.open(index.as_uri(), "document.querySelectorAll('a[href^=\"validations/\"]').length > 0",
+                        tmp_path / "data-docs-index.png")
+    page.assert_offline()
+    assert "lingang_platform" in page.text and "municipal_projects" in page.text
+    first = re.search(r'href="(validations/[^"]+\.html)"', page.dom)
+    assert first, "the Data Docs index links no validation run"
+    run = browser.open((index.parent / first.group(1)).as_uri(), "document.body.innerText.length > 200",
+                       tmp_path / "data-docs-run.png")
+    run.assert_offline()
+    assert "expect" in run.text.lower() or "values must" in run.text.lower(), run.text[:500]
