@@ -179,7 +179,8 @@ def _neutralised(values: pa.ChunkedArray) -> pa.ChunkedArray:
         values, t = values.cast(pa.string()), pa.string()
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         formula = pc.match_substring_regex(values, _FORMULA)
-        return pc.if_else(formula, pc.binary_join_element_wise("'", values, ""), values)
+        quoted = pc.binary_join_element_wise(pa.scalar("'", t), values, pa.scalar("", t))
+        return pc.if_else(formula, quoted, values)
     if pa.types.is_struct(t):
         chunks = []
         for chunk in values.chunks:

@@ -99,3 +99,26 @@ def test_airflow_connection_from_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert resolve_secret({"airflow_conn": "lingang_json"}, "x") == Secret("pw1")
     with pytest.raises(SpecError, match="not defined"):
         resolve_secret({"airflow_conn": "absent_conn"}, "x")
+
+
+def test_no_shipped_spec_keys_on_personal_data() -> None:
+    from connectors.spec import available_sources, personal_key_warnings
+
+    for source in available_sources():
+        assert personal_key_warnings(load_spec(source)) == [], source
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda s: s["streams"]["trainees"].update(primary_key="身份证号"), ["primary_key '身份证号'", "id_number"]),
+    (lambda s: s["streams"]["trainees"]["mapping"]["fields"].update(trainee_id={"from": "身份证号"}),
+     ["trainee_id is mapped from '身份证号'", "in clear"]),
+    (lambda s: s["streams"]["trainees"].update(primary_key="联系电话"), ["primary_key '联系电话'", "its name says so"]),
+])
+def test_a_stream_keyed_on_personal_data_is_valid_but_warned_about(tmp_path: Path, change, expected) -> None:
+    from connectors.spec import personal_key_warnings
+
+    data = yaml.safe_load((SPEC_DIR / "district_minhang.yaml").read_text(encoding="utf-8"))
+    change(data)
+    warnings = personal_key_warnings(load_spec(_write(tmp_path, data)))  # loads: a warning, not an error
+    assert len(warnings) == 1 and warnings[0].startswith("streams.trainees:")
+    assert all(part in warnings[0] for part in expected), warnings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from datetime import date, datetime, timezone
@@ -208,3 +209,54 @@ def test_control_characters_are_escaped() -> None:
         "line\nbreak", "tab\there", "nul\x00"]
     lines = b"".join(encode("ndjson", table, {})).decode().split("\n")
     assert len(lines) == 4 and lines[-1] == "" and json.loads(lines[0])["s"] == "line\nbreak"
+
+
+# -- lists, structs and the CSV formula rule (#15 item 3, #19 item 8) --------------------------------------
+
+
+def test_lists_are_json_arrays_and_one_json_cell_in_csv() -> None:
+    table = pa.table({
+        "org_id": ["a", "b", "c"],
+        "sources": pa.array([["lingang_platform", "municipal_db"], [], None], pa.list_(pa.string())),
+        "amounts": pa.array([[Decimal("1.10"), None], None, [Decimal("-3.50")]], pa.list_(pa.decimal128(18, 2))),
+        "nested": pa.array([[["x"]], [[]], None], pa.list_(pa.list_(pa.string()))),
+    })
+    records = json.loads(b"".join(encode("json", table, {})))["records"]
+    assert [r["sources"] for r in records] == [["lingang_platform", "municipal_db"], [], None]
+    assert [r["amounts"] for r in records] == [["1.10", None], None, ["-3.50"]]
+    assert [r["nested"] for r in records] == [[["x"]], [[]], None]
+    assert [json.loads(line) for line in b"".join(encode("ndjson", table, {})).splitlines()] == records
+    rows = list(csv.DictReader(io.StringIO(b"".join(encode("csv", table, {})).decode())))
+    assert [json.loads(r["sources"]) if r["sources"] else None for r in rows] == [r["sources"] for r in records]
+    assert rows[0]["amounts"] == '["1.10",null]' and rows[2]["amounts"] == '["-3.50"]'
+
+
+def test_csv_neutralises_formulas_in_text_only_and_other_formats_keep_them() -> None:
+    nasty = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1",
+             "a=b", "", None, "'=already quoted", "3-2"]
+    table = pa.table({
+        "text": pa.array(nasty, pa.string()),
+        "budget_amount": pa.array([Decimal("-3.50")] * len(nasty), pa.decimal128(18, 2)),
+        "n": pa.array([-1] * len(nasty), pa.int64()),
+        "x": pa.array([-0.5] * len(nasty), pa.float64()),
+        "key": pa.array([{"trainee_id": v} for v in nasty]),
+    })
+    body = b"".join(encode("csv", table, {})).decode()
+    rows = list(csv.DictReader(io.StringIO(body, newline="")))
+    expected = ["'" + v if v and v[0] in "=+-@\t\r" else (v or "") for v in nasty]
+    assert [r["text"] for r in rows] == expected
+    assert [r["key.trainee_id"] for r in rows] == expected  # struct members are text columns too
+    assert {r["budget_amount"] for r in rows} == {"-3.50"} and {r["n"] for r in rows} == {"-1"}
+    assert {r["x"] for r in rows} == {"-0.5"}  # numbers stay numbers for the spreadsheet
+    assert [r["text"] for r in json.loads(b"".join(encode("json", table, {})))["records"]] == nasty
+    assert pq.read_table(io.BytesIO(b"".join(encode("parquet", table, {})))).column("text").to_pylist() == nasty
+
+
+def test_neutralise_formulas_is_one_rule_for_every_text_type() -> None:
+    table = pa.table({
+        "s": pa.array(["=1"], pa.string()), "l": pa.array(["=1"], pa.large_string()),
+        "d": pa.array(["=1"]).dictionary_encode(), "v": pa.array(["=1"], pa.string_view()),
+    })
+    out = formats.neutralise_formulas(table)
+    assert out.to_pylist() == [{"s": "'=1", "l": "'=1", "d": "'=1", "v": "'=1"}]
+    assert formats.FORMULA_STARTS == ("=", "+", "-", "@", "\t", "\r")
