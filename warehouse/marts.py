@@ -250,12 +250,13 @@ INDICATORS: tuple[Indicator, ...] = (
               "项", "SELECT count(*) FROM core.tech_service"),
 )
 
-_EVALUATION = "\nUNION ALL\n".join(
+# Rounded to 2 decimals (a rate of 63.64 %, not 63.6363…) and in code order, as the programme reports them.
+_EVALUATION = "SELECT * FROM (\n" + "\nUNION ALL\n".join(
     f"SELECT {_literal(i.code)} AS indicator_code, {_literal(i.zh)} AS indicator_zh, {_literal(i.en)} AS indicator_en, "
     f"{_literal(i.definition_zh)} AS definition_zh, {_literal(i.definition_en)} AS definition_en, "
-    f"{_literal(i.unit)} AS unit, CAST(({i.sql}) AS DOUBLE) AS value"
+    f"{_literal(i.unit)} AS unit, round(CAST(({i.sql}) AS DOUBLE), 2) AS value"
     for i in INDICATORS
-)
+) + "\n) ORDER BY indicator_code"
 
 MARTS: tuple[Mart, ...] = (
     Mart(
@@ -464,7 +465,7 @@ MARTS: tuple[Mart, ...] = (
             "definition_zh": "口径 / definition (zh)",
             "definition_en": "口径（英文）/ definition (en)",
             "unit": "单位 / unit",
-            "value": "指标值 / value (NULL when its denominator is zero)",
+            "value": "指标值 / value, rounded to 2 decimals (NULL when its denominator is zero)",
         },
         _EVALUATION,
     ),

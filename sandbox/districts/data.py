@@ -78,6 +78,7 @@ class Trainee:
     start: date
     project_id: str
     id_as_number: bool = False  # the cell was typed as a number in Excel: digits lost
+    employed: str = ""  # 留用就业: 已留用 / 未留用, blank while still training
 
 
 def _project(rng: random.Random, prefix: str, i: int, day0: date) -> Project:
@@ -141,6 +142,8 @@ def trainees(projects: list[Project], seed: int, district: str, month: int, floa
                 school=rng.choice(SCHOOLS)[0], company=rng.choice(COMPANIES)[0], major=rng.choice(MAJORS),
                 education=rng.choice(EDUCATION), start=p.start + timedelta(days=rng.randrange(0, 200)),
                 project_id=p.project_id))
+    for t in out:  # a generator of its own, so every other value stays as it was
+        t.employed = random.Random(f"{seed}:{t.trainee_id}:employed").choice(["已留用", "未留用", "已留用", ""])
     pick = random.Random(f"{seed}:{district}:float_ids")
     for t in pick.sample(out, min(float_ids, len(out))):
         t.id_as_number = True

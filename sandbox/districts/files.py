@@ -75,13 +75,14 @@ def write_minhang(folder: Path, projects: list[Project], trainees: list[Trainee]
                 cell.number_format = "yyyy-mm-dd"
     ts = wb.create_sheet("学员")
     ts.append([f"闵行区产教融合学员名册（{month.year}年{month.month}月）"])
-    ts.merge_cells("A1:K1")
-    ts.append(["学员编号", "姓名", "身份证号", "手机号", "学员类型", "学校", "企业", "专业", "学历", "开始日期", "项目编号"])
+    ts.merge_cells("A1:L1")
+    ts.append(["学员编号", "姓名", "身份证号", "手机号", "学员类型", "学校", "企业", "专业", "学历", "开始日期", "项目编号",
+               "留用就业"])
     for t in trainees:
         id_cell: object = float(t.id_number[:17]) * 10 + (int(t.id_number[17]) if t.id_number[17] != "X" else 0) \
             if t.id_as_number else t.id_number
         ts.append([t.trainee_id, t.name, id_cell, t.phone, t.trainee_type, t.school, t.company, t.major, t.education,
-                   datetime(t.start.year, t.start.month, t.start.day), t.project_id])
+                   datetime(t.start.year, t.start.month, t.start.day), t.project_id, t.employed or None])
     for row in ts.iter_rows(min_row=3, min_col=10, max_col=10):
         for cell in row:
             cell.number_format = "yyyy-mm-dd"
