@@ -47,6 +47,9 @@ class IehubFailureNotifier(BaseNotifier):
         self.source = source
         self.conn_id = conn_id
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to template; and a DAG-level callback may hand over a serialized DAG without Jinja."""
+
     def facts(self, context: Any) -> dict[str, Any]:
         ti = context.get("ti") or context.get("task_instance")
         dag_run = context.get("dag_run")

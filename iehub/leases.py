@@ -73,8 +73,12 @@ def _gone(row: sa.Row) -> bool:
     return False
 
 
-def acquire(catalog: Catalog, source: str, holder: Holder, ttl: timedelta = DEFAULT_TTL) -> None:
-    """Take or renew the lease; raise SourceBusy naming the holder if someone else has it."""
+def acquire(catalog: Catalog, source: str, holder: Holder, ttl: timedelta = DEFAULT_TTL) -> bool:
+    """Take or renew the lease; raise SourceBusy naming the holder if someone else has it.
+
+    Returns True when this holder had held it and given it back already (a task of a finished
+    DAG run cleared and run again): the caller then holds it only for that task.
+    """
     with catalog.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7315100202)"))
@@ -86,19 +90,22 @@ def acquire(catalog: Catalog, source: str, holder: Holder, ttl: timedelta = DEFA
                 f"source {source} is being synced by {row.holder} (host {row.host}, pid {row.pid}) since "
                 f"{row.acquired_at:%Y-%m-%d %H:%M:%S} UTC; wait for it to finish (its lease lapses at "
                 f"{row.expires_at:%H:%M:%S} UTC if it crashed)")
-        acquired_at = row.acquired_at if row is not None and row.holder == holder.key else now
+        reopened = row is not None and row.holder == holder.key and row.expires_at <= now
+        acquired_at = row.acquired_at if row is not None and row.holder == holder.key and not reopened else now
         conn.execute(sa.delete(source_leases).where(source_leases.c.source == source))
         conn.execute(sa.insert(source_leases).values(source=source, holder=holder.key, host=holder.host,
                                                      pid=holder.pid, acquired_at=acquired_at,
                                                      expires_at=now + ttl))
+    return reopened
 
 
 def release(catalog: Catalog, source: str, holder: Holder) -> None:
-    """Give the lease back (only if it is still ours)."""
+    """Give the lease back (only if it is still ours): it lapses now, and the row remembers who had it."""
     with catalog.engine.begin() as conn:
         _metadata.create_all(conn, checkfirst=True)
-        conn.execute(sa.delete(source_leases).where(source_leases.c.source == source,
-                                                    source_leases.c.holder == holder.key))
+        conn.execute(sa.update(source_leases).where(source_leases.c.source == source,
+                                                    source_leases.c.holder == holder.key)
+                     .values(expires_at=_now()))
 
 
 @contextmanager

@@ -9,6 +9,8 @@ staged inputs stay until a newer extraction of the stream supersedes them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -29,10 +31,19 @@ def _holder():
     return Holder.dag_run(dag, run) if dag and run else Holder.cli()
 
 
-def _lease(settings: Settings, source: str) -> None:
-    from iehub.leases import acquire
+@contextmanager
+def _lease(settings: Settings, source: str) -> Iterator[None]:
+    """Hold the source for this DAG run (released by `finish`), or, for a task of a run that has
+    finished already (cleared and run again), only while this task runs."""
+    from iehub.leases import acquire, release
 
-    acquire(settings.catalog(), source, _holder(), RUN_LEASE_TTL)
+    holder = _holder()
+    rerun_after_finish = acquire(settings.catalog(), source, holder, RUN_LEASE_TTL)
+    try:
+        yield
+    finally:
+        if rerun_after_finish:
+            release(settings.catalog(), source, holder)
 
 
 def _use_airflow_connections() -> None:
@@ -76,9 +87,9 @@ def extract(source: str, stream: str, full: bool = False) -> dict[str, Any]:
     from iehub import pipeline
 
     settings = _settings()
-    _lease(settings, source)
     _use_airflow_connections()
-    m = pipeline.extract(settings, source, stream, full=full)
+    with _lease(settings, source):
+        m = pipeline.extract(settings, source, stream, full=full)
     if not full and nothing_new(settings, m):
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -92,8 +103,8 @@ def standardise(ref: dict[str, Any]) -> dict[str, Any]:
 
     settings = _settings()
     manifest = pipeline.read_manifest(ref["manifest"])
-    _lease(settings, manifest["source"])
-    m = pipeline.standardise(settings, manifest)
+    with _lease(settings, manifest["source"]):
+        m = pipeline.standardise(settings, manifest)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_mapped": m["rows_mapped"],
             "rows_mapping_rejected": m["rows_mapping_rejected"]}
 
@@ -103,8 +114,8 @@ def validate(ref: dict[str, Any]) -> dict[str, Any]:
 
     settings = _settings()
     manifest = pipeline.read_manifest(ref["manifest"])
-    _lease(settings, manifest["source"])
-    m = pipeline.validate(settings, manifest)
+    with _lease(settings, manifest["source"]):
+        m = pipeline.validate(settings, manifest)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_loaded": m["rows_loaded"],
             "rows_quarantined": m["rows_quarantined"], "warnings": len(m["quality_warnings"])}
 
@@ -114,8 +125,8 @@ def land(ref: dict[str, Any]) -> dict[str, Any]:
 
     settings = _settings()
     manifest = pipeline.read_manifest(ref["manifest"])
-    _lease(settings, manifest["source"])
-    r = pipeline.land(settings, manifest)
+    with _lease(settings, manifest["source"]):
+        r = pipeline.land(settings, manifest)
     return {k: r[k] for k in ("batch_id", "entity", "rows_in", "rows_loaded", "rows_quarantined", "std_path")}
 
 

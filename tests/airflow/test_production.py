@@ -174,6 +174,13 @@ def test_cleared_steps_rerun_to_the_same_warehouse(iehub_home: Path, lingang) ->
     after = _warehouse(iehub_home)
     assert after["rows"] == before["rows"] and after["notices"] == before["notices"]
     assert after["batches"] == before["batches"]
+    # a scheduled run with nothing new succeeds and lands nothing (no empty batches, no Asset events)
+    landed = len(settings.catalog().landed_batches())
+    assert orchestration.run_dags(settings, ["iehub_sync_lingang_platform"], log, _env()) == \
+        {"iehub_sync_lingang_platform": "success"}
+    assert len(settings.catalog().landed_batches()) == landed
+    assert "notices: nothing new since cursor" in " ".join(log.read_text(encoding="utf-8").split()) or \
+        "lingang_platform.notices: nothing new" in log.read_text(encoding="utf-8")
 
 
 def test_cli_sync_is_refused_while_a_dag_run_holds_the_source(iehub_home: Path, lingang) -> None:
