@@ -261,7 +261,8 @@ def collect(home: Path, now: datetime | None = None) -> dict[str, Any]:
     return {"now": now, "version": current_version(home), "specs": specs, "sources": dict(by_source),
             "districts": dict(by_district), "district_sources": district_sources, "district_names": names,
             "freshness": freshness, "rules": sorted(rules.values(), key=lambda r: (-r["rows"], r["rule"])),
-            "stage_rows": stage_rows, "timeliness": timeliness, "batches": len(batches)}
+            "stage_rows": stage_rows, "timeliness": timeliness, "batches": len(batches),
+            "data_docs": (home / "quality" / "docs" / "index.html").exists()}
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -349,7 +350,7 @@ def render(data: dict[str, Any]) -> str:
         f"<p class='muted'>generated {_e(generated)} UTC from snapshot "
         f"<code>{_e(data['version'])}</code> · counts from <code>ops.batches</code> and <code>ops.quarantine</code>"
         " · <a href='data_dictionary.html'>数据字典 data dictionary</a>"
-        " · <a href='../docs/index.html'>GX Data Docs</a></p>"
+        + (" · <a href='../docs/index.html'>GX Data Docs</a>" if data.get("data_docs") else "") + "</p>"
         "<nav><a href='#sources'>来源 sources</a><a href='#districts'>各区 districts</a>"
         "<a href='#freshness'>时效 freshness</a><a href='#rules'>拒收规则 rules</a>"
         "<a href='#reports'>定期报送 report timeliness</a></nav></header>")

@@ -313,6 +313,8 @@ def test_quality_site_shows_ops_batches_per_district_and_source_offline(hub: dic
     finally:
         con.close()
     assert top_rule in page.text
+    for link in re.findall(r'<a href="([^"#][^"]*)"', page.dom):  # the dictionary, the Data Docs: all there
+        assert (index.parent / link).resolve().exists(), link
     assert mapping_rejects and "映射 mapping" in page.text  # rows refused at mapping are counted too
 
 
