@@ -48,7 +48,8 @@ def test_dagbag_imports_cleanly_without_io(iehub_home: Path) -> None:
     assert parsed["net"] == []
     from connectors.spec import available_sources
 
-    assert set(parsed["dags"]) == {f"iehub_sync_{s}" for s in available_sources()} | {"iehub_warehouse"}
+    assert set(parsed["dags"]) == {f"iehub_sync_{s}" for s in available_sources()} | {"iehub_warehouse",
+                                                                                      "iehub_delivery"}
     tasks = parsed["dags"]["iehub_sync_lingang_platform"]["tasks"]
     assert {"notices.extract", "notices.standardise", "notices.validate", "notices.land"} <= set(tasks)
     assert len(tasks) == 25 and "finish" in tasks
