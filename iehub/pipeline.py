@@ -438,6 +438,39 @@ def _drift(kind: type, raw_path: str, sources: list[str]) -> tuple[list[str], li
     return missing, unmapped
 
 
+def _repeated_keys(manifest: dict[str, Any], entity: Any) -> Any:
+    """Repeated natural keys over the whole staged batch (quality.duplicates says which copies go)."""
+    from quality.duplicates import repeated_keys
+
+    raw_columns = set(pq.read_schema(manifest["raw_staging"]).names)
+    return repeated_keys(manifest["mapped_staging"], manifest["raw_staging"], list(entity.key), raw_row=RAW_ROW,
+                         per_file="_file" if "_file" in raw_columns else None,
+                         line="_file_row" if "_file_row" in raw_columns else None,
+                         updated_at="updated_at" if "updated_at" in entity.arrow_schema().names else None)
+
+
+def _quarantine_repeats(table: pa.Table, repeats: Any, manifest: dict[str, Any], q_sink: ParquetSink, *,
+                        source: str, batch_id: str, kind: type) -> tuple[pa.Table, int]:
+    """Move this chunk's copies of repeated keys to the quarantine; returns the rest and how many moved."""
+    from quality.duplicates import RULE
+
+    if not repeats.rows:
+        return table, 0
+    hit = pc.is_in(table.column(RAW_ROW), value_set=repeats.quarantine.column("raw_row"))
+    positions = pc.sort_indices(table.column(RAW_ROW).filter(hit))
+    positions = table.column(RAW_ROW).filter(hit).take(positions)
+    n = len(positions)
+    if not n:
+        return table, 0
+    found = repeats.quarantine.take(pc.index_in(positions, value_set=repeats.quarantine.column("raw_row")))
+    raw = _raw_rows(manifest["raw_staging"], positions.to_pylist())
+    q_sink.write(_quarantine_table(raw, pa.array(range(n), pa.int64()), source=source, batch_id=batch_id, kind=kind,
+                                   field=found.column("field").combine_chunks(),
+                                   rule=pa.repeat(pa.scalar(f"quality.{RULE}"), n),
+                                   reason=found.column("reason").combine_chunks()))
+    return table.filter(pc.invert(hit)), n
+
+
 def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec | None = None) -> dict[str, Any]:
     """The quality gate: run the entity's generated suite; failing rows join the quarantine.
 
@@ -469,7 +502,11 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
         mapping_rejects = pq.read_table(manifest["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA)
         q_sink.write(mapping_rejects)
         results.extend(mapping_results(mapping_rejects, manifest["rows_in"]))  # `quality report` counts them
+        repeats = _repeated_keys(manifest, entity)  # batch-wide: a repeat may span validation chunks
         for table in read_chunks(manifest["mapped_staging"], VALIDATE_CHUNK_ROWS):
+            table, repeated = _quarantine_repeats(table, repeats, manifest, q_sink, source=source,
+                                                  batch_id=batch_id, kind=kind)
+            flagged += repeated
             outcome = validate_table(entity.name, table.drop_columns([RAW_ROW]), policy)
             results.extend(outcome.results)
             if outcome.gx_result is not None:
@@ -515,11 +552,17 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
         checks.append(_check("batch.schema_drift", not missing, policy.drift_action, "; ".join(
             ([f"missing {missing}"] if missing else []) + ([f"new {unmapped[:10]}"] if unmapped else [])) or None,
             rows_in, len(missing)))
-        share = quarantined / rows_in if rows_in else 0.0
-        over = not replay and quarantined > policy.max_quarantine_share * rows_in \
-            and quarantined > MIN_QUARANTINE_ROWS_TO_FAIL
+        checks.append(_check("batch.repeated_keys", not repeats.rows, "quarantine", (
+            f"{repeats.keys} key(s) repeated: {repeats.rows} copies quarantined; kept {repeats.superseded} "
+            f"superseded and {repeats.identical} identical copies of paged reads"), rows_in, repeats.rows))
+        # The share measures how much of the source's content is bad: all copies of one repeated key
+        # are one defect (100,000 copies of one row are a broken export, not 100,000 bad records).
+        bad_records = quarantined - repeats.rows + repeats.keys
+        share = bad_records / rows_in if rows_in else 0.0
+        over = not replay and bad_records > policy.max_quarantine_share * rows_in \
+            and bad_records > MIN_QUARANTINE_ROWS_TO_FAIL
         if over:
-            failures.append(f"{quarantined} of {rows_in} rows ({share:.1%}) quarantined, above the "
+            failures.append(f"{bad_records} of {rows_in} rows ({share:.1%}) quarantined, above the "
                             f"{policy.max_quarantine_share:.0%} allowed for {entity.name}")
         checks.append(_check("batch.quarantine_share", not over, "fail", f"{share:.2%} quarantined", rows_in,
                              quarantined))
@@ -561,7 +604,9 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
     if loaded + quarantined != rows_in:
         raise PipelineError(f"validate {where}: {rows_in} rows in but {loaded} loaded + {quarantined} quarantined")
     manifest = {**manifest, "std_staging": str(std_path), "quarantine_staging": str(q_path), "rows_loaded": loaded,
-                "rows_quarantined": quarantined, "validated_at": _now().isoformat(), "quality_warnings": warnings}
+                "rows_quarantined": quarantined, "validated_at": _now().isoformat(), "quality_warnings": warnings,
+                "repeated_keys": {"keys_quarantined": repeats.keys, "copies_quarantined": repeats.rows,
+                                  "superseded_kept": repeats.superseded, "identical_kept": repeats.identical}}
     _write_manifest(manifest)
     log.info("validate %s.%s: %d rows checked, %d passed, %d quarantined by rules (%d by mapping)", source, stream,
              manifest["rows_mapped"], loaded, flagged, manifest["rows_mapping_rejected"])

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quality.checks import REGEX_REQUIRED_BYTES, VALID_MASKS, rows_containing
+from quality.checks import REGEX_PREFILTERS, VALID_MASKS
 from quality.results import PARTIAL_UNEXPECTED_COUNT, Evaluation, map_result, raised_result
 from quality.suites import Rule
 
@@ -142,13 +142,13 @@ def _duplicated(columns: list[pa.ChunkedArray], ignore: Mask) -> Mask:
 
 def _matches(col: pa.ChunkedArray, regex: str) -> Mask:
     """Rows whose value contains a match of `regex` (RE2); only candidate rows are searched when
-    the regex has a byte-level prefilter (quality.checks.REGEX_REQUIRED_BYTES)."""
-    needles = REGEX_REQUIRED_BYTES.get(regex)
-    if needles is None or not pa.types.is_string(col.type):
+    the regex has a byte-level prefilter (quality.checks.REGEX_PREFILTERS)."""
+    prefilter = REGEX_PREFILTERS.get(regex)
+    if prefilter is None or not pa.types.is_string(col.type):
         return _np(pc.match_substring_regex(col, regex))
     arr = col.combine_chunks()
     out = np.zeros(len(arr), dtype=bool)
-    candidates = rows_containing(arr, needles)
+    candidates = prefilter(arr)
     if len(candidates):
         out[candidates] = _np(pc.match_substring_regex(arr.take(pa.array(candidates, pa.int64())), regex))
     return out
@@ -186,6 +186,14 @@ def _evaluate(rule: Rule, table: pa.Table, today: date) -> tuple[Mask, Mask | No
         return _matches(col, kw["regex"]), missing
     if cls == "ExpectColumnValuesToBeBetween":
         return _between(col, kw), missing
+    if cls == "ExpectColumnValueLengthsToBeBetween":
+        lengths = pc.utf8_length(col)
+        bad = np.zeros(len(col), dtype=bool)
+        if kw.get("min_value") is not None:
+            bad |= _np(pc.less(lengths, kw["min_value"]))
+        if kw.get("max_value") is not None:
+            bad |= _np(pc.greater(lengths, kw["max_value"]))
+        return bad, missing
     check: Callable[..., pa.Array] | None = VALID_MASKS.get(cls)
     if check is not None:
         extra = {k: v for k, v in kw.items() if k not in ("column", "mostly")}

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quality.suites import MOJIBAKE
+from quality.suites import CONTROL_CHARACTERS, CONTROL_CHARACTERS_MULTILINE, MOJIBAKE
 from schemas.codes import CODE_LISTS
 from schemas.validators import (
     check_mobile,
@@ -95,6 +95,46 @@ def rows_containing(arr: pa.Array, needles: tuple[bytes, ...]) -> np.ndarray:
         ok |= found
     rows = np.searchsorted(offsets, starts[ok] + offsets[0], side="right") - 1
     return np.unique(rows)
+
+
+def rows_with_control_bytes(arr: pa.Array) -> np.ndarray:
+    """Positions of the values whose UTF-8 bytes hold one below 0x20, 0x7F or 0xC2.
+
+    A superset of the values with a control character (C0, DEL, and C1 = C2 80-9F in UTF-8),
+    found in three vectorised passes over the buffer, so the control-character regex runs only
+    on the few candidates; clean Chinese text has none of these bytes.
+    """
+    if len(arr) == 0 or arr.null_count == len(arr) or arr.buffers()[2] is None:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    starts = np.flatnonzero((data < 0x20) | (data == 0x7F) | (data == 0xC2))
+    rows = np.searchsorted(offsets, starts + offsets[0], side="right") - 1
+    return np.unique(rows)
+
+
+# Per regex, a cheap pass that finds every value that could match (the regex confirms).
+REGEX_PREFILTERS: dict[str, Callable[[pa.Array], np.ndarray]] = {
+    MOJIBAKE: lambda arr: rows_containing(arr, REGEX_REQUIRED_BYTES[MOJIBAKE]),
+    CONTROL_CHARACTERS: rows_with_control_bytes,
+    CONTROL_CHARACTERS_MULTILINE: rows_with_control_bytes,
+}
+
+
+def control_character_problem(text: str, multiline: bool = False) -> str | None:
+    """Which control character a value holds and where (never the value: it may be personal)."""
+    allowed = "\t\n\r" if multiline else ""
+    for i, ch in enumerate(text):
+        code = ord(ch)
+        if (code < 0x20 or 0x7F <= code <= 0x9F) and ch not in allowed:
+            return f"contains control character U+{code:04X} at character {i + 1:,}"
+    return None
+
+
+def length_problem(text: str, max_length: int) -> str | None:
+    """How long a value is against its declared limit (never the value itself: it may be megabytes)."""
+    n = len(text)
+    return f"is {n:,} characters long, above its limit of {max_length:,}" if n > max_length else None
 
 
 # Why a value fails, for quarantine reasons; the same validators both engines run.

@@ -15,15 +15,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quality.checks import REASONS
+from quality.checks import REASONS, control_character_problem, length_problem
 from quality.policy import EntityPolicy
 from quality.results import Evaluation, suite_result
-from quality.suites import Rule, rules_for
+from quality.suites import CONTROL_CHARACTERS_MULTILINE, Rule, rules_for
 from schemas import get_entity
 
 ENGINE_ENV = "IEHUB_QUALITY_ENGINE"
 ENGINES = ("arrow", "gx")
 MAX_REASONS_PER_ROW = 3
+MAX_SHOWN_CHARS = 80  # of a failing value quoted in a reason
 
 
 @dataclass
@@ -70,13 +71,24 @@ def evaluate(rules: list[Rule], table: pa.Table, *, want_rows: set[str] | None =
 
 
 def _reason(rule: Rule, column: str, value: Any, pii: bool) -> str:
+    if rule.check == "max_length" and value is not None:
+        return f"{column} {length_problem(str(value), rule.kwargs['max_value'])}"
+    if rule.check == "control_characters" and value is not None:
+        multiline = rule.kwargs["regex"] == CONTROL_CHARACTERS_MULTILINE
+        return f"{column} {control_character_problem(str(value), multiline) or rule.describe}"
     check = REASONS.get(rule.check)
     if check is not None and value is not None:
         why = check(str(value))
         if why:
-            return f"{column}: {why}" if pii else f"{column} {value!r}: {why}"
-    shown = "(personal value withheld)" if pii else repr(value.isoformat() if hasattr(value, "isoformat") else value)
+            return f"{column}: {why}" if pii else f"{column} {_shown(value)}: {why}"
+    shown = "(personal value withheld)" if pii else _shown(value.isoformat() if hasattr(value, "isoformat") else value)
     return f"{column} {shown} {rule.describe}"
+
+
+def _shown(value: Any, limit: int = MAX_SHOWN_CHARS) -> str:
+    """A value as a reason quotes it, cut short: a reason is one line, whatever the cell holds."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(str(value)):,} characters)"
 
 
 def validate_table(entity_name: str, table: pa.Table, policy: EntityPolicy, *, engine: str | None = None) -> Outcome:

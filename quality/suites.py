@@ -33,6 +33,11 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
 # U+FFFD, or Latin-1 letters followed by continuation-range bytes: UTF-8/GBK read as Latin-1.
 MOJIBAKE = "\ufffd|[\u00c0-\u00ff][\u0080-\u00bf]|[\u00a1-\u00fe]{3,}"
 AGE_RANGES: dict[str, tuple[int, int]] = {"trainee": (14, 45), "teacher": (22, 80)}
+# C0 and C1 control characters and DEL. A NUL or an escape in a name is never data (it cuts
+# strings in C tools, terminals and CSV readers); tab, line feed and carriage return belong only
+# in fields declared multiline (free text). Written as escapes both RE2 and Python's re read.
+CONTROL_CHARACTERS = r"[\x00-\x1F\x7F-\x9F]"
+CONTROL_CHARACTERS_MULTILINE = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
 
 
 # Our custom expectation classes (quality/expectations.py); every other class is GX's own.
@@ -123,6 +128,15 @@ def rules_for(entity_name: str) -> list[Rule]:
         if pa.types.is_string(t) and (col.endswith("name") or col == "title"):
             add(f"{col}.readable_text", "ExpectColumnValuesToNotMatchRegex", {"column": col, "regex": MOJIBAKE}, (col,),
                 "readable_text", "looks garbled (text decoded with the wrong encoding)")
+        if pa.types.is_string(t):
+            # Text hygiene on every text field: declared per field in schemas/entities.py.
+            add(f"{col}.no_control_characters", "ExpectColumnValuesToNotMatchRegex",
+                {"column": col, "regex": CONTROL_CHARACTERS_MULTILINE if f.multiline else CONTROL_CHARACTERS},
+                (col,), "control_characters", "contains a control character")
+            if f.max_length is not None:
+                add(f"{col}.max_length", "ExpectColumnValueLengthsToBeBetween",
+                    {"column": col, "max_value": f.max_length}, (col,), "max_length",
+                    f"is longer than {f.max_length:,} characters")
         if col == "phone":
             add(f"{col}.valid_mobile", "ExpectColumnValuesToBeValidMobile", {"column": col}, (col,), "valid_mobile",
                 "is not a mainland mobile number")

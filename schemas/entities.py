@@ -27,6 +27,26 @@ I32 = pa.int32()
 BOOL = pa.bool_()
 
 
+# Text limits, in characters, enforced by the quality gate (quality.suites: `<field>.max_length`).
+# Generous for real data, small enough that a runaway cell (a whole file in one field, 5 MB) is
+# quarantined instead of landing in core and every feed page.
+ID_CHARS = 64        # source ids, codes, USCCs, ID and phone numbers
+NAME_CHARS = 200     # names of people, organisations, bases; short descriptive text
+TITLE_CHARS = 500    # titles, addresses
+URL_CHARS = 2_000
+TEXT_CHARS = 10_000  # free text (summaries): the only fields where line breaks and tabs belong
+
+
+def _text_limit(name: str, code_list: str | None) -> int:
+    """The limit a text field gets unless it declares its own: by what the name says it holds."""
+    if code_list or name.endswith(("_id", "_uscc", "_code", "_type")) or name in (
+            "uscc", "id_number", "phone", "status", "role", "category"):
+        return ID_CHARS
+    if name == "title" or name == "address":
+        return TITLE_CHARS
+    return NAME_CHARS
+
+
 def _f(
     name: str,
     type_: pa.DataType,
@@ -36,8 +56,13 @@ def _f(
     pii: str = "none",
     required: bool = False,
     code_list: str | None = None,
+    max_length: int | None = None,
+    multiline: bool = False,
 ) -> Field:
-    return Field(name=name, type=type_, zh=zh, en=en, pii=pii, required=required, code_list=code_list)
+    if pa.types.is_string(type_) and max_length is None:
+        max_length = _text_limit(name, code_list)
+    return Field(name=name, type=type_, zh=zh, en=en, pii=pii, required=required, code_list=code_list,
+                 max_length=max_length, multiline=multiline)
 
 
 # Fields shared by many entities, declared once so their docs never diverge.
@@ -98,8 +123,8 @@ NOTICE = _entity(
     _uscc("publisher", "发布单位", "Publisher"),
     DISTRICT,
     _f("published_at", TIMESTAMP, "发布时间（UTC）", "Publication time, UTC"),
-    _f("summary", STR, "摘要", "Summary"),
-    _f("url", STR, "原文链接", "Link to the full text"),
+    _f("summary", STR, "摘要", "Summary", max_length=TEXT_CHARS, multiline=True),
+    _f("url", STR, "原文链接", "Link to the full text", max_length=URL_CHARS),
     UPDATED,
 )  # fmt: skip
 
@@ -261,7 +286,7 @@ PROJECT_REPORT = _entity(
     _f("spent_amount", MONEY, "期内支出（元）", "Spent in the period, yuan"),
     _f("due_on", DATE, "应报送日期", "Report due date"),
     _f("submitted_at", TIMESTAMP, "报送时间（UTC）", "When submitted, UTC"),
-    _f("summary", STR, "工作概述", "Summary of work"),
+    _f("summary", STR, "工作概述", "Summary of work", max_length=TEXT_CHARS, multiline=True),
     UPDATED,
 )  # fmt: skip
 

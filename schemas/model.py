@@ -54,6 +54,11 @@ class Field:
     code_list: str | None = None
     #: A stricter share class than the entity's for this one field (None: the entity's).
     share_class: str | None = None
+    #: Text only: the longest value allowed, in characters (the quality gate quarantines longer ones).
+    max_length: int | None = None
+    #: Text only: whether line breaks and tabs belong in the value (free text); other control
+    #: characters (NUL, escape, …) are never allowed.
+    multiline: bool = False
 
     def __post_init__(self) -> None:
         # Fail at import time: a typo in a declaration must never reach the lake.
@@ -67,6 +72,10 @@ class Field:
             raise ValueError(f"field {self.name}: zh and en descriptions are both required")
         if self.name.endswith("_amount") and self.type != MONEY:
             raise ValueError(f"field {self.name}: *_amount fields are money, decimal128(18, 2) yuan")
+        if self.max_length is not None and (not pa.types.is_string(self.type) or self.max_length < 1):
+            raise ValueError(f"field {self.name}: max_length applies to text fields and must be at least 1")
+        if self.multiline and not pa.types.is_string(self.type):
+            raise ValueError(f"field {self.name}: only text fields can be multiline")
 
 
 LINEAGE_FIELDS: tuple[Field, ...] = (

@@ -70,7 +70,10 @@ def test_corpus_covers_every_group() -> None:
 
 MESSY_STRINGS = ["", " ", "Ã©Ã¨Ã", "\ufffd乱码", "浙A12345", "310103", "31011", "91310115MA1FL5XL1I",
                  "13812345678", "+86 138-1234-5678", "021-12345678", BAD_ID, make_id(date(1950, 1, 1)),
-                 make_id(date(2016, 6, 1)), "x" * 18]
+                 make_id(date(2016, 6, 1)), "x" * 18,
+                 # control characters (tab and line breaks only fit multiline fields) and lengths at the limits
+                 "名\x00称", "a\tb", "第一行\n第二行", "\r\n", "\x1b[31m红\x1b[0m", "x\x85y", "\x7f",
+                 "长" * 200, "长" * 201, "x" * 64, "x" * 65, "y" * 10_001]
 
 
 def _messy_rows(entity: str, rng: random.Random, n: int) -> list[dict]:
