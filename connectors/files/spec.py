@@ -3,7 +3,9 @@
 Everything a district's files need is stated here, in a small vocabulary: which encodings to try,
 where the header is, which rows are totals or notes, which columns must arrive as text, and
 whether each file is a full snapshot (the hub derives inserts, updates and deletes) or a set of
-changed rows. No Python per district.
+changed rows, which period a file describes (snapshots apply in that order, never in arrival
+order), and the caps a file must stay under before it is expanded. How much one snapshot may
+delete is `snapshot_guard:`, common to every kind (connectors/guard.py). No Python per district.
 """
 from __future__ import annotations
 
