@@ -333,6 +333,9 @@ def status_table(settings: Settings) -> Table:
 @click.pass_obj
 def status(settings: Settings) -> None:
     """Show each source's batches, last run, loaded/quarantined counts and core row counts."""
+    if not settings.home.exists() and not settings.catalog_url:  # a look must not create ./var where there is none
+        _fail(f"no hub home at {settings.home}: set IEHUB_HOME (or --home) to the hub's folder, "
+              "or run `iehub sync` or `iehub demo` to start one there")
     console.print(status_table(settings))
 
 
