@@ -61,6 +61,7 @@ from feeds.query import (
     versions,
 )
 from feeds.ratelimit import RateLimiter
+from feeds.subscriptions_api import add_subscription_routes
 from feeds.tableschema import table_schema
 from schemas import SCHEMA_VERSION
 
@@ -512,6 +513,8 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
                                              after=page.last_change_version, min=low, max=high,
                                              fields=tuple(requested) if requested is not None else None,
                                              scope=scope), secret)
+
+    add_subscription_routes(app, config, keystore, authorised, ApiError)  # /v1/subscriptions (push)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
