@@ -295,13 +295,14 @@ def _quote_opened_at(path: Path, offset: int, first_line: int) -> int | None:
     return None
 
 
-def _check_caps(lines: int, width: int, limits: FileLimits, what: str) -> None:
+def _check_caps(lines: int, width: int, limits: FileLimits, what: str, *, workbook: bool = False) -> None:
     if lines > limits.max_rows:
         raise Unreadable(f"{what} has {lines} rows, more than limits.max_rows = {limits.max_rows}; "
                          "refused before reading: split the file or raise the limit in the spec")
-    if lines * max(width, 1) > limits.max_cells:
-        raise Unreadable(f"{what} has {lines} rows × {width} columns, more than limits.max_cells = "
-                         f"{limits.max_cells}; refused before reading: split the file or raise the limit in the spec")
+    cap, name = (limits.max_workbook_cells, "max_workbook_cells") if workbook else (limits.max_cells, "max_cells")
+    if lines * max(width, 1) > cap:
+        raise Unreadable(f"{what} has {lines} rows × {width} columns, more than limits.{name} = "
+                         f"{cap}; refused before reading: split the file or raise the limit in the spec")
 
 
 def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -> ParsedFile:
@@ -572,7 +573,7 @@ def _check_workbook_caps(path: Path, spec: FileStreamSpec) -> None:
         return
     rows = int(found.group(4) or found.group(2))
     cols = _column_number(found.group(3) or found.group(1) or b"A")
-    _check_caps(rows, cols, limits, f"sheet '{chosen[0]}' (by its declared size)")
+    _check_caps(rows, cols, limits, f"sheet '{chosen[0]}' (by its declared size)", workbook=True)
 
 
 def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
@@ -595,11 +596,13 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
         else:
             raise Unreadable(f"has no sheet '{want}' (sheets: {', '.join(names)}); fix `sheet` in the spec")
         sheet = wb.get_sheet_by_name(sheet_name)
-        rows = sheet.to_python(skip_empty_area=False, nrows=spec.limits.max_rows + 1)
-        if len(rows) > spec.limits.max_rows:  # read no further than the cap: the rest is never expanded
-            raise Unreadable(f"sheet '{sheet_name}' has more than limits.max_rows = {spec.limits.max_rows} rows; "
-                             "refused: split the workbook or raise the limit in the spec")
-        _check_caps(len(rows), sheet.width, spec.limits, f"sheet '{sheet_name}'")
+        # rows become Python objects here (~160 bytes a cell): read no further than the caps allow
+        limit = min(spec.limits.max_rows, spec.limits.max_workbook_cells // max(sheet.width, 1))
+        rows = sheet.to_python(skip_empty_area=False, nrows=limit + 1)
+        if len(rows) > limit:
+            raise Unreadable(f"sheet '{sheet_name}' has more than {limit} rows of {sheet.width} columns "
+                             f"(limits.max_rows = {spec.limits.max_rows}, limits.max_workbook_cells = "
+                             f"{spec.limits.max_workbook_cells}); refused: split the workbook or raise the limit")
         merged = _merged_ranges(path, sheet, sheet_name)
     except CalamineError as exc:
         raise Incomplete(f"sheet cannot be read ({type(exc).__name__})") from None

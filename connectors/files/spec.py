@@ -57,6 +57,9 @@ class FileLimits(_Model):
     max_bytes: int = Field(default=2 << 30, ge=1)
     max_rows: int = Field(default=10_000_000, ge=1)
     max_cells: int = Field(default=200_000_000, ge=1)
+    # a sheet is expanded in memory (~160 bytes a cell) where a CSV streams: 5M cells is ~0.8 GB,
+    # far above any district's workbook and below what a 2 MB zip bomb of a million rows expands to
+    max_workbook_cells: int = Field(default=5_000_000, ge=1)
 
 
 DEFAULT_PERIOD = r"(?<!\d)(\d{4})[-_.]?(0[1-9]|1[0-2])(?:[-_.]?(0[1-9]|[12]\d|3[01]))?(?!\d)"

@@ -116,7 +116,7 @@ def test_a_workbook_that_declares_no_size_stops_at_the_row_cap(tmp_path: Path) -
                 data, n = re.subn(rb"<dimension [^>]*>", b"", data)
                 assert n == 1
             dst.writestr(info, data)
-    with pytest.raises(Unreadable, match="more than limits.max_rows = 1000 rows"):
+    with pytest.raises(Unreadable, match=r"more than 1000 rows of 2 columns \(limits.max_rows = 1000"):
         read_excel(stripped, excel_spec(limits={"max_rows": 1000}))
     assert read_excel(stripped, excel_spec()).table.num_rows == 5000
 
@@ -178,3 +178,20 @@ def test_the_guard_limit_is_set_per_spec() -> None:
     figures = ShrinkFigures(rows=150, live=200, deleting=50)
     assert shrink_reason(figures, SnapshotGuard()) is not None  # 25 % > 20 %
     assert shrink_reason(figures, spec(snapshot_guard={"max_delete_share": 0.3}).snapshot_guard) is None
+
+
+def test_a_workbook_bomb_is_refused_by_the_default_caps_before_its_cells_become_objects(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import python_calamine
+
+    path = workbook(tmp_path, 10)  # declares A1:B11; rewrite it to declare a million rows × 11 columns
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1:K1000000"', data)
+            dst.writestr(info, data)
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_path", lambda *a: pytest.fail("cells opened"))
+    with pytest.raises(Unreadable, match=r"1000000 rows × 11 columns, more than limits.max_workbook_cells"):
+        read_excel(bomb, excel_spec())
