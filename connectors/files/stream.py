@@ -9,7 +9,7 @@ is compared with the one before: rows whose digest is unchanged are dropped, new
 are emitted, and keys the hub holds that the new snapshot lacks come out as tombstone rows —
 unless the snapshot guard (connectors/guard.py) finds it would delete too much: then nothing of
 it is applied, it is quarantined whole with the figures, and it waits for an operator's
-`iehub quarantine accept`. Only content identical to the current snapshot counts as a duplicate,
+`iehub quarantine accept` (every pass says so again until then, or until a newer snapshot applies). Only content identical to the current snapshot counts as a duplicate,
 so re-sending a good file after a refused or suspect one is read again. A file that cannot be
 read (not text, over a cap, a swallowing quote, a symlink) becomes one raw row carrying the
 reason, which the mapping rejects, so it is quarantined whole and counted. The ledger commits
@@ -267,6 +267,18 @@ class FileSourceStream(SourceStream):
                 keep.append((entry, sha))
         return keep
 
+    def _still_held(self, rereading: set[str]) -> None:
+        """Suspect snapshots no operator has decided on, and no newer snapshot has replaced: each pass
+        says so again (and the sync fails again), so a held file is not forgotten after one red run."""
+        current = (self.snapshot or {}).get("period")
+        for sha, entry in self.ledger.items():
+            if entry.get("status") != "suspect" or entry.get("accepted") or sha in rereading:
+                continue
+            period = self.period(entry["name"])
+            if current and period and period < current:
+                continue  # a newer snapshot was applied since: this one would be late now
+            self.counts["snapshots_held"].append(f"{entry['name']} (still waiting): {entry.get('reason', '')}")
+
     def _parse(self, entry: FileEntry, sha: str, now: float) -> _Pending | None:
         path = self.location.local_path(entry, self.work_dir)
         try:
@@ -371,6 +383,8 @@ class FileSourceStream(SourceStream):
                            encoding=parsed.encoding, lines=parsed.lines, **accepted)
             log.info("%s: %d data rows, %d emitted (%s)", self._where(item.entry), table.num_rows, rows,
                      ", ".join(f"{k} {v}" for k, v in parsed.skipped.items()) or "nothing skipped")
+        if self.stream.mode == "snapshot":
+            self._still_held({item.sha for item in self.pending})
 
     def _hold(self, item: _Pending, suspect: str, figures: ShrinkFigures) -> pa.Table:
         """A suspect snapshot: nothing of it applies; one quarantine row says why, with the figures."""

@@ -100,8 +100,9 @@ def test_sync_exits_non_zero_with_one_line_and_an_accepted_shrink_applies(iehub_
     assert run.exit_code != 0
     assert bad.name in run.output and "held as suspect" in run.output
     assert live_ids(iehub_home) == before
-    again = runner.invoke(main, ["--home", str(iehub_home), "sync", SOURCE])  # still held, still nothing deleted
-    assert live_ids(iehub_home) == before, again.output
+    again = runner.invoke(main, ["--home", str(iehub_home), "sync", SOURCE])  # still held: said again
+    assert again.exit_code != 0 and f"{bad.name} (still waiting)" in again.output
+    assert live_ids(iehub_home) == before
 
     accept = runner.invoke(main, ["--home", str(iehub_home), "quarantine", "accept", str(bad)])
     assert accept.exit_code == 0 and "accepted" in accept.output, accept.output
@@ -110,8 +111,20 @@ def test_sync_exits_non_zero_with_one_line_and_an_accepted_shrink_applies(iehub_
     after = live_ids(iehub_home)
     assert after < before and len(after) <= 60
     assert ledger(iehub_home)[bad.name]["status"] == "loaded"
+    assert runner.invoke(main, ["--home", str(iehub_home), "sync", SOURCE]).exit_code == 0  # decided: quiet
     unknown = runner.invoke(main, ["--home", str(iehub_home), "quarantine", "accept", "nope.csv"])
     assert unknown.exit_code != 0 and "no snapshot named 'nope.csv'" in unknown.output
+
+
+def test_a_newer_good_snapshot_resolves_a_held_one(iehub_home: Path, drops: DistrictDrops) -> None:
+    before = loaded(iehub_home)
+    drop(drops, "yangpu_projects_20240302.csv", VARIANTS["header and one row"](drops))
+    with pytest.raises(pipeline.SnapshotHeld):
+        sync(iehub_home, SOURCE)
+    drop(drops, "yangpu_projects_20240303.csv", (drops.yangpu / DAY0).read_bytes().replace(
+        lines_of(drops)[1] + b"\r\n", b""))  # the next day's full export: one project gone
+    result = sync(iehub_home, SOURCE)["projects"]  # no exception: nothing is waiting any more
+    assert result["http"]["rows_deleted"] == 1 and len(live_ids(iehub_home)) == len(before) - 1
 
 
 def stray_quote(drops: DistrictDrops, *, last_cell: bool) -> tuple[bytes, int]:
