@@ -46,7 +46,7 @@ def _parse_one(settings: Settings, path: Path) -> dict:
     return json.loads(line[0][6:])
 
 
-@pytest.mark.parametrize("dag_file", ["iehub_sources.py", "iehub_warehouse.py"])
+@pytest.mark.parametrize("dag_file", sorted(p.name for p in orchestration.DAGS_FOLDER.glob("*.py")))
 def test_dag_file_imports_nothing_heavy(iehub_home: Path, dag_file: str) -> None:
     """Parsing a DAG file (cold cache, then warm) adds no data library to the parsing process."""
     settings = Settings.from_env(iehub_home)
