@@ -41,6 +41,11 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
     console.print(f"Demo finished in {time.monotonic() - started:.0f}s. Airflow logs: {log_file}")
     console.print("Query it: `iehub sql` (or duckdb -readonly "
                   f"{settings.home / 'published' / 'CURRENT' / 'warehouse.duckdb'}); `iehub status` any time.")
+    from iehub.quality_site import site_dir
+
+    report = site_dir(settings.home) / "index.html"  # written by the warehouse DAG's build
+    if report.exists():
+        console.print(f"Quality report (opens offline): {report.as_uri()}", markup=False, highlight=False)
     if serve:
         serve_feeds(settings, console=console)
 

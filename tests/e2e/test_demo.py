@@ -28,6 +28,8 @@ def test_demo_end_to_end_and_rerun_changes_nothing(tmp_path: Path) -> None:
     first = _demo(home)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "iehub status" in first.stdout
+    report = home / "quality" / "site" / "index.html"  # the warehouse DAG's build writes the quality report
+    assert report.exists() and report.as_uri() in first.stdout.replace("\n", "")
     con = duckdb.connect(str(current_path(home)), read_only=True)
     for stream in SPEC.streams.values():
         assert con.execute(f"select count(*) from core.{stream.entity}").fetchone()[0] > 0, stream.entity
