@@ -37,8 +37,9 @@ import random
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -52,20 +53,21 @@ import requests
 
 from feeds.audit import AuditError, AuditLog
 from feeds.config import FeedConfig
-from feeds.datasets import DATASETS, Dataset
+from feeds.datasets import DATASETS, Dataset, ScopeRule
 from feeds.formats import encode
-from feeds.query import NoSnapshot, SnapshotPool, Window, masked_page, newest_change_version
+from feeds.query import NoSnapshot, SnapshotPool, Window, masked_page, newest_change_version, versions
 from feeds.subscriptions import ACTIVE, KINDS, Subscription, SubscriptionError, SubscriptionStore, check_url
 from feeds.webhooks import SealError, sign_headers
 from warehouse.versions import CHANGE_VERSION
 
-__all__ = ["Batch", "DeliveryReport", "RetryPolicy", "deliver", "retry_wait"]
+__all__ = ["Batch", "DeliveryReport", "RetryPolicy", "Slice", "build_slice", "deliver", "make_batch", "retry_wait"]
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "iehub.feed.batch"
 USER_AGENT = "iehub-webhooks/1 (+Standard Webhooks)"
 LEASE_SECONDS = 600.0
+SLICE_CACHE = 64  # slices kept per run for subscriptions that share a scope
 
 
 @dataclass(frozen=True)
@@ -142,40 +144,61 @@ def _versions(table: pa.Table) -> list[int]:
     return table.column(CHANGE_VERSION).to_pylist() if table.num_rows else []
 
 
-def build_batch(pool: SnapshotPool, snapshot: str, high: int, ds: Dataset, sub: Subscription,
-                districts: frozenset[str] | None, personal: bool, secret: bytes) -> Batch | None:
-    """The next batch of ``ds`` for ``sub`` from ``snapshot``, or None when it is up to date."""
-    n = sub.batch_size
-    after = {kind: sub.acked(ds.name, kind) for kind in KINDS}
-    pages = {kind: masked_page(pool, snapshot, ds, kind, Window(after[kind], 0, high, n), districts=districts,
+@dataclass(frozen=True)
+class Slice:
+    """The records of one batch as every subscription with the same scope, grant and cursors gets them."""
+
+    changes: bytes
+    deletes: bytes
+    changes_count: int
+    deletes_count: int
+    upto: int
+    first_version: int
+    last_version: int
+    fields: list[str]
+    personal: bool
+    digest: str
+
+
+def build_slice(pool: SnapshotPool, snapshot: str, high: int, ds: Dataset, after: dict[str, int], size: int,
+                districts: frozenset[str] | None, personal: bool, secret: bytes) -> Slice | None:
+    """The next ``size`` changes and deletes of ``ds`` after ``after`` (kind → version), or None if none."""
+    pages = {kind: masked_page(pool, snapshot, ds, kind, Window(after[kind], 0, high, size), districts=districts,
                                personal=personal, secret=secret) for kind in KINDS}
     merged = sorted(v for kind in KINDS for v in _versions(pages[kind][1]))
     if not merged:
         return None
-    # Where the batch ends: the n-th version of the two pages merged, and never past a page that has more.
-    bounds = [merged[min(n, len(merged)) - 1]]
+    # Where the batch ends: the size-th version of the two pages merged, and never past a page that has more.
+    bounds = [merged[min(size, len(merged)) - 1]]
     bounds += [page.last_change_version for page, _, _ in pages.values()
                if page.has_more and page.last_change_version is not None]
     upto = min(bounds)
     tables = {kind: table.filter(pc.less_equal(table.column(CHANGE_VERSION), upto)) if table.num_rows else table
               for kind, (_, table, _) in pages.items()}
     changes, deletes = _json_array(tables["changes"]), _json_array(tables["deletes"])
-    records = hashlib.sha256(changes + b"\x00" + deletes).hexdigest()
-    ident = f"{sub.subscription_id}|{sub.generation}|{ds.name}|{after['changes']}|{after['deletes']}|{upto}|{records}"
-    msg_id = "msg_" + hashlib.sha256(ident.encode()).hexdigest()[:32]
     versions = [v for kind in KINDS for v in _versions(tables[kind])]
-    head = {"type": EVENT_TYPE, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    data = {"subscription": sub.subscription_id, "batch": msg_id, "dataset": ds.name, "snapshot": snapshot,
-            "change_versions": {"changes_after": after["changes"], "deletes_after": after["deletes"], "upto": upto},
-            "count": {"changes": tables["changes"].num_rows, "deletes": tables["deletes"].num_rows}}
-    # {"type", "timestamp", "data": {... "changes": [...], "deletes": [...]}}: records spliced in as encoded.
-    body = (orjson.dumps(head)[:-1] + b',"data":' + orjson.dumps(data)[:-1] + b',"changes":' + changes
-            + b',"deletes":' + deletes + b"}}")
     fields = list(tables["changes"].column_names) + [f"deletes.{c}" for c in tables["deletes"].column_names]
     pii = set(ds.entity.pii_fields())
-    return Batch(msg_id, ds.name, body, hashlib.sha256(body).hexdigest(), tables["changes"].num_rows,
-                 tables["deletes"].num_rows, after, upto, min(versions), max(versions), fields,
-                 personal and bool(pii & set(tables["changes"].column_names)))
+    return Slice(changes, deletes, tables["changes"].num_rows, tables["deletes"].num_rows, upto, min(versions),
+                 max(versions), fields, personal and bool(pii & set(tables["changes"].column_names)),
+                 hashlib.sha256(changes + b"\x00" + deletes).hexdigest())
+
+
+def make_batch(part: Slice, sub: Subscription, ds: Dataset, after: dict[str, int], snapshot: str) -> Batch:
+    """``part`` as ``sub``'s message: its webhook-id (stable for the same records) and JSON body."""
+    ident = f"{sub.subscription_id}|{sub.generation}|{ds.name}|{after['changes']}|{after['deletes']}|{part.upto}|" \
+            f"{part.digest}"
+    msg_id = "msg_" + hashlib.sha256(ident.encode()).hexdigest()[:32]
+    head = {"type": EVENT_TYPE, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    data = {"subscription": sub.subscription_id, "batch": msg_id, "dataset": ds.name, "snapshot": snapshot,
+            "change_versions": {"changes_after": after["changes"], "deletes_after": after["deletes"],
+                                "upto": part.upto},
+            "count": {"changes": part.changes_count, "deletes": part.deletes_count}}
+    # {"type", "timestamp", "data": {... "changes": [...], "deletes": [...]}}: records spliced in as encoded.
+    body = (orjson.dumps(head)[:-1] + b',"data":' + orjson.dumps(data)[:-1] + b',"changes":' + part.changes
+            + b',"deletes":' + part.deletes + b"}}")
+    return Batch(msg_id, ds.name, body, hashlib.sha256(body).hexdigest(), part.changes_count, part.deletes_count,
+                 dict(after), part.upto, part.first_version, part.last_version, part.fields, part.personal)
 
 
 @dataclass
@@ -219,6 +242,43 @@ class _Run:
         self.high = newest_change_version(pool, snapshot)
         self.owner = f"{os.uname().nodename[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.local = threading.local()
+        self._lock = threading.Lock()
+        self._newest: dict[str, int] = {}
+        # Subscriptions of the same scope, grant and cursors (many platforms on one change) share a
+        # slice: read, masked and encoded once per run, not once per receiver. LRU-bounded.
+        self._slices: OrderedDict[tuple[Any, ...], Future[Slice | None]] = OrderedDict()
+
+    def newest(self, ds: Dataset) -> int:
+        """The newest change version of ``ds``'s rows and deletes in the snapshot (0 if none)."""
+        with self._lock:
+            if ds.name not in self._newest:
+                self._newest[ds.name] = int(versions(self.pool, self.snapshot, ds, None)["newest_change_version"])
+        if ds.scope is ScopeRule.PROJECT:  # a district key sees a participant again when its project moves
+            return max(self._newest[ds.name], self.newest(DATASETS["project"]))
+        return self._newest[ds.name]
+
+    def slice(self, ds: Dataset, after: dict[str, int], size: int, districts: frozenset[str] | None,
+              personal: bool) -> Slice | None:
+        key = (ds.name, after["changes"], after["deletes"], size, districts, personal)
+        with self._lock:
+            future = self._slices.get(key)
+            mine = future is None
+            if mine:
+                future = self._slices[key] = Future()
+                while len(self._slices) > SLICE_CACHE:
+                    self._slices.popitem(last=False)
+            else:
+                self._slices.move_to_end(key)
+        assert future is not None
+        if mine:
+            try:
+                future.set_result(build_slice(self.pool, self.snapshot, self.high, ds, after, size, districts,
+                                              personal, self.secret))
+            except BaseException as exc:
+                future.set_exception(exc)
+                with self._lock:
+                    self._slices.pop(key, None)
+        return future.result()
 
     def session(self) -> requests.Session:
         s = getattr(self.local, "session", None)
@@ -252,6 +312,7 @@ class _Run:
             self.store.pause(sub.subscription_id, f"paused by the hub: {exc}")
             out.status, out.error = "paused", str(exc)
             return
+        leased = time.monotonic()
         # Asked again at every run: a subscription never exceeds what its key may read now.
         readable = self.store.readable(key, sub.districts)
         for name, districts in readable.items():
@@ -259,9 +320,13 @@ class _Run:
                 continue
             ds = DATASETS[name]
             while True:
-                batch = build_batch(self.pool, self.snapshot, self.high, ds, sub, districts, key.personal, self.secret)
-                if batch is None:
+                after = {kind: sub.acked(ds.name, kind) for kind in KINDS}
+                if self.newest(ds) <= min(after.values()):
+                    break  # nothing of this dataset past the cursors: no query at all
+                part = self.slice(ds, after, sub.batch_size, districts, key.personal)
+                if part is None:
                     break
+                batch = make_batch(part, sub, ds, after, self.snapshot)
                 error = self._send(sub, key.key_id, batch, signing, out)
                 if error is not None:
                     sub = self.store.record_failure(sub, error)
@@ -276,7 +341,9 @@ class _Run:
                     out.status = "stopped (replayed, paused or deleted meanwhile)"
                     return
                 sub = acked
-                self.store.claim(sub.subscription_id, self.owner, LEASE_SECONDS)  # renew the lease
+                if time.monotonic() - leased > LEASE_SECONDS / 2:  # renew the lease well before it runs out
+                    self.store.claim(sub.subscription_id, self.owner, LEASE_SECONDS)
+                    leased = time.monotonic()
         if out.batches:
             out.status = "delivered"
 

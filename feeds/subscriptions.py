@@ -213,6 +213,7 @@ class SubscriptionStore:
         self.engine = feed_engine(url)
         self.keys = keys or KeyStore(url)
         self._own_keys = keys is None
+        self._access: Any = None  # feeds.sharing.AccessStore, opened on first use
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
@@ -224,6 +225,8 @@ class SubscriptionStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._access is not None:
+            self._access.dispose()
         if self._own_keys:
             self.keys.dispose()
 
@@ -346,11 +349,9 @@ class SubscriptionStore:
         """
         from feeds.sharing import AccessStore, effective_grant, served_datasets
 
-        access = AccessStore(self.url, cache_seconds=0)
-        try:
-            approvals = access.approvals(key.key_id)
-        finally:
-            access.dispose()
+        if self._access is None:
+            self._access = AccessStore(self.url, cache_seconds=0)  # approvals read afresh at every call
+        approvals = self._access.approvals(key.key_id)
         out: dict[str, frozenset[str] | None] = {}
         for name, ds in served_datasets().items():
             grant = effective_grant(key, ds, approvals)
