@@ -26,12 +26,14 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
         console.print("• Airflow metadata DB (SQLite under IEHUB_HOME/airflow) …")
         orchestration.ensure_airflow_db(settings, log_file)
         dag_ids = [f"iehub_sync_{source}" for source in source_streams()] + ["iehub_warehouse"]
+        before = landed_so_far(settings)
         t0 = time.monotonic()
         console.print(f"• running {len(dag_ids)} DAGs through Airflow (dag.test), one Airflow start-up for all …")
         states = orchestration.run_dags(settings, dag_ids, log_file, env)
         for dag_id, state in states.items():
             console.print(f"  {dag_id}: {state}")
         console.print(f"  done in {time.monotonic() - t0:.1f}s")
+        console.print(run_summary(settings, before), markup=False, highlight=False)
     finally:
         for run in running:
             run.stop()
@@ -39,7 +41,7 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
 
     console.print(status_table(settings))
     console.print(f"Demo finished in {time.monotonic() - started:.0f}s. Airflow logs: {log_file}")
-    console.print("Query it: `iehub sql` (or duckdb -readonly "
+    console.print("Query it: `iehub sql` (or DuckDB 1.4+, e.g. `pip install duckdb-cli`: duckdb -readonly "
                   f"{settings.home / 'published' / 'CURRENT' / 'warehouse.duckdb'}); `iehub status` any time.")
     from iehub.quality_site import site_dir
 
@@ -48,6 +50,23 @@ def run_demo(settings: Settings, *, scale: float, seed: int, console: Console, s
         console.print(f"Quality report (opens offline): {report.as_uri()}", markup=False, highlight=False)
     if serve:
         serve_feeds(settings, console=console)
+
+
+def landed_so_far(settings: Settings) -> int:
+    """The newest landed_seq in the ledger (0 before the first batch)."""
+    return max((b.landed_seq or 0 for b in settings.catalog().landed_batches()), default=0)
+
+
+def run_summary(settings: Settings, before: int) -> str:
+    """One line saying what this run loaded, and that a rerun was incremental (the status table shows totals)."""
+    new = [b for b in settings.catalog().landed_batches() if (b.landed_seq or 0) > before]
+    read, loaded = sum(b.rows_in for b in new), sum(b.rows_loaded for b in new)
+    quarantined = sum(b.rows_quarantined for b in new)
+    figures = f"{len(new)} batches landed, {read:,} rows read, {loaded:,} loaded, {quarantined:,} quarantined"
+    if before == 0:
+        return f"• first run, a full load: {figures}"
+    return (f"• incremental run: only what changed since the last run was read — {figures} "
+            "(the status table below shows the totals)")
 
 
 def serve_feeds(settings: Settings, *, console: Console, host: str = "127.0.0.1", port: int = 8000) -> None:
