@@ -312,7 +312,14 @@ def hub_feed_latency(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
     return run(params, scratch)
 
 
+def hub_delivery(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    from bench.delivery_scenario import hub_delivery as run
+
+    return run(params, scratch)
+
+
 MEASURES: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
+    "hub_delivery": hub_delivery,
     "hub_feed_latency": hub_feed_latency,
     "hub_municipal": hub_municipal,
     "hub_lingang": hub_lingang,

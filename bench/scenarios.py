@@ -391,11 +391,35 @@ S8 = Scenario(
                 _feed_figure("feed-1", "ratio_to_floor"))),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.id: s for s in (S1, S2, S3, S4, S5, S6, S7, S8)}
+
+# ----------------------------------------------------------------------------------------- S10
+def delivery_cases(ctx: Context) -> list[Case]:
+    from bench.delivery_scenario import delivery_cases as cases
+
+    return cases(ctx)
+
+
+S10 = Scenario(
+    "S10", "push delivery (Standard Webhooks) of a 1 % change",
+    "A 1 % change of N built projects landed and built; every subscription (1, then 20, on loopback receivers "
+    "that verify each signature with the reference library) receives it, masked, in change-version order. "
+    "Figures: changes acknowledged per second and the time from publish to the last receiver's acknowledgement. "
+    "Runs bench/delivery.py.",
+    full_scales=(1_000_000,), quick_scales=(50_000,), plan=delivery_cases,
+    goals=(Goal("delivery_publish_to_last_ack_s", "publish → last of 20 receivers' acknowledgement, 1 % change",
+                "<=", 60, "s", _feed_figure("delivery-20", "publish_to_last_ack_seconds"), nominal_scale=1_000_000),
+           Goal("delivery_changes_per_s_1", "changes acknowledged per second, 1 receiver", ">=", None, "changes/s",
+                _feed_figure("delivery-1", "changes_per_second")),
+           Goal("delivery_changes_per_s_20", "changes acknowledged per second, 20 receivers", ">=", None,
+                "changes/s", _feed_figure("delivery-20", "changes_per_second"))),
+)
+
+SCENARIOS: dict[str, Scenario] = {s.id: s for s in (S1, S2, S3, S4, S5, S6, S7, S8, S10)}
 
 #: every figure the issues name, by goal id: the registry test checks each is decided by some scenario
 REQUIRED_GOALS = (
     "municipal_1m_vs_dlt", "incremental_share", "rss_5m_mb", "rss_ratio_5m_1m", "lingang_validation_share",
     "csv_1m_rows_per_s", "excel_100k_rows_per_s", "snapshot_diff_seconds", "warehouse_incremental_share",
     "feed_p95_1_client_ms", "feed_p95_8_clients_ms", "feed_errors", "feed_ratio_to_floor",
+    "delivery_publish_to_last_ack_s",
 )
