@@ -15,10 +15,12 @@ Readers never open ``warehouse.duckdb``: each build is published as an immutable
 
 Storage format: the builder creates its file with ``storage_compatibility_version`` v1.4.0, so
 every published snapshot (a hard link of that file) opens in DuckDB 1.4 LTS and later, the
-versions analysts' tools ship; DuckDB 2.0's default format does not open there. Writing it that
-way from the start costs nothing at publish time, where exporting each snapshot into a second,
-compatible file would double the disk and the publishing time. A builder file found in another
-format is rebuilt from the lake once.
+versions analysts' tools ship; DuckDB 2.0's default format does not open there. Measured on
+2M rows × 7 columns (2 shared cores): CREATE + CHECKPOINT 4.0–6.1 s in the 1.4 format against
+5.4–6.4 s in 2.0's, aggregate queries 1.0–1.5 s either way, the same 25 MB file: no cost beyond
+noise, while exporting each snapshot into a second, compatible file at publish time would add a
+full copy per build and break the O(1) hard-link publish. A builder file found in another format
+is rebuilt from the lake once.
 
 Only files the catalog lists as landed are read (the lake is never globbed): a file without
 a ledger row is the orphan of a killed or failed run and its rows were never accounted for.
