@@ -320,8 +320,8 @@ def personal_key_warnings(spec: SourceSpec) -> list[str]:
     for name, stream in spec.streams.items():
         entity = ENTITIES[stream.entity]
         maps = parse_mapping(stream.entity, stream.mapping, f"streams.{name}.mapping").fields
-        personal = {fm.source: fm.target for fm in maps
-                    if fm.source is not None and entity.field(fm.target).pii != "none"}
+        personal = {column: fm.target for fm in maps for column in (fm.sources or (fm.source,))
+                    if column is not None and entity.field(fm.target).pii != "none"}
         key = stream.primary_key
         if key in personal or _PERSONAL_NAME.search(key):
             why = f"it fills the personal field {personal[key]}" if key in personal else "its name says so"
@@ -330,10 +330,11 @@ def personal_key_warnings(spec: SourceSpec) -> list[str]:
                 "every delete's _source_key, which the feeds serve only as a keyed pseudonym to keys without the "
                 "personal grant, but which the lake, the ledger and personal exports keep: key the stream on the "
                 "source's own record id instead")
-        for fm in maps:
-            if fm.source in personal and entity.field(fm.target).pii == "none":
-                warnings.append(
-                    f"streams.{name}: {fm.target} is mapped from {fm.source!r}, which also fills the personal field "
-                    f"{personal[fm.source]}; {fm.target} is not masked, so every key would read it in clear: "
-                    f"map {fm.target} from another column")
+        for fm in maps:  # every column a field reads (coalesce and join read several)
+            for column in fm.sources or (fm.source,):
+                if column in personal and entity.field(fm.target).pii == "none":
+                    warnings.append(
+                        f"streams.{name}: {fm.target} is mapped from {column!r}, which also fills the personal field "
+                        f"{personal[column]}; {fm.target} is not masked, so every key would read it in clear: "
+                        f"map {fm.target} from another column")
     return warnings

@@ -113,6 +113,8 @@ def test_no_shipped_spec_keys_on_personal_data() -> None:
     (lambda s: s["streams"]["trainees"]["mapping"]["fields"].update(trainee_id={"from": "身份证号"}),
      ["trainee_id is mapped from '身份证号'", "in clear"]),
     (lambda s: s["streams"]["trainees"].update(primary_key="联系电话"), ["primary_key '联系电话'", "its name says so"]),
+    (lambda s: s["streams"]["trainees"]["mapping"]["fields"].update(trainee_id={"from": ["学员编号", "身份证号"]}),
+     ["trainee_id is mapped from '身份证号'", "in clear"]),  # the second column of a coalesce counts too
 ])
 def test_a_stream_keyed_on_personal_data_is_valid_but_warned_about(tmp_path: Path, change, expected) -> None:
     from connectors.spec import personal_key_warnings
