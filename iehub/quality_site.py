@@ -220,12 +220,14 @@ def collect(home: Path, now: datetime | None = None) -> dict[str, Any]:
 
     specs, spec_districts = _spec_facts()
     by_source: dict[str, _Totals] = defaultdict(_Totals)
+    by_entity: dict[str, dict[str, _Totals]] = defaultdict(lambda: defaultdict(_Totals))
     by_district: dict[str, _Totals] = defaultdict(_Totals)
     district_sources: dict[str, set[str]] = defaultdict(set)
     last_landed: dict[str, datetime] = {}
     last_run: dict[str, dict[str, Any]] = {}
     for b in batches:
         by_source[b["source"]].add(b)
+        by_entity[b["source"]][b["entity"]].add(b)
         code = spec_districts.get((b["source"], b["entity"]))
         if code:
             by_district[code].add(b)
@@ -259,6 +261,7 @@ def collect(home: Path, now: datetime | None = None) -> dict[str, Any]:
     district_list = CODE_LISTS["district"]
     names = {code: (district_list.label(code, "zh"), district_list.label(code, "en")) for code in district_list.entries}
     return {"now": now, "version": current_version(home), "specs": specs, "sources": dict(by_source),
+            "entities": {s: dict(e) for s, e in by_entity.items()},
             "districts": dict(by_district), "district_sources": district_sources, "district_names": names,
             "freshness": freshness, "rules": sorted(rules.values(), key=lambda r: (-r["rows"], r["rule"])),
             "stage_rows": stage_rows, "timeliness": timeliness, "batches": len(batches),
@@ -378,7 +381,11 @@ def render(data: dict[str, Any]) -> str:
     out.append("</tbody></table>")
     for name in sorted(sources):
         out.append(f"<article id='source-{_e(name)}'><h3>{_e(name)} <small>{_e(specs.get(name, {}).get('title', ''))}"
-                   "</small></h3>" + _chart(sources[name], f"rows per hour, {name}") + "</article>")
+                   "</small></h3>" + _chart(sources[name], f"rows per hour, {name}"))
+        out.append(f"<table class='counts entities'><thead><tr><th>entity 实体</th>{_COUNT_HEAD}</tr></thead><tbody>")
+        for entity, t in sorted(data.get("entities", {}).get(name, {}).items()):
+            out.append(_counts_row(f"data-entity='{_e(name)}.{_e(entity)}'", f"<td>{_e(entity)}</td>", t))
+        out.append("</tbody></table></article>")
     out.append("</section>")
 
     out.append("<section id='districts'><h2>各区 Districts</h2><p class='muted'>Batches of the district and "

@@ -233,22 +233,23 @@ def feed_api(hub: dict[str, Any]) -> Iterator[str]:
         server.kill()
 
 
-def _ops_batches(home: Path) -> dict[str, tuple[int, int, int, int]]:
-    """Landed batches and their rows in / loaded / quarantined per source, straight from ops.batches."""
+def _ops_batches(home: Path, by: str = "source") -> dict[str, tuple[int, int, int, int]]:
+    """Landed batches and their rows in / loaded / quarantined per BY, straight from ops.batches."""
     from warehouse.publish import current_path
 
     con = duckdb.connect(str(current_path(home)), read_only=True)
     try:
         return {s: (b, i, l, q) for s, b, i, l, q in con.execute(
-            "SELECT source, count(*), sum(rows_in), sum(rows_loaded), sum(rows_quarantined) FROM ops.batches "
-            "WHERE status = 'landed' GROUP BY source").fetchall()}
+            f"SELECT {by}, count(*), sum(rows_in), sum(rows_loaded), sum(rows_quarantined) FROM ops.batches "
+            "WHERE status = 'landed' GROUP BY ALL").fetchall()}
     finally:
         con.close()
 
 
 #: Per table row of the quality site: (batches, rows in, loaded, quarantined) as the browser shows them.
-COUNTS_JS = """Object.fromEntries([...document.querySelectorAll('tr[data-district], tr[data-source]')].map(tr => [
-  tr.dataset.district ? 'district:' + tr.dataset.district : 'source:' + tr.dataset.source,
+COUNTS_JS = """Object.fromEntries([...document.querySelectorAll('tr[data-district], tr[data-source], tr[data-entity]')]
+  .map(tr => [tr.dataset.district ? 'district:' + tr.dataset.district
+              : tr.dataset.source ? 'source:' + tr.dataset.source : 'entity:' + tr.dataset.entity,
   ['batches', 'rows-in', 'rows-loaded', 'rows-quarantined'].map(c => tr.querySelector('td.' + c).innerText)]))"""
 
 
@@ -296,6 +297,8 @@ def test_quality_site_shows_ops_batches_per_district_and_source_offline(hub: dic
         assert name in page.text
     for source, counts in ledger.items():
         assert _counts(page, f"source:{source}") == counts, source
+    for stream, counts in _ops_batches(home, "source || '.' || entity").items():
+        assert _counts(page, f"entity:{stream}") == counts, stream
     total_in = sum(c[1] for c in ledger.values())
     assert f"{total_in:,}" in page.text
     assert "定期报送" in page.text and "按时率" in page.text
