@@ -253,6 +253,11 @@ COUNTS_JS = """Object.fromEntries([...document.querySelectorAll('tr[data-distric
   ['batches', 'rows-in', 'rows-loaded', 'rows-quarantined'].map(c => tr.querySelector('td.' + c).innerText)]))"""
 
 
+#: In-page links (#…) whose target is not on the page: a contents entry that leads nowhere.
+DEAD_ANCHORS_JS = """[...document.querySelectorAll('a[href^="#"]')].map(a => a.getAttribute('href'))
+  .filter(h => h.length > 1 && !document.getElementById(decodeURIComponent(h.slice(1))))"""
+
+
 def _counts(page: Page, key: str) -> tuple[int, ...]:
     assert key in page.probe, f"no row {key} on {page.url}: {sorted(page.probe)}"
     return tuple(int(v.replace(",", "")) for v in page.probe[key])
@@ -318,6 +323,9 @@ def test_quality_site_shows_ops_batches_per_district_and_source_offline(hub: dic
     assert top_rule in page.text
     for link in re.findall(r'<a href="([^"#][^"]*)"', page.dom):  # the dictionary, the Data Docs: all there
         assert (index.parent / link).resolve().exists(), link
+    anchors = browser.open(index.as_uri(), "document.querySelectorAll('nav a').length > 0",
+                           tmp_path / "quality-site-again.png", DEAD_ANCHORS_JS)
+    assert anchors.probe == [], f"in-page links that lead nowhere: {anchors.probe}"
     assert mapping_rejects and "映射 mapping" in page.text  # rows refused at mapping are counted too
 
 
@@ -329,11 +337,14 @@ def test_data_dictionary_renders_offline_with_its_tables(hub: dict[str, Any], br
         path = tmp_path / "dictionary" / "data_dictionary.html"
     else:
         path = hub["home"] / "quality" / "site" / "data_dictionary.html"
-    page = browser.open(path.as_uri(), "document.querySelectorAll('h2').length > 10", tmp_path / "dictionary.png")
+    page = browser.open(path.as_uri(), "document.querySelectorAll('h2').length > 10", tmp_path / "dictionary.png",
+                        DEAD_ANCHORS_JS)
     page.assert_offline()
+    assert page.probe == [], f"contents entries that lead nowhere: {page.probe}"
     headings = browser_headings(page)
     for table in ("core.organization", "core.project", "core.project_report", "core.trainee",
-                  "marts.report_status", "marts.report_timeliness_by_lead_org", "marts.projects_by_district_industry"):
+                  "marts.report_status", "marts.report_timeliness_by_lead_org", "marts.projects_by_district_industry",
+                  "ops.batches", "ops.quarantine", "ref.codes"):
         assert any(h.startswith(table) for h in headings), (table, headings)
     assert "id_number" in page.text and "敏感个人信息" in page.text
 
