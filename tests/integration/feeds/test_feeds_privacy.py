@@ -415,7 +415,7 @@ def test_the_table_schema_names_every_column_a_key_receives_with_its_type(every:
     kinds = {"string": str, "integer": int, "boolean": bool, "array": list, "number": str, "date": str,
              "datetime": str}
     for key in ("all", "personal"):
-        for name in DATASETS:
+        for name in [n for n in DATASETS if visible(n, key)]:
             schema = every.get(f"/v1/feeds/{name}/schema", key=key).json()
             records = whole_pass(every, f"/v1/feeds/{name}", key, "json", limit=100)[0].json()["records"]
             assert records, name
