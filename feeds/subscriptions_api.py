@@ -60,6 +60,8 @@ class RotateIn(BaseModel):
 def add_subscription_routes(app: FastAPI, config: FeedConfig, keystore: KeyStore,
                             authorised: Callable[..., Grant], api_error: type[Exception]) -> None:
     """Register the subscription endpoints on ``app``, authenticated by its ``authorised`` dependency."""
+    from feeds.app import _responses  # the app's error documentation (loaded by now: the app calls us)
+
     lock = threading.Lock()
     holder: list[SubscriptionStore] = []
 
@@ -91,7 +93,7 @@ def add_subscription_routes(app: FastAPI, config: FeedConfig, keystore: KeyStore
     Caller = Annotated[Grant, Depends(authorised)]
     tags = ["subscriptions"]
 
-    @app.post("/v1/subscriptions", tags=tags, status_code=201,
+    @app.post("/v1/subscriptions", tags=tags, status_code=201, responses=_responses(400, 401, 403, 429, 503),
               summary="Subscribe an HTTPS endpoint to this key's changes and deletes (Standard Webhooks)")
     def create(body: SubscriptionIn, grant: Caller) -> JSONResponse:
         from feeds.query import NoSnapshot, SnapshotPool, newest_change_version
@@ -116,34 +118,38 @@ def add_subscription_routes(app: FastAPI, config: FeedConfig, keystore: KeyStore
             raise refused(exc) from None
         return JSONResponse({**sub.public(), "secret": secret}, status_code=201)
 
-    @app.get("/v1/subscriptions", tags=tags, summary="This key's subscriptions (never their secrets)")
+    @app.get("/v1/subscriptions", tags=tags, responses=_responses(401, 429, 503), summary="This key's subscriptions (never their secrets)")
     def list_(grant: Caller) -> dict[str, Any]:
         return {"subscriptions": [s.public() for s in store().list(key_id=grant.key_id)]}
 
-    @app.get("/v1/subscriptions/{subscription_id}", tags=tags, summary="One subscription: status, acknowledged versions")
+    @app.get("/v1/subscriptions/{subscription_id}", tags=tags, responses=_responses(400, 401, 404, 429, 503),
+             summary="One subscription: status, acknowledged versions")
     def get(subscription_id: SubscriptionId, grant: Caller) -> dict[str, Any]:
         return own(subscription_id, grant).public()
 
-    @app.delete("/v1/subscriptions/{subscription_id}", tags=tags, status_code=204, summary="Delete a subscription")
+    @app.delete("/v1/subscriptions/{subscription_id}", tags=tags, status_code=204,
+                responses=_responses(400, 401, 404, 429, 503), summary="Delete a subscription")
     def delete(subscription_id: SubscriptionId, grant: Caller) -> Response:
         store().delete(own(subscription_id, grant).subscription_id)
         return Response(status_code=204)
 
-    @app.post("/v1/subscriptions/{subscription_id}/pause", tags=tags, summary="Stop deliveries for now")
+    @app.post("/v1/subscriptions/{subscription_id}/pause", tags=tags, responses=_responses(400, 401, 404, 429, 503),
+              summary="Stop deliveries for now")
     def pause(subscription_id: SubscriptionId, grant: Caller) -> dict[str, Any]:
         return store().pause(own(subscription_id, grant).subscription_id, "paused by the consumer").public()
 
-    @app.post("/v1/subscriptions/{subscription_id}/resume", tags=tags,
+    @app.post("/v1/subscriptions/{subscription_id}/resume", tags=tags, responses=_responses(400, 401, 404, 429, 503),
               summary="Deliver again from the last acknowledged change version")
     def resume(subscription_id: SubscriptionId, grant: Caller) -> dict[str, Any]:
         return store().resume(own(subscription_id, grant).subscription_id).public()
 
-    @app.post("/v1/subscriptions/{subscription_id}/replay", tags=tags,
+    @app.post("/v1/subscriptions/{subscription_id}/replay", tags=tags, responses=_responses(400, 401, 404, 429, 503),
               summary="Deliver everything in scope again from a change version")
     def replay(subscription_id: SubscriptionId, body: ReplayIn, grant: Caller) -> dict[str, Any]:
         return store().replay(own(subscription_id, grant).subscription_id, body.from_change_version).public()
 
     @app.post("/v1/subscriptions/{subscription_id}/rotate-secret", tags=tags,
+              responses=_responses(400, 401, 404, 429, 503),
               summary="A new signing secret (in this answer only); the old one signs too during the overlap")
     def rotate(subscription_id: SubscriptionId, body: RotateIn, grant: Caller) -> dict[str, Any]:
         sub, secret = store().rotate_secret(own(subscription_id, grant).subscription_id,
