@@ -261,3 +261,22 @@ def test_a_bad_row_reason_names_the_file_and_its_line(iehub_home: Path, drops: D
     sync(iehub_home, SOURCE)
     reasons = [r["reason"] for r in quarantine(iehub_home, "project", SOURCE) if "fields" in (r["reason"] or "")]
     assert reasons == [f"file {bad.name}, line 10: row has 6 fields, the header has 9"]
+
+
+def test_accepting_while_a_sync_holds_the_source_is_refused_not_lost(iehub_home: Path, drops: DistrictDrops) -> None:
+    from iehub.file_ledger import AcceptError, accept_file
+    from iehub.leases import Holder, acquire, release
+
+    loaded(iehub_home)
+    bad = drop(drops, "yangpu_projects_20240302.csv", VARIANTS["header and one row"](drops))
+    with pytest.raises(pipeline.SnapshotHeld):
+        sync(iehub_home, SOURCE)
+    settings = Settings.from_env(iehub_home)
+    running = Holder.dag_run("iehub_sync_district_yangpu", "scheduled__2024-03-03")
+    acquire(settings.catalog(), SOURCE, running)  # a DAG run is syncing the district
+    with pytest.raises(AcceptError, match="accept yangpu_projects_20240302.csv once it has finished"):
+        accept_file(settings, bad.name, source=SOURCE)
+    assert not ledger(iehub_home)[bad.name].get("accepted")
+    release(settings.catalog(), SOURCE, running)
+    assert [a.name for a in accept_file(settings, bad.name, source=SOURCE)] == [bad.name]
+    assert ledger(iehub_home)[bad.name]["accepted"] is True
