@@ -62,6 +62,14 @@ from feeds.query import (
 )
 from feeds.ratelimit import RateLimiter
 from feeds.subscriptions_api import add_subscription_routes
+from feeds.sharing import (
+    AccessError,
+    AccessStore,
+    AccessStoreUnavailable,
+    effective_grant,
+    served_datasets,
+    share_label,
+)
 from feeds.tableschema import table_schema
 from schemas import SCHEMA_VERSION
 
@@ -71,7 +79,8 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
 RATE_TABLE = "ratelimit.bin"
-DatasetName = Enum("DatasetName", {name: name for name in DATASETS}, type=str)  # type: ignore[misc]
+# 不予共享 datasets are not in the API at all: their names answer 404 like any unknown dataset.
+DatasetName = Enum("DatasetName", {name: name for name in served_datasets()}, type=str)  # type: ignore[misc]
 FormatName = Enum("FormatName", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 DatasetPath = Annotated[DatasetName, Path(description="Dataset name (GET /v1/feeds lists them).")]
 
@@ -113,6 +122,27 @@ class VersionsBody(BaseModel):
     snapshot: str
     oldest_change_version: int | None
     newest_change_version: int
+
+
+class AccessRequestBody(BaseModel):
+    datasets: list[str] = Field(min_length=1, max_length=20, description="有条件共享 datasets asked for.")
+    districts: list[str] | None = Field(default=None, max_length=20, description="District codes (GB/T 2260); "
+                                        "null for every district the key has.")
+    purpose: str = Field(min_length=4, max_length=2000, description="What the data will be used for (用途).")
+
+
+class AccessRequestOut(BaseModel):
+    request_id: int
+    consumer: str
+    key_id: str | None
+    datasets: list[str]
+    districts: list[str] | None
+    purpose: str
+    status: str = Field(description="pending, approved, expired (an approval past its date) or rejected.")
+    requested_at: str
+    decided_at: str | None
+    reason: str | None
+    expires_at: str | None = Field(description="When an approval ends; the scope it grants ends with it.")
 
 
 class Catalogue(BaseModel):
@@ -159,11 +189,13 @@ def _data_responses() -> dict[int | str, dict[str, Any]]:
 # -- the app --------------------------------------------------------------------------------------
 
 
-def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: AuditLog | None = None) -> FastAPI:
-    """The feed API over ``config.home``'s published snapshots; keys and audit in ``config.db_url``."""
+def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: AuditLog | None = None,
+               access: AccessStore | None = None) -> FastAPI:
+    """The feed API over ``config.home``'s published snapshots; keys, access requests and audit in ``config.db_url``."""
     secret = config.secret()
     keystore = keys if keys is not None else KeyStore(config.db_url)
     audit_log = audit if audit is not None else AuditLog.from_config(config)  # key and anchors outside the db
+    access_store = access if access is not None else AccessStore(config.db_url, audit=audit_log)
     pool = SnapshotPool(config.home, config.snapshot_cache, lease=config.snapshot_lease)
     # Shared by every worker process of `iehub serve --workers N` through a file in the feeds folder.
     limiter = RateLimiter(config.rate, config.burst, path=config.feeds_dir / RATE_TABLE)
@@ -194,6 +226,7 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     add_offline_docs(app)
     app.state.pool = pool
     app.state.keys = keystore
+    app.state.access = access_store
     app.state.audit = audit_log
     app.state.limiter = limiter
 
@@ -208,6 +241,8 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(tuple(e.get("loc", ()))[:2] == ("path", "dataset") for e in exc.errors()):
+            return _error(404, "not_found", "unknown dataset; GET /v1/feeds lists the datasets this key may read")
         problems = []
         for e in exc.errors()[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path", "header"))
@@ -253,15 +288,30 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
                            {"Retry-After": limiter.retry_after(wait)})
         return grant
 
-    def in_scope(name: str, grant: Grant) -> Dataset:
-        dataset = DATASETS.get(name)
+    def approvals(grant: Grant) -> list:
+        try:
+            return access_store.approvals(grant.key_id)
+        except AccessStoreUnavailable as exc:
+            log.error("feed API: access store unavailable: %s", exc)
+            raise ApiError(503, "key_store_unavailable", "the access requests cannot be read right now, so "
+                           "nothing is served; retry later") from None
+
+    def in_scope(name: str, grant: Grant) -> tuple[Dataset, Grant]:
+        """The dataset and the grant to read it under (an approval may narrow the key's districts)."""
+        dataset = served_datasets().get(name)
         if dataset is None:
             raise ApiError(404, "not_found", f"unknown dataset {name!r}; GET /v1/feeds lists yours")
-        if not dataset.visible_to(grant.datasets, grant.districts):
-            why = ("it has no district, so only keys granted every district may read it"
-                   if grant.datasets is None or name in grant.datasets else "it is not among the key's datasets")
+        effective = effective_grant(grant, dataset, approvals(grant))
+        if effective is None:
+            if dataset.entity.share_class == "conditional" and not grant.allows_dataset(name):
+                why = ("it is 有条件共享 (conditional): file an access request (POST /v1/access-requests) and "
+                       "read it once approved")
+            elif grant.datasets is None or name in grant.datasets:
+                why = "it has no district, so only keys granted every district may read it"
+            else:
+                why = "it is not among the key's datasets"
             raise ApiError(403, "forbidden", f"dataset {name!r} is out of this key's scope: {why}")
-        return dataset
+        return dataset, effective
 
     def current_snapshot() -> str:
         try:
@@ -315,18 +365,47 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
         strict(request, set())
         snapshot = current_snapshot()
         entries = []
-        for dataset in DATASETS.values():
-            if dataset.visible_to(grant.datasets, grant.districts):
+        granted = approvals(grant)
+        for dataset in served_datasets().values():
+            effective = effective_grant(grant, dataset, granted)
+            if effective is not None:
                 try:
-                    cov = cached_coverage(snapshot, dataset.name, grant.districts)
+                    cov = cached_coverage(snapshot, dataset.name, effective.districts)
                 except SnapshotGone as exc:
                     raise ApiError(503, "no_snapshot", str(exc)) from None
-                entries.append(catalogue_entry(dataset, base_url=str(request.base_url), coverage=cov,
-                                               snapshot=snapshot))
+                entries.append({**catalogue_entry(dataset, base_url=str(request.base_url), coverage=cov,
+                                                  snapshot=snapshot), "shareClass": share_label(dataset.name)})
         body = {"snapshot": snapshot, "schema_version": SCHEMA_VERSION, "consumer": grant.consumer,
                 "datasets": entries}
-        parts = {"what": "catalogue", "snapshot": snapshot, "scope": _scope(grant), "base": str(request.base_url)}
+        parts = {"what": "catalogue", "snapshot": snapshot, "scope": _scope(grant), "base": str(request.base_url),
+                 "entries": [(e["identifier"], e["changeVersions"]["newest"]) for e in entries]}
         return json_with_etag(request, body, parts, snapshot)
+
+    @app.post("/v1/access-requests", tags=["access"], status_code=201, response_model=AccessRequestOut,
+              responses=_responses(400, 401, 429, 503),
+              summary="File an access request for 有条件共享 datasets (an approver decides; the approval widens this key)")
+    def file_access_request(request: Request, body: AccessRequestBody,
+                            grant: Annotated[Grant, Depends(authorised)]) -> JSONResponse:
+        strict(request, set())
+        districts = body.districts if body.districts is not None else (
+            None if grant.districts is None else sorted(grant.districts))
+        try:
+            filed = access_store.request(consumer=grant.consumer, key_id=grant.key_id, datasets=body.datasets,
+                                         districts=districts, purpose=body.purpose,
+                                         requested_by=f"key:{grant.key_id}")
+        except AccessError as exc:
+            raise ApiError(400, "bad_parameter", str(exc)) from None
+        except AuditError:
+            raise ApiError(503, "audit_unavailable", "the audit log cannot be written right now, so the request "
+                           "was not filed; retry later") from None
+        return JSONResponse(filed.public(), status_code=201)
+
+    @app.get("/v1/access-requests", tags=["access"], response_model=list[AccessRequestOut],
+             responses=_responses(401, 429, 503), summary="This key's access requests and their decisions")
+    def list_access_requests(request: Request, grant: Annotated[Grant, Depends(authorised)]) -> JSONResponse:
+        strict(request, set())
+        approvals(grant)  # 503 when the store cannot be read
+        return JSONResponse([r.public() for r in access_store.list(key_id=grant.key_id)])
 
     @app.get("/v1/feeds/{dataset}/versions", tags=["feeds"], response_model=VersionsBody,
              responses=_responses(400, 401, 403, 404, 429, 503),
@@ -334,7 +413,7 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     def dataset_versions(request: Request, dataset: DatasetPath,
                          grant: Annotated[Grant, Depends(authorised)]) -> Response:
         strict(request, set())
-        ds = in_scope(dataset.value, grant)
+        ds, grant = in_scope(dataset.value, grant)
         snapshot = current_snapshot()
         body = {"dataset": ds.name, "snapshot": snapshot, **scoped_versions(snapshot, ds, grant)}
         parts = {"what": "versions", "snapshot": snapshot, "dataset": ds.name, "scope": _scope(grant)}
@@ -345,7 +424,7 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
     def dataset_schema(request: Request, dataset: DatasetPath,
                        grant: Annotated[Grant, Depends(authorised)]) -> Response:
         strict(request, set())
-        ds = in_scope(dataset.value, grant)
+        ds, grant = in_scope(dataset.value, grant)
         body = table_schema(ds.name, personal=grant.personal)
         tag = etag({"what": "schema", "dataset": ds.name, "version": SCHEMA_VERSION, "personal": grant.personal})
         return not_modified(request, tag, "-") or JSONResponse(
@@ -400,7 +479,8 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
                                            "(change_version and the natural key always come).")] = None,
     ) -> Response:
         strict(request, page_params | {"fields"})
-        return serve_page(request, in_scope(dataset.value, grant), grant, "changes", q, _parse_fields(fields))
+        ds, grant = in_scope(dataset.value, grant)
+        return serve_page(request, ds, grant, "changes", q, _parse_fields(fields))
 
     @app.get("/v1/feeds/{dataset}/deletes", tags=["feeds"], responses=_data_responses(),
              summary="Deletes (tombstones) within a change-version range, each with its natural key")
@@ -411,7 +491,8 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
         q: Annotated[PageQuery, Depends(page_query)],
     ) -> Response:
         strict(request, page_params)
-        return serve_page(request, in_scope(dataset.value, grant), grant, "deletes", q, None)
+        ds, grant = in_scope(dataset.value, grant)
+        return serve_page(request, ds, grant, "deletes", q, None)
 
     def serve_page(request: Request, ds: Dataset, grant: Grant, kind: cursors.Kind, q: PageQuery,
                    requested: list[str] | None) -> Response:

@@ -99,7 +99,10 @@ class Dataset:
         return not (self.scope is ScopeRule.ALL_DISTRICTS_ONLY and districts is not None)
 
 
-DATASETS: dict[str, Dataset] = {name: Dataset(name, entity, DISTRICT_SCOPE[name]) for name, entity in ENTITIES.items()}
+#: The datasets the feeds serve: every entity but the 不予共享 ones (schemas' share class), which the
+#: feed room does not know at all, so no endpoint, export or subscription can reach them by mistake.
+DATASETS: dict[str, Dataset] = {name: Dataset(name, entity, DISTRICT_SCOPE[name]) for name, entity in ENTITIES.items()
+                                if entity.share_class != "not_shared"}
 
 
 def get_dataset(name: str) -> Dataset:

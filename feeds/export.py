@@ -46,6 +46,7 @@ from feeds.audit import AuditLog
 from feeds.datasets import LICENCE, PUBLISHER
 from feeds.formats import csv_cells
 from feeds.masking import mask_table
+from feeds.sharing import servable
 from feeds.tableschema import feed_columns, table_schema
 
 __all__ = ["ExportError", "ExportResult", "export", "BATCH_ROWS"]
@@ -83,10 +84,14 @@ def export(
     batch_rows: int = BATCH_ROWS,
 ) -> list[ExportResult]:
     """Export ``datasets`` (default: all) of the current snapshot under ``out_dir``."""
-    names = list(ENTITIES) if not datasets else list(dict.fromkeys(datasets))
+    names = [n for n in ENTITIES if servable(n)] if not datasets else list(dict.fromkeys(datasets))
     unknown = [n for n in names if n not in ENTITIES]
     if unknown:
         raise ExportError(f"unknown dataset(s) {', '.join(map(repr, unknown))} (known: {', '.join(ENTITIES)})")
+    never = [n for n in names if not servable(n)]
+    if never:  # the one gate every way out asks (feeds.sharing)
+        raise ExportError(f"dataset(s) {', '.join(never)} are 不予共享 (not shared) and never leave the hub; "
+                          "export the others")
     if batch_rows < 1:
         raise ExportError(f"batch_rows must be >= 1 (got {batch_rows})")
     database = current_path(home)  # resolved once: the whole export reads this snapshot

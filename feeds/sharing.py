@@ -53,6 +53,7 @@ __all__ = [
     "AccessStore",
     "AccessStoreUnavailable",
     "ACCESS_AUDIT_DATASET",
+    "check_issue",
     "DEFAULT_DECISION_DAYS",
     "conditional_in",
     "effective_grant",
@@ -93,7 +94,7 @@ def servable(dataset: str | Dataset) -> bool:
 
 
 def served_datasets() -> dict[str, Dataset]:
-    """The datasets the feed API knows of: every one but the 不予共享."""
+    """The datasets the feed API knows of: every one but the 不予共享 (``feeds.datasets.DATASETS`` leaves them out)."""
     return {name: ds for name, ds in DATASETS.items() if servable(name)}
 
 
@@ -407,3 +408,39 @@ def share_label(name: str) -> dict[str, str]:
     """The share class as the catalogue shows it: code, zh and en."""
     code = share_class(name)
     return {"code": code, "zh": SHARE_CLASSES[code], "en": code.replace("_", " ")}
+
+
+def check_issue(datasets: Iterable[str] | None, districts: Iterable[str] | None, consumer: str,
+                approved: AccessRequest | None) -> None:
+    """The policy of ``iehub keys create``: conditional datasets only against an approved, covering request.
+
+    Scopes are validated first (same messages as the key store), then: 不予共享 datasets cannot be
+    named; a key whose scope holds a 有条件共享 dataset (by name or through ``all``) needs
+    ``approved``, an active approval for the same consumer covering those datasets and districts.
+    AccessError says which and what to do.
+    """
+    try:
+        wanted = _scope(None if datasets is None else list(datasets), list(ENTITIES), "datasets")
+        where = _scope(None if districts is None else list(districts), list(CODE_LISTS["district"].codes),
+                       "districts")
+    except KeyStoreError as exc:
+        raise AccessError(str(exc)) from None
+    never = sorted(d for d in (wanted or ()) if not servable(d))
+    if never:
+        raise AccessError(f"dataset(s) {', '.join(never)} are 不予共享 (not shared): a key cannot be granted them")
+    conditional = conditional_in(wanted)
+    if not conditional:
+        return
+    if approved is None:
+        raise AccessError(f"{', '.join(conditional)} {'is' if len(conditional) == 1 else 'are'} 有条件共享 "
+                          "(conditional): file `iehub access request`, have it approved, then create the key with "
+                          "--approved-request ID (or leave those datasets out)")
+    if not approved.active():
+        raise AccessError(f"access request {approved.request_id} is {approved.state()}, not approved; a key can "
+                          "only be issued against an approved request that has not expired")
+    if approved.consumer != consumer.strip():
+        raise AccessError(f"access request {approved.request_id} is for {approved.consumer!r}, not {consumer!r}")
+    if not approved.covers(conditional, where):
+        raise AccessError(f"access request {approved.request_id} approves {', '.join(sorted(approved.datasets))} "
+                          f"in {'every district' if approved.districts is None else ', '.join(sorted(approved.districts))}"
+                          "; the key asks for more: narrow --datasets/--districts to what was approved")

@@ -1,4 +1,8 @@
-"""`iehub keys`, `iehub audit verify`, `iehub export`: who may read the feeds, what they read, bulk files.
+"""`iehub keys`, `iehub access`, `iehub audit verify`, `iehub export`: who may read the feeds, what they read, bulk files.
+
+`iehub access request|approve|reject|list` is the access-request life cycle for 有条件共享 datasets
+(see :mod:`feeds.sharing`); `iehub keys create` issues a key holding such a dataset only with
+``--approved-request ID``. Every step is written to the audit chain.
 
 Keys and the audit log live in the feed database (``IEHUB_FEEDS_DB_URL``, default SQLite at
 ``IEHUB_HOME/feeds/feeds.db``), the same one the feed API reads, via :class:`FeedConfig`.
@@ -48,6 +52,35 @@ def _keystore(settings: Settings):  # -> feeds.keys.KeyStore
         _fail(f"cannot open the feed database {shown}: {type(exc).__name__}: {str(getattr(exc, 'orig', exc))[:200]}")
 
 
+def _access(settings: Settings):  # -> (feeds.sharing.AccessStore, feeds.audit.AuditLog)
+    """The access-request store, auditing into the feed audit chain; one clear error line if either fails."""
+    import sqlalchemy as sa
+
+    from feeds.audit import AuditError, AuditLog
+    from feeds.sharing import AccessStore
+
+    config = _config(settings)
+    try:
+        log = AuditLog.from_config(config)
+    except AuditError as exc:
+        _fail(str(exc))
+    try:
+        return AccessStore(config.db_url, audit=log), log
+    except sa.exc.SQLAlchemyError as exc:
+        log.dispose()
+        _fail(f"cannot open the access requests in the feed database: {type(exc).__name__}")
+
+
+def _actor() -> str:
+    """Who ran the command (the OS user), recorded as requester, approver or issuer."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def _split(value: str) -> list[str] | None:
     """``a,b`` → [a, b]; ``all`` → None (every one)."""
     parts = [p.strip() for p in value.split(",")]
@@ -74,23 +107,45 @@ def register(main: click.Group) -> None:
     @click.option("--personal", is_flag=True, help="Grant unmasked personal data (names, ID numbers, phones).")
     @click.option("--expires-days", default=365, show_default=True, type=click.IntRange(min=0),
                   help="Days until the key expires; 0 for a key that never expires.")
+    @click.option("--approved-request", type=int, default=None,
+                  help="The approved access request that allows 有条件共享 datasets (trainee, teacher) in this key; "
+                       "the key then expires no later than the approval.")
     @click.pass_obj
     def keys_create(settings: Settings, consumer: str, datasets: str, districts: str, personal: bool,
-                    expires_days: int) -> None:
+                    expires_days: int, approved_request: int | None) -> None:
         """Create a key and print it once, alone on stdout (it cannot be shown again).
 
-        Example: iehub keys create --consumer 杨浦区产教融合平台 --datasets trainee,project --districts 310110
+        Example: iehub keys create --consumer 杨浦区产教融合平台 --datasets notice,project --districts 310110
         """
-        from feeds.keys import KeyStoreError
+        from datetime import timezone
 
+        from feeds.audit import AuditError
+        from feeds.keys import KeyStoreError
+        from feeds.sharing import AccessError, check_issue
+
+        access, log = _access(settings)
         store = _keystore(settings)
         try:
+            approval = access.get(approved_request) if approved_request is not None else None
+            check_issue(_split(datasets), _split(districts), consumer, approval)
+            expires_in = timedelta(days=expires_days) if expires_days else None
+            if approval is not None and approval.expires_at is not None:  # never outlives its approval
+                left = approval.expires_at - datetime.now(timezone.utc)
+                expires_in = left if expires_in is None else min(expires_in, left)
             grant, token = store.create(consumer, _split(datasets), _split(districts), personal=personal,
-                                        expires_in=timedelta(days=expires_days) if expires_days else None)
-        except KeyStoreError as exc:
+                                        expires_in=expires_in)
+            if approval is not None:
+                try:
+                    access.record_issue(approval.request_id, key_id=grant.key_id, operator=_actor())
+                except AuditError as exc:  # a conditional key without its audit row is not issued
+                    store.revoke(grant.key_id)
+                    raise AccessError(f"key not issued: {exc}") from None
+        except (KeyStoreError, AccessError) as exc:
             _fail(str(exc))
         finally:
             store.dispose()
+            access.dispose()
+            log.dispose()
         click.echo(token)
         err.print(f"key {grant.key_id} for {grant.consumer}: datasets {_scope(grant.datasets)}, districts "
                   f"{_scope(grant.districts)}, personal data {'granted' if grant.personal else 'masked'}, "
@@ -133,6 +188,119 @@ def register(main: click.Group) -> None:
         finally:
             store.dispose()
         console.print(f"revoked key {info.key_id} ({info.consumer}) at {_when(info.revoked_at)} UTC")
+
+    @main.group()
+    def access() -> None:
+        """Access requests for 有条件共享 datasets: request, approve or reject with a reason, list (overdue flagged)."""
+
+    @access.command("request")
+    @click.option("--consumer", required=True, help="The platform asking, e.g. 杨浦区产教融合平台.")
+    @click.option("--datasets", required=True, help="Comma-separated datasets, e.g. trainee.")
+    @click.option("--districts", required=True, help="Comma-separated district codes, or 'all'.")
+    @click.option("--purpose", required=True, help="What the data will be used for (用途).")
+    @click.option("--key", "key_id", default=None,
+                  help="The consumer's key the approval widens (default: none; issue a key with --approved-request).")
+    @click.pass_obj
+    def access_request(settings: Settings, consumer: str, datasets: str, districts: str, purpose: str,
+                       key_id: str | None) -> None:
+        """File an access request; prints its id on stdout."""
+        from feeds.keys import KeyStoreError
+        from feeds.sharing import AccessError
+
+        access, log = _access(settings)
+        try:
+            if key_id is not None:
+                store = _keystore(settings)
+                try:
+                    owner = store.get(key_id).consumer
+                finally:
+                    store.dispose()
+                if owner != consumer.strip():
+                    raise AccessError(f"key {key_id} belongs to {owner!r}, not {consumer!r}")
+            req = access.request(consumer=consumer, datasets=_split(datasets) or [], districts=_split(districts),
+                                 purpose=purpose, requested_by=f"cli:{_actor()}", key_id=key_id)
+        except (AccessError, KeyStoreError) as exc:
+            _fail(str(exc))
+        finally:
+            access.dispose()
+            log.dispose()
+        click.echo(req.request_id)
+        err.print(f"access request {req.request_id} filed for {req.consumer}: {_scope(req.datasets)} in "
+                  f"{_scope(req.districts)}; an approver runs `iehub access approve {req.request_id} --reason …`",
+                  highlight=False)
+
+    @access.command("approve")
+    @click.argument("request_id", type=int)
+    @click.option("--reason", required=True, help="Why it is approved (kept with the request; sealed in the audit).")
+    @click.option("--expires-days", default=180, show_default=True, type=click.IntRange(min=1),
+                  help="Days the approval lasts; the scope it grants ends with it.")
+    @click.pass_obj
+    def access_approve(settings: Settings, request_id: int, reason: str, expires_days: int) -> None:
+        """Approve REQUEST_ID: its scope is granted to the request's key (or may be issued with keys create)."""
+        from feeds.sharing import AccessError
+
+        access, log = _access(settings)
+        try:
+            req = access.approve(request_id, reason=reason, approver=_actor(),
+                                 expires_in=timedelta(days=expires_days))
+        except AccessError as exc:
+            _fail(str(exc))
+        finally:
+            access.dispose()
+            log.dispose()
+        then = (f"key {req.key_id} reads it now" if req.key_id else
+                f"issue a key with `iehub keys create --consumer {req.consumer} … --approved-request {req.request_id}`")
+        console.print(f"approved access request {req.request_id} until {_when(req.expires_at)} UTC: {then}",
+                      highlight=False)
+
+    @access.command("reject")
+    @click.argument("request_id", type=int)
+    @click.option("--reason", required=True, help="Why it is rejected (the consumer sees it).")
+    @click.pass_obj
+    def access_reject(settings: Settings, request_id: int, reason: str) -> None:
+        """Reject REQUEST_ID; nothing is granted."""
+        from feeds.sharing import AccessError
+
+        access, log = _access(settings)
+        try:
+            req = access.reject(request_id, reason=reason, approver=_actor())
+        except AccessError as exc:
+            _fail(str(exc))
+        finally:
+            access.dispose()
+            log.dispose()
+        console.print(f"rejected access request {req.request_id} ({req.consumer})", highlight=False)
+
+    @access.command("list")
+    @click.option("--decision-days", type=click.IntRange(min=1), default=None,
+                  help="Pending longer than this many days is overdue (default IEHUB_ACCESS_DECISION_DAYS or "
+                       "10).")
+    @click.pass_obj
+    def access_list(settings: Settings, decision_days: int | None) -> None:
+        """List access requests, oldest first; pending ones past the decision deadline are flagged OVERDUE."""
+        import os
+
+        from feeds.sharing import DEFAULT_DECISION_DAYS
+
+        days = decision_days or int(os.environ.get("IEHUB_ACCESS_DECISION_DAYS") or DEFAULT_DECISION_DAYS)
+        access, log = _access(settings)
+        try:
+            requests = access.list()
+        finally:
+            access.dispose()
+            log.dispose()
+        overdue = [r for r in requests if r.overdue(days)]
+        table = Table(title=f"access requests — {len(requests)}, {len(overdue)} overdue (> {days} days; times UTC)")
+        table.add_column("id", no_wrap=True)
+        for header in ("consumer", "key id", "datasets", "districts", "purpose", "requested", "status", "decided",
+                       "reason", "expires"):
+            table.add_column(header, overflow="fold")
+        for r in requests:
+            status = "OVERDUE" if r.overdue(days) else r.state()
+            table.add_row(str(r.request_id), r.consumer, r.key_id or "-", _scope(r.datasets), _scope(r.districts),
+                          r.purpose, _when(r.requested_at), status, _when(r.decided_at), r.reason or "-",
+                          _when(r.expires_at))
+        console.print(table)
 
     @main.group()
     def audit() -> None:

@@ -29,7 +29,7 @@ def iehub(home: Path, *args: str):  # -> click.testing.Result
 
 
 def test_keys_create_prints_only_the_key_on_stdout_then_list_and_revoke(home: Path) -> None:
-    created = iehub(home, "keys", "create", "--consumer", "杨浦区产教融合平台", "--datasets", "trainee,project",
+    created = iehub(home, "keys", "create", "--consumer", "杨浦区产教融合平台", "--datasets", "notice,project",
                     "--districts", "310110", "--expires-days", "30")
     assert created.exit_code == 0, created.output
     assert re.fullmatch(r"iehub_[0-9a-f]{16}\.[A-Za-z0-9_-]{43}\n", created.stdout)
@@ -38,7 +38,7 @@ def test_keys_create_prints_only_the_key_on_stdout_then_list_and_revoke(home: Pa
     assert key_id in created.stderr and "not shown again" in created.stderr and token not in created.stderr
     store = KeyStore(f"sqlite:///{home / 'feeds' / 'feeds.db'}")
     grant = store.authenticate(token)
-    assert grant.districts == frozenset({"310110"}) and grant.datasets == frozenset({"trainee", "project"})
+    assert grant.districts == frozenset({"310110"}) and grant.datasets == frozenset({"notice", "project"})
     listed = iehub(home, "keys", "list")
     assert listed.exit_code == 0 and key_id in listed.stdout and "杨浦区产教融合平台" in listed.stdout
     assert token.split(".")[1] not in listed.stdout and "active" in listed.stdout

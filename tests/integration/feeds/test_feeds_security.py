@@ -142,12 +142,14 @@ def test_bad_parameters_say_which_and_why(api: Api) -> None:
         "/v1/feeds/project?limit=5&limit=6": "more than once",
         "/v1/feeds/project?format=xml": "format",
         "/v1/feeds/project/deletes?fields=title": "unknown query parameter",
-        "/v1/feeds/nope": "dataset",
     }
     for url, needle in cases.items():
         r = api.get(url)
         assert r.status_code == 400, url
         assert r.json()["error"] == "bad_parameter" and needle in r.json()["message"], (url, r.json())
+    for url in ("/v1/feeds/nope", "/v1/feeds/nope/versions", "/v1/feeds/project_report"):  # 404, as documented
+        r = api.get(url)
+        assert r.status_code == 404 and r.json()["error"] == "not_found" and "dataset" in r.json()["message"], url
     assert api.get("/v1/feeds/project", headers={"Accept": "application/xml"}).status_code == 406
 
 

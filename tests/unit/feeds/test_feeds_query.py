@@ -71,7 +71,7 @@ def test_scope_sql_binds_districts_as_parameters() -> None:
     assert scope_sql(DATASETS["project"], None) == ("TRUE", [])
     where, params = scope_sql(DATASETS["project"], frozenset({"310115", "310110"}))
     assert where == "t.district_code IN (?, ?)" and params == ["310110", "310115"]
-    where, params = scope_sql(DATASETS["project_report"], frozenset({"310115"}))
+    where, params = scope_sql(DATASETS["project_participant"], frozenset({"310115"}))
     assert "core.project" in where and "p.project_id = t.project_id" in where and params == ["310115"]
     assert scope_sql(DATASETS["teacher"], frozenset({"310115"})) == ("FALSE", [])
     assert scope_sql(DATASETS["teacher"], None) == ("TRUE", [])
