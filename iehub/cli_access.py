@@ -123,10 +123,10 @@ def register(main: click.Group) -> None:
         from feeds.keys import KeyStoreError
         from feeds.sharing import AccessError, check_issue
 
-        access, log = _access(settings)
+        access, log = _access(settings) if approved_request is not None else (None, None)
         store = _keystore(settings)
         try:
-            approval = access.get(approved_request) if approved_request is not None else None
+            approval = access.get(approved_request) if access is not None and approved_request is not None else None
             check_issue(_split(datasets), _split(districts), consumer, approval)
             expires_in = timedelta(days=expires_days) if expires_days else None
             if approval is not None and approval.expires_at is not None:  # never outlives its approval
@@ -134,7 +134,7 @@ def register(main: click.Group) -> None:
                 expires_in = left if expires_in is None else min(expires_in, left)
             grant, token = store.create(consumer, _split(datasets), _split(districts), personal=personal,
                                         expires_in=expires_in)
-            if approval is not None:
+            if access is not None and approval is not None:
                 try:
                     access.record_issue(approval.request_id, key_id=grant.key_id, operator=_actor())
                 except AuditError as exc:  # a conditional key without its audit row is not issued
@@ -144,8 +144,9 @@ def register(main: click.Group) -> None:
             _fail(str(exc))
         finally:
             store.dispose()
-            access.dispose()
-            log.dispose()
+            if access is not None and log is not None:
+                access.dispose()
+                log.dispose()
         click.echo(token)
         err.print(f"key {grant.key_id} for {grant.consumer}: datasets {_scope(grant.datasets)}, districts "
                   f"{_scope(grant.districts)}, personal data {'granted' if grant.personal else 'masked'}, "
