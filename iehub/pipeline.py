@@ -28,7 +28,7 @@ from connectors.spec import SourceSpec, load_spec
 from iehub.config import Settings
 from schemas import get_entity
 from schemas.lineage import add_lineage
-from schemas.mapping import apply_mapping, mapping_sources, parse_mapping
+from schemas.mapping import apply_mapping, mapping_column_groups, mapping_sources, parse_mapping
 from warehouse.catalog import BatchRecord
 from warehouse.landing import ParquetSink, read_chunks
 
@@ -427,13 +427,17 @@ def _raw_rows(raw_path: str, positions: list[int]) -> pa.Table:
     return table.append_column(RAW_ROW, pa.array(positions, pa.int64()))
 
 
-def _drift(kind: type, raw_path: str, sources: list[str]) -> tuple[list[str], list[str]]:
-    """(mapped source fields absent from every row, fields present that the spec does not map)."""
+def _drift(kind: type, raw_path: str, groups: list[tuple[str, ...]]) -> tuple[list[str], list[str]]:
+    """(mapped source fields absent from every row, fields present that the spec does not map).
+
+    ``groups`` are :func:`schemas.mapping.mapping_column_groups`: a field read from several
+    columns is missing only when none of them is there.
+    """
     present = kind.raw_fields(raw_path)
     if present is None:
         return [], []
-    tops = {s.split(".")[0] for s in sources}
-    missing = [s for s in sources if s.split(".")[0] not in present]
+    tops = {s.split(".")[0] for group in groups for s in group}
+    missing = [" or ".join(g) for g in groups if not any(s.split(".")[0] in present for s in g)]
     unmapped = sorted(f for f in present if f not in tops)
     return missing, unmapped
 
@@ -541,7 +545,7 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
         quarantined = manifest["rows_mapping_rejected"] + flagged
         # batch-level rules
         replay = bool(manifest.get("replay"))  # a replay re-checks known-bad rows: batch rules do not apply
-        missing, unmapped = _drift(kind, manifest["raw_staging"], mapping_sources(mapping)) \
+        missing, unmapped = _drift(kind, manifest["raw_staging"], mapping_column_groups(mapping)) \
             if rows_in and not replay else ([], [])
         if missing:
             msg = f"schema drift: mapped field(s) {missing} absent from every row"

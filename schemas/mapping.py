@@ -37,6 +37,7 @@ __all__ = [
     "apply_mapping",
     "REJECTS_SCHEMA",
     "mapping_sources",
+    "mapping_column_groups",
     "READ_ERROR",
 ]
 
@@ -430,6 +431,19 @@ def apply_mapping(raw: pa.Table, mapping: EntityMapping) -> MappingResult:
         schema=REJECTS_SCHEMA,
     )
     return MappingResult(table=table, accepted=accepted, rejects=rejects)
+
+
+def mapping_column_groups(mapping: EntityMapping) -> list[tuple[str, ...]]:
+    """The raw columns a mapping needs, as groups of which any one will do.
+
+    A field read from several columns (``from: [a, b]``, ``coalesce``, ``join``) is satisfied by
+    whichever of them a source has: a district whose template changed keeps loading, and only a
+    source with none of them is missing a column.
+    """
+    groups: list[tuple[str, ...]] = [fm.sources or (fm.source,) for fm in mapping.fields if fm.source is not None]
+    if mapping.deleted_from:
+        groups.append((mapping.deleted_from,))
+    return list(dict.fromkeys(groups))
 
 
 def mapping_sources(mapping: EntityMapping) -> list[str]:

@@ -44,7 +44,7 @@ from connectors.files.readers import (
 )
 from connectors.files.spec import DELETED_COLUMN, FileSourceSpec
 from connectors.guard import ShrinkFigures, shrink_reason
-from schemas.mapping import mapping_sources, parse_mapping
+from schemas.mapping import mapping_column_groups, mapping_sources, parse_mapping
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,9 @@ class FileSourceStream(SourceStream):
         mapping = parse_mapping(self.entity, self.stream.mapping, f"spec {self.source}: streams.{name}.mapping")
         self.mapped = [c for c in dict.fromkeys(s.split(".")[0] for s in mapping_sources(mapping))
                        if not c.startswith("_")]
+        # any one column of a group will do (a field read from several: `from: [a, b]`, coalesce, join)
+        self.mapped_groups = [g for g in ([c.split(".")[0] for c in group] for group in mapping_column_groups(mapping))
+                              if not all(c.startswith("_") for c in g)]
         self.period_rule = re.compile(self.stream.period.from_name)
 
     # -- planning ---------------------------------------------------------------------------
@@ -302,7 +305,7 @@ class FileSourceStream(SourceStream):
         if twice:
             return _Pending(entry, sha, None, f"file {entry.name}: the header names {', '.join(dict.fromkeys(twice))} "
                                               "more than once, so which column holds it is unknown; fix the file's header")
-        missing = [c for c in self.mapped if c not in columns]
+        missing = [" or ".join(g) for g in self.mapped_groups if not any(c in columns for c in g)]
         if missing:
             return _Pending(entry, sha, None, f"file {entry.name}: no column {', '.join(missing)} under the header "
                                               f"(columns: {cols}); fix the file or the spec's mapping")

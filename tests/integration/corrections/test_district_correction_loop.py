@@ -150,3 +150,21 @@ def test_a_refused_batch_says_why_and_can_be_shown_exported_and_counted(iehub_ho
     assert text.count("校企联合培养") >= 30 and "refused at the gate" in text
     report = runner.invoke(main, ["--home", str(iehub_home), "quality", "report"])
     assert "mapping.map" in report.output and "100.00%" not in report.output
+
+
+def test_a_coalesce_column_the_file_does_not_have_is_not_a_missing_column(iehub_home: Path, tmp_path: Path) -> None:
+    drop = tmp_path / "fengxian"
+    drop.mkdir()
+    path = tmp_path / "district_fengxian.yaml"
+    path.write_text(FENGXIAN.format(location=drop.as_uri()), encoding="utf-8")
+    spec = load_spec(path)
+    # this year's template has only 牵头单位; `from: [牵头单位, 申报单位]` takes whichever the file has
+    _drop(drop, "fx_20240301.csv", "项目编号,项目名称,牵头单位,项目类型\nFX-001,智能网联汽车订单班,上海电机学院,订单培养\n")
+    result = pipeline.sync_stream(Settings.from_env(iehub_home), spec.name, "projects", spec=spec)
+    assert (result["rows_in"], result["rows_loaded"], result["rows_quarantined"]) == (1, 1, 0)
+    _drop(drop, "fx_20240302.csv", "项目编号,项目名称,项目类型\nFX-001,智能网联汽车订单班,订单培养\n")
+    # neither alternative: the file is quarantined whole, naming both
+    second = pipeline.sync_stream(Settings.from_env(iehub_home), spec.name, "projects", spec=spec)
+    assert second["rows_quarantined"] == 1
+    (refused,) = quarantine_rows(Settings.from_env(iehub_home), source="district_fengxian").to_pylist()
+    assert "no column 牵头单位 or 申报单位" in refused["reason"]
