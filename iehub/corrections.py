@@ -268,6 +268,10 @@ def write_corrections(rows: pa.Table, out: Path, fmt: str) -> list[Path]:
     written: list[Path] = []
     if fmt == "xlsx":
         from openpyxl import Workbook
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        def cell(value: Any) -> Any:  # control characters a workbook cannot hold (a stray \x0b) become U+FFFD
+            return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value) if isinstance(value, str) else value
 
         book = Workbook(write_only=True)
         for entity, items in sorted(by_entity.items()):
@@ -275,7 +279,7 @@ def write_corrections(rows: pa.Table, out: Path, fmt: str) -> list[Path]:
             header, body = _safe(*_sheet(items))
             sheet.append(header)
             for line in body:
-                sheet.append(line)
+                sheet.append([cell(v) for v in line])
         if not by_entity:
             book.create_sheet("none").append(["没有待更正的行 / no open quarantined rows"])
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -148,6 +148,12 @@ def test_a_refused_batch_says_why_and_can_be_shown_exported_and_counted(iehub_ho
     assert done.exit_code == 0, done.output
     text = (out / "project.csv").read_text(encoding="utf-8-sig")
     assert text.count("校企联合培养") >= 30 and "refused at the gate" in text
+    later = runner.invoke(main, ["--home", str(iehub_home), "quarantine", "export", "--source", "district_fengxian",
+                                 "--since", "2999-01-01", "--format", "csv", "--out", str(tmp_path / "none")])
+    assert later.exit_code == 0 and later.output.startswith("0 rows")  # --since: only batches from that day on
+    wrong = runner.invoke(main, ["--home", str(iehub_home), "quarantine", "export", "--source", "district_fengxian",
+                                 "--district", "火星区"])
+    assert wrong.exit_code != 0 and "not a Shanghai district" in wrong.output
     report = runner.invoke(main, ["--home", str(iehub_home), "quality", "report"])
     assert "mapping.map" in report.output and "100.00%" not in report.output
 
