@@ -127,6 +127,8 @@ def land(ref: dict[str, Any]) -> dict[str, Any]:
     manifest = pipeline.read_manifest(ref["manifest"])
     with _lease(settings, manifest["source"]):
         r = pipeline.land(settings, manifest)
+    if held := pipeline.held_message(r):  # landed without the suspect snapshot; the run must say so
+        raise pipeline.SnapshotHeld(held)
     return {k: r[k] for k in ("batch_id", "entity", "rows_in", "rows_loaded", "rows_quarantined", "std_path")}
 
 

@@ -306,3 +306,37 @@ def test_cli_sync_emits_the_asset_events_the_warehouse_dag_follows(iehub_home: P
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_snapshot_held_as_suspect_fails_the_dag_run_and_deletes_nothing(iehub_home: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """#19 through Airflow: a cut-short 杨浦 file after a good load fails the district's run (its land
+    task), not only `iehub sync`; the good rows stay live."""
+    from sandbox.districts import DistrictDrops
+    from tests.integration.districts.conftest import age, core
+
+    drops = DistrictDrops(iehub_home / "sandbox" / "districts")
+    drops.seed(seed=21, scale=0.2)
+    monkeypatch.setenv("IEHUB_YANGPU_DROP", str(drops.yangpu))
+    monkeypatch.setenv("IEHUB_MINHANG_DROP", str(drops.minhang))
+    age(drops.yangpu)
+    settings = Settings.from_env(iehub_home).ensure()
+    log = settings.logs / "airflow-test.log"
+    orchestration.ensure_airflow_db(settings, log)
+    dag = "iehub_sync_district_yangpu"
+    orchestration.run_dags(settings, [dag, "iehub_warehouse"], log, _env())
+    live = "select count(*) from core.project where _source = 'district_yangpu'"
+    before = core(iehub_home, live)[0][0]
+    assert before > 150
+
+    day0 = sorted(drops.yangpu.glob("yangpu_projects_*.csv"))[-1]
+    lines = day0.read_bytes().split(b"\r\n")
+    (drops.yangpu / "yangpu_projects_20991231.csv").write_bytes(b"\r\n".join([*lines[:61], b""]))
+    age(drops.yangpu)
+    with pytest.raises(RuntimeError, match=f"{dag} did not succeed"):
+        orchestration.run_dags(settings, [dag], log, _env())
+    text = log.read_text(encoding="utf-8")
+    assert f"IEHUB_DAG_RESULT {dag} failed" in text
+    assert "held as suspect" in text and "yangpu_projects_20991231.csv" in text
+    orchestration.run_dags(settings, ["iehub_warehouse"], log, _env())
+    assert core(iehub_home, live)[0][0] == before
