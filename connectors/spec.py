@@ -161,6 +161,9 @@ class BaseSourceSpec(_Model):
     kind: str
     # How often the source is expected to deliver; the quality site measures freshness against it.
     schedule: Literal["@hourly", "@daily", "@weekly", "@monthly"] = "@hourly"
+    # How many of the source's streams may extract at once: the size of its Airflow pool, so one
+    # API or database is not hit by every stream of a run together.
+    max_parallel_requests: int = Field(default=2, ge=1, le=32)
     streams: dict[str, BaseStreamSpec]
 
     @field_validator("streams")

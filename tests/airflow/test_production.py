@@ -340,3 +340,27 @@ def test_a_snapshot_held_as_suspect_fails_the_dag_run_and_deletes_nothing(iehub_
     assert "held as suspect" in text and "yangpu_projects_20991231.csv" in text
     orchestration.run_dags(settings, ["iehub_warehouse"], log, _env())
     assert core(iehub_home, live)[0][0] == before
+
+
+def test_each_sources_pool_is_sized_from_its_spec(iehub_home: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`max_parallel_requests` in a spec sets its pool's slots (the default is 2); a bad value is refused."""
+    from iehub import assets
+
+    summary = assets.spec_summary()
+    assert summary["lingang_platform"]["pool_slots"] == 3
+    assert summary["municipal_projects"]["pool_slots"] == assets.DEFAULT_POOL_SLOTS
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = (REPO / "connectors/specs/lingang_platform.yaml").read_text(encoding="utf-8")
+    (specs / "lingang_platform.yaml").write_text(text.replace("max_parallel_requests: 3", "max_parallel_requests: 5"),
+                                                 encoding="utf-8")
+    monkeypatch.setenv("IEHUB_SPEC_DIR", str(specs))
+    assert assets.spec_summary()["lingang_platform"]["pool_slots"] == 5
+
+    from connectors.spec import load_spec
+
+    (specs / "lingang_platform.yaml").write_text(text.replace("max_parallel_requests: 3", "max_parallel_requests: 0"),
+                                                 encoding="utf-8")
+    with pytest.raises(Exception, match="max_parallel_requests"):
+        load_spec("lingang_platform")
