@@ -174,3 +174,20 @@ def test_a_coalesce_column_the_file_does_not_have_is_not_a_missing_column(iehub_
     assert second["rows_quarantined"] == 1
     (refused,) = quarantine_rows(Settings.from_env(iehub_home), source="district_fengxian").to_pylist()
     assert "no column 牵头单位 or 申报单位" in refused["reason"]
+
+
+def test_a_file_of_only_the_fixed_rows_closes_them_for_a_changes_district(iehub_home: Path, tmp_path: Path) -> None:
+    drop = tmp_path / "fengxian"
+    drop.mkdir()
+    path = tmp_path / "district_fengxian.yaml"
+    path.write_text(FENGXIAN.format(location=drop.as_uri()).replace("mode: snapshot", "mode: changes"),
+                    encoding="utf-8")
+    spec = load_spec(path)
+    settings = Settings.from_env(iehub_home)
+    _drop(drop, "fx_20240301.csv", FIRST)
+    pipeline.sync_stream(settings, spec.name, "projects", spec=spec)
+    _drop(drop, "fx_20240302.csv", HEADER + "FX-003,生物医药实训项目,上海农林职院,,订单培养\n")  # just the fix
+    second = pipeline.sync_stream(settings, spec.name, "projects", spec=spec)
+    assert (second["rows_in"], second["rows_loaded"]) == (1, 1)
+    states = {r["_key"]: r["state"] for r in quarantine_rows(settings, source="district_fengxian").to_pylist()}
+    assert states == {"FX-003": "closed", "FX-004": "open", "FX-005": "open"}
