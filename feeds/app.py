@@ -25,6 +25,7 @@ Districts always come from the key, never from a parameter; errors are JSON
 # No ``from __future__ import annotations`` here, deliberately: FastAPI reads the endpoint
 # annotations at runtime, and they refer to names local to create_app (the dependency, the
 # limit bounds taken from the config), which string annotations could not resolve.
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -49,6 +50,7 @@ from feeds import dcat
 from feeds.datasets import DATASETS, FORMATS, Dataset, catalogue_entry
 from feeds.docs_pages import add_offline_docs
 from feeds.formats import Encoded, FormatError, NotAcceptable, encode, etag, etag_matches, negotiate
+from feeds.key_changes import fetch_key_changes
 from feeds.keys import AuthError, Grant, KeyStore, KeyStoreUnavailable
 from feeds.query import (
     MAX_CHANGE_VERSION,
@@ -145,6 +147,21 @@ class AccessRequestOut(BaseModel):
     decided_at: str | None
     reason: str | None
     expires_at: str | None = Field(description="When an approval ends; the scope it grants ends with it.")
+
+
+class KeyChange(BaseModel):
+    change_version: int = Field(description="The change version of the record under its new key.")
+    oldKeyValues: dict[str, Any] = Field(description="The natural key before the change.")
+    newKeyValues: dict[str, Any] = Field(description="The natural key after it (the record's key in changes).")
+
+
+class KeyChangesPage(BaseModel):
+    dataset: str
+    snapshot: str
+    change_versions: ChangeVersions
+    count: int
+    next_cursor: str | None = Field(description="Pass it back as cursor= for the next page; null at the end.")
+    records: list[KeyChange]
 
 
 class Catalogue(BaseModel):
@@ -582,6 +599,76 @@ def create_app(config: FeedConfig, *, keys: KeyStore | None = None, audit: Audit
         strict(request, page_params)
         ds, grant = in_scope(dataset.value, grant)
         return serve_page(request, ds, grant, "deletes", q, None)
+
+    @app.get("/v1/feeds/{dataset}/keyChanges", tags=["feeds"], response_model=KeyChangesPage,
+             responses={**_NOT_MODIFIED, **_responses(400, 401, 403, 404, 410, 429, 503)},
+             summary="Natural-key changes (renames) within a change-version range, old and new key values (Ed-Fi)")
+    def key_changes(
+        request: Request,
+        dataset: DatasetPath,
+        grant: Annotated[Grant, Depends(authorised)],
+        min_change_version: MinVersion = None,
+        max_change_version: MaxVersion = None,
+        limit: Limit = None,
+        cursor: CursorParam = None,
+    ) -> Response:
+        strict(request, {"min_change_version", "max_change_version", "limit", "cursor"})
+        ds, grant = in_scope(dataset.value, grant)
+        scope = _scope(grant)
+        size = limit if limit is not None else config.default_limit
+        if cursor is not None:
+            try:
+                cur = cursors.decode(cursor, secret, dataset=ds.name, kind="keyChanges", scope=scope)  # type: ignore[arg-type]
+            except cursors.CursorError as exc:
+                raise ApiError(400, "bad_parameter", f"query parameter 'cursor': {exc}") from None
+            if (min_change_version is not None and min_change_version != cur.min) or (
+                    max_change_version is not None and max_change_version != cur.max):
+                raise ApiError(400, "bad_parameter", "query parameters min/max_change_version conflict with the "
+                               "cursor's; the cursor fixes the pass: drop them or start a new pass")
+            snapshot, after, low, high = cur.snapshot, cur.after, cur.min, cur.max
+            if limit is None and cur.limit is not None:
+                size = min(cur.limit, config.max_limit)
+        else:
+            snapshot = current_snapshot()
+            low = min_change_version if min_change_version is not None else 0
+            high = max_change_version if max_change_version is not None else max(
+                int(scoped_versions(snapshot, ds, grant)["newest_change_version"]), low - 1)
+            if low > high + 1:
+                raise ApiError(400, "bad_parameter", f"min_change_version={low} is greater than "
+                               f"max_change_version={high}; nothing can match")
+            after = low - 1
+        tag = etag({"kind": "keyChanges", "snapshot": snapshot, "dataset": ds.name, "after": after, "min": low,
+                    "max": high, "limit": size, "scope": scope})
+        cached = not_modified(request, tag, snapshot)
+        if cached is not None:
+            return cached
+        try:
+            page = fetch_key_changes(pool, snapshot, ds, after=after, low=low, high=high, limit=size,
+                                     districts=grant.districts)
+        except SnapshotGone as exc:
+            raise ApiError(410, "gone", f"{exc} (the pass must be restarted)") from None
+        next_cursor = None
+        if page.has_more and page.last_change_version is not None:
+            next_cursor = cursors.encode(cursors.Cursor(
+                snapshot=snapshot, dataset=ds.name, kind="keyChanges", after=page.last_change_version,  # type: ignore[arg-type]
+                min=low, max=high, fields=None, scope=scope, limit=size), secret)
+        body = {"dataset": ds.name, "snapshot": snapshot,
+                "change_versions": {"min": low, "max": high, "after": after, "last": page.last_change_version},
+                "count": len(page.records), "next_cursor": next_cursor, "records": page.records}
+        encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        digest = hashlib.sha256(encoded).hexdigest()
+        try:
+            audit_log.append(key_id=grant.key_id, consumer=grant.consumer, dataset=ds.name, endpoint="keyChanges",
+                             params={"min": low, "max": high, "after": after, "limit": size,
+                                     "cursor": cursor is not None},
+                             rows=len(page.records), fields=["change_version", "oldKeyValues", "newKeyValues"],
+                             personal=False, digest=digest, snapshot=snapshot)
+        except AuditError:
+            raise ApiError(503, "audit_unavailable", "the audit log cannot be written right now, so no data is "
+                           "served; retry later") from None
+        return Response(encoded, media_type="application/json",
+                        headers={"ETag": tag, "X-Snapshot": snapshot, "X-Content-SHA256": digest,
+                                 "Cache-Control": "private, no-cache"})
 
     def serve_page(request: Request, ds: Dataset, grant: Grant, kind: cursors.Kind, q: PageQuery,
                    requested: list[str] | None) -> Response:
