@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Protocol
 
 from feeds.audit_keys import Keyring
@@ -95,6 +96,21 @@ def _unsealed(fields: dict[str, object], keyring: Keyring | None, where: str) ->
     return anchor
 
 
+def _read_records(records: Iterable[tuple[str, str | bytes]], keyring: Keyring | None) -> tuple[list[Anchor], list[str]]:
+    """Sealed anchor records, each named by where it was read, into anchors and problems (one reading for every sink)."""
+    anchors: list[Anchor] = []
+    problems: list[str] = []
+    for where, raw in records:
+        try:
+            fields = json.loads(raw)
+        except ValueError:
+            fields = None
+        found = _unsealed(fields, keyring, where) if isinstance(fields, dict) else \
+            f"{where} is not an anchor record: the anchor log was edited"
+        (anchors if isinstance(found, Anchor) else problems).append(found)  # type: ignore[arg-type]
+    return anchors, problems
+
+
 class FileAnchorSink:
     """Anchors as JSON lines appended to a 0600 file, each sealed with the audit key (HMAC-SHA256).
 
@@ -129,21 +145,10 @@ class FileAnchorSink:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return [], []
-        anchors: list[Anchor] = []
-        problems: list[str] = []
         lines = data.split(b"\n")
-        torn = lines.pop()  # "" when the file ends with a newline; else a line cut short by a crash
-        del torn
-        for number, raw in enumerate(lines, start=1):
-            where = f"{self.path} line {number}"
-            try:
-                fields = json.loads(raw)
-            except ValueError:
-                fields = None
-            found = _unsealed(fields, self.keyring, where) if isinstance(fields, dict) else \
-                f"{where} is not an anchor record: the anchor log was edited"
-            (anchors if isinstance(found, Anchor) else problems).append(found)  # type: ignore[arg-type]
-        return anchors, problems
+        lines.pop()  # "" when the file ends with a newline; else a line cut short by a crash
+        return _read_records(((f"{self.path} line {n}", raw) for n, raw in enumerate(lines, start=1)),
+                             self.keyring)
 
 
 class SqlAnchorSink:
@@ -217,18 +222,8 @@ class SqlAnchorSink:
                                        .order_by(self._table.c.id)).all()
         except sa.exc.SQLAlchemyError as exc:
             raise OSError(f"cannot read the anchors in {self.name}: {type(exc).__name__}") from None
-        anchors: list[Anchor] = []
-        problems: list[str] = []
-        for record_id, text in records:
-            where = f"{self.name} feed_audit_anchors row {record_id}"
-            try:
-                fields = json.loads(text)
-            except ValueError:
-                fields = None
-            found = _unsealed(fields, self.keyring, where) if isinstance(fields, dict) else \
-                f"{where} is not an anchor record: the anchor log was edited"
-            (anchors if isinstance(found, Anchor) else problems).append(found)  # type: ignore[arg-type]
-        return anchors, problems
+        return _read_records(((f"{self.name} feed_audit_anchors row {record_id}", text)
+                              for record_id, text in records), self.keyring)
 
     def dispose(self) -> None:
         self.engine.dispose()
