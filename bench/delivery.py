@@ -49,7 +49,7 @@ def one_round(home: Path, rows: int, receivers: int, round_no: int, batch_size: 
     subs = []
     try:
         for r in servers:
-            sub, secret = store.create(keys.get(grant.key_id), r.url, start_after=start, batch_size=batch_size,
+            sub, secret = store.create(keys.get(grant.key_id), r.url, from_version=start + 1, batch_size=batch_size,
                                        timeout_seconds=60)
             r.secrets.append(secret)
             subs.append(sub)

@@ -26,6 +26,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -204,6 +205,23 @@ class Subscription:
         }
 
 
+def _newest_in_scope(home: Path | None, readable: dict[str, frozenset[str] | None]) -> int:
+    """The newest change version of what ``readable`` ({dataset: districts}) may see now (0 if nothing is published)."""
+    from feeds.query import NoSnapshot, SnapshotPool, versions
+
+    if home is None:
+        return 0
+    pool = SnapshotPool(home)
+    try:
+        snapshot = pool.current()
+        return max((int(versions(pool, snapshot, DATASETS[name], districts)["newest_change_version"] or 0)
+                    for name, districts in readable.items()), default=0)
+    except NoSnapshot:
+        return 0
+    finally:
+        pool.close()
+
+
 class SubscriptionStore:
     """Subscriptions and their cursors in the feed database; creates its tables."""
 
@@ -308,12 +326,19 @@ class SubscriptionStore:
         datasets: Iterable[str] | None = None,
         districts: Iterable[str] | None = None,
         *,
-        start_after: int = 0,
+        from_version: int | None = None,
+        snapshots: Path | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         timeout_seconds: float = DEFAULT_TIMEOUT,
         pause_after_seconds: float = DEFAULT_PAUSE_AFTER,
     ) -> tuple[Subscription, str]:
-        """A new active subscription on ``key``; returns it and its signing secret (shown once)."""
+        """A new active subscription on ``key``; returns it and its signing secret (shown once).
+
+        It delivers change versions from ``from_version``; without one, what comes after the
+        newest version the subscription may see in the current snapshot under ``snapshots`` (the
+        hub home). Scoped, not the hub-wide newest: the position is shown to the subscriber, and a
+        hub-wide figure would tell a 杨浦 key how busy the other districts are (as `/versions` would).
+        """
         from schemas import CODE_LISTS
 
         url = check_url(url)
@@ -321,7 +346,7 @@ class SubscriptionStore:
         district_scope = _within(districts, key.districts, list(CODE_LISTS["district"].codes), "districts")
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise SubscriptionError(f"batch size must be within 1..{MAX_BATCH_SIZE} (got {batch_size})")
-        if not 0 < timeout_seconds <= 300 or pause_after_seconds < 0 or start_after < 0:
+        if not 0 < timeout_seconds <= 300 or pause_after_seconds < 0 or (from_version or 0) < 0:
             raise SubscriptionError("timeout must be within (0, 300] seconds, pause-after and from-version >= 0")
         readable = self.readable(key, district_scope)
         refused = sorted(set(dataset_scope or ()) - set(readable))
@@ -330,6 +355,11 @@ class SubscriptionStore:
                                     "districts (不予共享, 有条件共享 without an approval, or without a district)")
         if not readable or (dataset_scope is not None and not dataset_scope & set(readable)):
             raise SubscriptionError("no dataset of this subscription can be read with its key and districts")
+        if from_version is not None:
+            start_after = max(from_version - 1, 0)
+        else:
+            start_after = _newest_in_scope(snapshots, {n: d for n, d in readable.items()
+                                                       if dataset_scope is None or n in dataset_scope})
         secret = new_secret()
         subscription_id = "sub_" + secrets.token_hex(8)
         now = _now()

@@ -96,22 +96,11 @@ def add_subscription_routes(app: FastAPI, config: FeedConfig, keystore: KeyStore
     @app.post("/v1/subscriptions", tags=tags, status_code=201, responses=_responses(400, 401, 403, 429, 503),
               summary="Subscribe an HTTPS endpoint to this key's changes and deletes (Standard Webhooks)")
     def create(body: SubscriptionIn, grant: Caller) -> JSONResponse:
-        from feeds.query import NoSnapshot, SnapshotPool, newest_change_version
-
-        if body.from_change_version is None:
-            pool = SnapshotPool(config.home)
-            try:
-                start_after = newest_change_version(pool, pool.current())
-            except NoSnapshot:
-                start_after = 0
-            finally:
-                pool.close()
-        else:
-            start_after = max(body.from_change_version - 1, 0)
         s = store()
         try:
             sub, secret = s.create(keystore.get(grant.key_id), body.url, body.datasets, body.districts,
-                                   start_after=start_after, batch_size=body.batch_size,
+                                   from_version=body.from_change_version, snapshots=config.home,
+                                   batch_size=body.batch_size,
                                    timeout_seconds=body.timeout_seconds,
                                    pause_after_seconds=body.pause_after_hours * 3600)
         except SubscriptionError as exc:

@@ -79,21 +79,11 @@ def register(main: click.Group) -> None:
         if not consumer and not key_id:
             raise click.UsageError("give --consumer or --key")
         from feeds.config import FeedConfig
-        from feeds.query import NoSnapshot, SnapshotPool, newest_change_version
 
-        if from_version is None:  # a new subscriber starts with what comes next; --from-version 0 for history
-            pool = SnapshotPool(FeedConfig.from_env(settings.home).home)
-            try:
-                start_after = newest_change_version(pool, pool.current())
-            except NoSnapshot:
-                start_after = 0
-            finally:
-                pool.close()
-        else:
-            start_after = max(from_version - 1, 0)
         with _store(settings) as store:
             key = store.key_for(consumer, key_id)
-            sub, secret = store.create(key, url, _split(datasets), _split(districts), start_after=start_after,
+            sub, secret = store.create(key, url, _split(datasets), _split(districts), from_version=from_version,
+                                       snapshots=FeedConfig.from_env(settings.home).home,
                                        batch_size=batch_size, timeout_seconds=timeout,
                                        pause_after_seconds=pause_after_hours * 3600)
         click.echo(secret)

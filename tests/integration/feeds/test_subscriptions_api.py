@@ -50,3 +50,18 @@ def test_a_key_subscribes_within_its_scope_and_manages_only_its_own(api: Api) ->
         assert api.get(f"/v1/subscriptions/{sub['id']}", key=DISTRICTS[0]).status_code == 404
     finally:
         receiver.close()
+
+
+def test_a_new_subscription_starts_after_what_its_scope_sees_not_the_hub_wide_newest(api: Api) -> None:
+    """The position shown to a subscriber is scoped like `/versions`: a district key learns nothing
+    of other districts' activity from it (it was the hub-wide newest change version)."""
+    receiver = Receiver()
+    try:
+        sub = _post(api, DISTRICTS[0], url=receiver.url, datasets=["project"]).json()
+        scoped = api.get("/v1/feeds/project/versions", key=DISTRICTS[0]).json()["newest_change_version"]
+        hub_wide = api.get("/v1/feeds/project/versions", key="all").json()["newest_change_version"]
+        assert scoped < hub_wide  # the fixture's other districts changed later
+        assert sub["start_after"] == scoped
+        assert set(sub["acknowledged"].values()) <= {scoped}
+    finally:
+        receiver.close()

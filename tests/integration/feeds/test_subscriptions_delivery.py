@@ -138,12 +138,12 @@ def test_changes_and_deletes_arrive_once_in_order_masked_and_scoped_through_faul
         store.create(keys.get(grant.key_id), "http://example.org/hooks")
 
     a, b, c, d, e = (_receiver(hub) for _ in range(5))
-    sub_a, secret_a = store.create(keys.get(grant.key_id), a.url, start_after=start, batch_size=3,
+    sub_a, secret_a = store.create(keys.get(grant.key_id), a.url, from_version=start + 1, batch_size=3,
                                    timeout_seconds=0.5)
-    sub_b, secret_b = store.create(keys.get(whole.key_id), b.url, start_after=start, batch_size=2)
-    sub_c, secret_c = store.create(keys.get(far.key_id), c.url, start_after=start)
-    sub_d, secret_d = store.create(keys.get(grant.key_id), d.url, start_after=start, batch_size=5)
-    sub_e, secret_e = store.create(keys.get(grant.key_id), e.url, start_after=start, pause_after_seconds=0)
+    sub_b, secret_b = store.create(keys.get(whole.key_id), b.url, from_version=start + 1, batch_size=2)
+    sub_c, secret_c = store.create(keys.get(far.key_id), c.url, from_version=start + 1)
+    sub_d, secret_d = store.create(keys.get(grant.key_id), d.url, from_version=start + 1, batch_size=5)
+    sub_e, secret_e = store.create(keys.get(grant.key_id), e.url, from_version=start + 1, pause_after_seconds=0)
     a.secrets.append(secret_a)
     b.secrets.append(secret_b)
     c.secrets.append(secret_c)
