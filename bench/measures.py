@@ -312,6 +312,12 @@ def hub_feed_latency(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
     return run(params, scratch)
 
 
+def hub_lake_soak(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    from bench.lake_soak import hub_lake_soak as run
+
+    return run(params, scratch)
+
+
 def hub_delivery(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
     from bench.delivery_scenario import hub_delivery as run
 
@@ -321,6 +327,7 @@ def hub_delivery(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
 MEASURES: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "hub_delivery": hub_delivery,
     "hub_feed_latency": hub_feed_latency,
+    "hub_lake_soak": hub_lake_soak,
     "hub_municipal": hub_municipal,
     "hub_lingang": hub_lingang,
     "hub_district": hub_district,

@@ -391,6 +391,35 @@ S8 = Scenario(
                 _feed_figure("feed-1", "ratio_to_floor"))),
 )
 
+# ------------------------------------------------------------------------------------------ S9
+def lake_soak_cases(ctx: Context) -> list[Case]:
+    """One soak; the scale is the number of incremental cycles (bench/lake_soak.py)."""
+    return [Case("lake-soak", f"lake soak: {ctx.scale} incremental cycles with mutations and faults",
+                 Measure("hub_lake_soak", {"cycles": ctx.scale, "seed": ctx.seed}), once=True)]
+
+
+def _extra_figure(case: str, key: str) -> Callable[[Outcomes], float | None]:
+    """The worst (largest) value a case's runs report under ``extra[key]``."""
+    def figure(o: Outcomes) -> float | None:
+        c = o.get(case)
+        if c is None or c.hub.summary is None:
+            return None
+        values = [r.extra.get(key) for r in c.hub.summary.runs if r.extra.get(key) is not None]
+        return float(max(values)) if values else None
+    return figure
+
+
+S9 = Scenario(
+    "S9", "lake soak (append-only lake, invariants)",
+    "N incremental cycles over the embedded municipal SQLite database and the 杨浦 drop folder with updates, "
+    "inserts, soft and hard deletes, bad and late files, full resyncs, replays and rebuilds; then the ledger, "
+    "duplicate live keys, tombstones, the warehouse against a fresh full load, and build --full from the lake "
+    "against the incremental warehouse. The figure is the rows that drift (issue #19).",
+    full_scales=(100,), quick_scales=(10,), plan=lake_soak_cases,
+    goals=(Goal("lake_drift_rows", "rows drifting after N soak cycles (all invariants)", "==", 0, "rows",
+                _extra_figure("lake-soak", "drift_rows"), nominal_scale=100),),
+)
+
 
 # ----------------------------------------------------------------------------------------- S10
 def delivery_cases(ctx: Context) -> list[Case]:
@@ -414,12 +443,12 @@ S10 = Scenario(
                 "changes/s", _feed_figure("delivery-20", "changes_per_second"))),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.id: s for s in (S1, S2, S3, S4, S5, S6, S7, S8, S10)}
+SCENARIOS: dict[str, Scenario] = {s.id: s for s in (S1, S2, S3, S4, S5, S6, S7, S8, S9, S10)}
 
 #: every figure the issues name, by goal id: the registry test checks each is decided by some scenario
 REQUIRED_GOALS = (
     "municipal_1m_vs_dlt", "incremental_share", "rss_5m_mb", "rss_ratio_5m_1m", "lingang_validation_share",
     "csv_1m_rows_per_s", "excel_100k_rows_per_s", "snapshot_diff_seconds", "warehouse_incremental_share",
-    "feed_p95_1_client_ms", "feed_p95_8_clients_ms", "feed_errors", "feed_ratio_to_floor",
+    "feed_p95_1_client_ms", "feed_p95_8_clients_ms", "feed_errors", "feed_ratio_to_floor", "lake_drift_rows",
     "delivery_publish_to_last_ack_s",
 )

@@ -43,6 +43,8 @@ class Cursor:
     fields: tuple[str, ...] | None
     scope: str
     v: int = CURSOR_VERSION
+    #: The page size the pass asked for, so following next_cursor alone keeps it (None: the default).
+    limit: int | None = None
 
 
 def scope_digest(key_id: str, districts: frozenset[str] | None, personal: bool) -> str:
@@ -87,6 +89,7 @@ def decode(text: str, secret: bytes, *, dataset: str, kind: Kind, scope: str) ->
             snapshot=str(body["snapshot"]), dataset=str(body["dataset"]), kind=body["kind"],
             after=int(body["after"]), min=int(body["min"]), max=int(body["max"]),
             fields=tuple(str(f) for f in fields) if fields is not None else None, scope=str(body["scope"]),
+            limit=int(body["limit"]) if body.get("limit") is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         raise CursorError("cursor content is invalid; restart the pass") from None

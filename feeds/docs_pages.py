@@ -15,10 +15,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC_PREFIX = "/docs-static"
+#: ReDoc's bundle draws the sidebar's "API docs by Redocly" logo from this CDN address; served
+#: without it (an empty src loads nothing, and ReDoc hides the image when it fails).
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+REDOC_JS = "/redoc-static/redoc.standalone.js"
 
 
 def _assets() -> Path:
@@ -40,8 +44,14 @@ def add_offline_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = 
                                    swagger_favicon_url=f"{STATIC_PREFIX}/favicon.png",
                                    swagger_ui_parameters={"validatorUrl": None})
 
+    redoc_bundle = (_assets() / "redoc.standalone.js").read_text(encoding="utf-8").replace(REDOC_LOGO, "")
+
+    @app.get(REDOC_JS, include_in_schema=False)
+    def redoc_js() -> Response:
+        return Response(redoc_bundle, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+
     @app.get(redoc_url, include_in_schema=False)
     def redoc() -> HTMLResponse:
         return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} — ReDoc",
-                              redoc_js_url=f"{STATIC_PREFIX}/redoc.standalone.js",
+                              redoc_js_url=REDOC_JS,
                               redoc_favicon_url=f"{STATIC_PREFIX}/favicon.png", with_google_fonts=False)

@@ -190,13 +190,22 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def withheld_columns(table: str) -> set[str]:
+    """Fields of entity ``table`` whose own share class is 不予共享 (schemas.Field.share_class)."""
+    from schemas import ENTITIES
+
+    entity = ENTITIES.get(table)
+    return {f.name for f in entity.fields if f.share_class == "not_shared"} if entity is not None else set()
+
+
 def _columns(cur: duckdb.DuckDBPyConnection, entry: _Entry, table: str) -> list[str]:
     """The snapshot's columns of ``core.<table>`` in order (cached per snapshot: snapshots never change)."""
     cols = entry.columns.get(table)
     if cols is None:
+        withheld = withheld_columns(table)  # a field declared 不予共享 is never read for a feed
         cols = [c for (c,) in cur.execute(
             "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'core' AND table_name = ? "
-            "ORDER BY column_index", [table]).fetchall()]
+            "ORDER BY column_index", [table]).fetchall() if c not in withheld]
         entry.columns[table] = cols
     return cols
 

@@ -99,7 +99,7 @@ def served_datasets() -> dict[str, Dataset]:
 
 
 def withheld_fields(dataset: str | Dataset) -> list[str]:
-    """Fields declared 不予共享 on their own (a field may be stricter than its dataset): never served."""
+    """Fields declared 不予共享 on their own (a field may only withhold itself): never read, listed or exported."""
     return [f.name for f in ENTITIES[_name(dataset)].fields if f.share_class == "not_shared"]
 
 

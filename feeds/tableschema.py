@@ -54,7 +54,8 @@ def feed_columns(dataset: str) -> list[str]:
     """The columns of ``core.<dataset>`` a feed row has, in order (before ``id_pseudonym``)."""
     entity = get_entity(dataset)
     lineage = [n for n in LINEAGE_NAMES if n != DELETED]
-    return [f.name for f in entity.business_fields] + _golden(dataset) + lineage + [CHANGE_VERSION]
+    shared = [f.name for f in entity.business_fields if f.share_class != "not_shared"]  # 不予共享 fields never leave
+    return shared + _golden(dataset) + lineage + [CHANGE_VERSION]
 
 
 def _golden_field(name: str) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def table_schema(dataset: str, *, personal: bool) -> dict[str, Any]:
     fields: list[dict[str, Any]] = []
     for spec in base["fields"]:
         name = spec["name"]
-        if name == DELETED:
+        if name == DELETED or entity.field(name).share_class == "not_shared":
             continue
         if name == "_source":  # the golden table's own columns come before the lineage
             fields.extend(_golden_field(g) for g in _golden(dataset))

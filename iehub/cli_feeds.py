@@ -39,6 +39,25 @@ def register(main: click.Group) -> None:
         # Open the feed database here, once: a read-only or unreachable one is then one error line
         # (the CLI's handler), instead of a traceback from every worker process uvicorn respawns.
         AuditLog.from_config(config).dispose()
+        _record_sources(config.feeds_dir)
         click.echo(f"iehub feed API on http://{host}:{port}/v1/feeds (docs: http://{host}:{port}/docs), "
                    f"{config.workers} worker process(es); Ctrl-C stops")
         run(config, host, port)
+
+
+def _record_sources(feeds_dir) -> None:  # feeds_dir: Path
+    """Which sources feed each entity, on which schedule, for the DCAT catalogue (feeds may not read specs)."""
+    from connectors.spec import SpecError, available_sources, load_spec
+    from feeds.dcat import write_sources
+
+    sources: dict[str, list[tuple[str, str]]] = {}
+    for name in available_sources():
+        try:
+            spec = load_spec(name)
+        except SpecError:
+            continue  # `iehub spec validate` reports it; the catalogue just leaves the source out
+        for stream in spec.streams.values():
+            pair = (spec.name, spec.schedule)
+            if pair not in sources.setdefault(stream.entity, []):
+                sources[stream.entity].append(pair)
+    write_sources(feeds_dir, sources)

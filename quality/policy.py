@@ -43,8 +43,9 @@ POLICIES: dict[str, EntityPolicy] = {
     "tech_service": EntityPolicy(),
     "notice": EntityPolicy(stale_after_days=365),
 }
-# Uniqueness of the natural key inside one batch only warns: a row edited while the source was
-# being paged legitimately arrives twice, and the build keeps the later version.
+# The per-chunk uniqueness rule only warns: conflicting repeats of a key are quarantined (every copy)
+# batch-wide before it runs (quality/duplicates.py), so what it still sees are the repeats a paged read
+# legitimately delivers (a row edited mid-read, back with a newer updated_at; the build keeps the later).
 DEFAULT_RULE_ACTIONS: dict[str, Action] = {"_key.unique": "warn"}
 
 

@@ -52,7 +52,7 @@ class Field:
     pii: str = "none"
     required: bool = False
     code_list: str | None = None
-    #: A stricter share class than the entity's for this one field (None: the entity's).
+    #: ``not_shared`` withholds this one field from every feed, schema and export (None: the entity's class).
     share_class: str | None = None
     #: Text only: the longest value allowed, in characters (the quality gate quarantines longer ones).
     max_length: int | None = None
@@ -134,12 +134,12 @@ class Entity:
     def __post_init__(self) -> None:
         if self.share_class not in SHARE_CLASSES:
             raise ValueError(f"entity {self.name}: share class {self.share_class!r} is not one of {tuple(SHARE_CLASSES)}")
-        rank = list(SHARE_CLASSES)
-        looser = [f.name for f in self.fields
-                  if f.share_class is not None and rank.index(f.share_class) < rank.index(self.share_class)]
-        if looser:
-            raise ValueError(f"entity {self.name}: fields {looser} declare a share class looser than the entity's "
-                             f"{self.share_class!r}; a field may only be stricter")
+        # A field may only withhold itself (不予共享: the feeds never read it); a per-field access
+        # request is not a thing the hub runs, so a field cannot be 'conditional' on its own.
+        odd = [f.name for f in self.fields if f.share_class not in (None, "not_shared", self.share_class)]
+        if odd:
+            raise ValueError(f"entity {self.name}: fields {odd} declare a share class other than the entity's "
+                             f"{self.share_class!r} or 'not_shared'; a field may only be withheld")
         names = [f.name for f in self.fields]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -59,7 +59,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import ENTITIES, LINEAGE_FIELDS
-from warehouse import identity
+from warehouse import identity, key_changes
 from warehouse import marts as marts_module
 from warehouse.catalog import BatchRow, Catalog
 from warehouse.landing import fsync_dir
@@ -514,6 +514,7 @@ def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE IF NOT EXISTS ops.build_state (entity VARCHAR PRIMARY KEY, applied_seq BIGINT, "
                 "signature VARCHAR)")
     con.execute("CREATE TABLE IF NOT EXISTS ops.change_sequence (last_change_version BIGINT)")
+    key_changes.ensure_table(con)
 
 
 def build_core(
@@ -537,6 +538,7 @@ def build_core(
     golden = identity.applies(registry)
     _ensure_state(con)
     _comment_tombstones(con)
+    _comment_table(con, f"core.{key_changes.KEY_CHANGES}", key_changes.TABLE_DOC, key_changes.COLUMN_DOCS)
     ledger: dict[str, list[BatchRow]] = {}
     for batch in catalog.landed_batches():
         ledger.setdefault(batch.entity, []).append(batch)
@@ -576,6 +578,7 @@ def build_core(
             con.execute(f"DROP TABLE IF EXISTS core.{_ident(table)}")
             con.execute(f"DROP TABLE IF EXISTS core.{_ident(table + '_history')}")
             con.execute(f"DELETE FROM core.{TOMBSTONES} WHERE entity = ?", [table])
+            con.execute(f"DELETE FROM core.{key_changes.KEY_CHANGES} WHERE entity = ?", [table])
             _create_tables(con, table, schema, history)
             applied, rebuilt = 0, True
         _comment_entity(con, entity, schema, lineage_docs, history)

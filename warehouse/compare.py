@@ -13,8 +13,10 @@ Left out, because they depend on when builds ran rather than on the lake:
   numbers consumers have already seen, so the numbers differ by design while their order does not;
 * the golden ``core.organization``'s lineage and its ``_history``: it is re-resolved across all
   sources once per build (:mod:`warehouse.identity`), so it holds one version per build that
-  changed it, and its ``_extracted_at``/``_batch_id`` name the contribution current at that
-  build. Its business columns must still match; the per-source rows it is resolved from
+  changed it, and its lineage (``_source``, ``_source_key``, ``_batch_id``, ``_extracted_at``)
+  names the best contribution at the build that last changed its content (between equal
+  mentions a later build may rank another first without a new version). Its business columns
+  and content hash must still match; the per-source rows it is resolved from
   (``core.organization_source``) are compared in full.
 
 Everything else (business columns, lineage, validity intervals, tombstone keys, times and
@@ -33,7 +35,7 @@ __all__ = ["Drift", "core_drift", "core_tables"]
 #: Columns that legitimately differ between two builds of the same batches.
 PER_BUILD_COLUMNS = frozenset({"change_version"})
 #: Per table, more such columns (the golden organisation row: see the module doc).
-PER_BUILD_TABLE_COLUMNS = {"organization": frozenset({"_batch_id", "_extracted_at"})}
+PER_BUILD_TABLE_COLUMNS = {"organization": frozenset({"_source", "_source_key", "_batch_id", "_extracted_at"})}
 #: Tables whose rows follow the build cadence (one version per build): not compared.
 PER_BUILD_TABLES = frozenset({"organization_history"})
 

@@ -237,6 +237,9 @@ def apply_rows(
         )
         con.execute("DROP TABLE _changes")
         con.execute("DROP TABLE _in")  # everything below reads _changed; free the input early
+        from warehouse.key_changes import apply_renames, close_renamed_history  # imports this module
+
+        apply_renames(con, entity, schema, table)  # a surrogate under a new natural key: a rename
         if has_tombs:
             con.execute(
                 f"""
@@ -270,9 +273,10 @@ def apply_rows(
         ).fetchall()[0]
         if history:
             _apply_history(con, name, key, columns)
+            close_renamed_history(con, entity)
         return Applied(changes, int(upserts), int(deletes), int(last))
     finally:
-        for temp in ("_in", "_tomb", "_changes", "_changed", "_open", "_timed"):
+        for temp in ("_in", "_tomb", "_changes", "_changed", "_open", "_timed", "_renames", "_states"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
 
 

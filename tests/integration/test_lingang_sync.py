@@ -43,6 +43,19 @@ def assert_matches_source(home: Path, platform) -> None:
         assert len(quarantined & live) <= max(3, 0.05 * len(live)), f"{stream.entity}: too much quarantined"
 
 
+def staged_leftovers(home: Path) -> list[str]:
+    """Staged files that are not inputs of a landed batch.
+
+    Land links staged files into the lake and keeps the batch's inputs, so a cleared step can run
+    again (#14); the next extraction of the stream removes them. What may stay is therefore a file
+    of a batch the ledger holds as landed; a temp file, or a file of any other batch, is a
+    leftover of an interrupted pass."""
+    landed = {b.batch_id for b in Settings.from_env(home).catalog().landed_batches()}
+    return sorted(str(p.relative_to(home)) for p in (home / "staging").rglob("*")
+                  if p.is_file() and (p.name.endswith(".tmp")
+                                      or p.suffix == ".parquet" and p.name.split(".")[0] not in landed))
+
+
 def test_full_sync_lands_every_record_once_and_reconciles(iehub_home: Path, lingang) -> None:
     results = sync_and_build(iehub_home)
     assert {r["stream"] for r in results} == set(SPEC.streams)
@@ -53,7 +66,7 @@ def test_full_sync_lands_every_record_once_and_reconciles(iehub_home: Path, ling
     # the lake layout of DESIGN.md
     assert list((iehub_home / "lake" / "raw" / "lingang_platform" / "notice").glob("dt=*/*.parquet"))
     assert list((iehub_home / "lake" / "std" / "notice" / "source=lingang_platform").glob("dt=*/*.parquet"))
-    assert not list((iehub_home / "staging").rglob("*.parquet")), "staging must be empty after landing"
+    assert staged_leftovers(iehub_home) == [], "staging must hold only the landed batches' own inputs"
 
 
 def test_quarantine_keeps_rejected_rows_with_reasons(iehub_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,7 +92,10 @@ def test_same_sync_twice_changes_nothing(iehub_home: Path, lingang) -> None:
     assert core_snapshot(iehub_home) == before
     assert ledger_loaded(iehub_home) == loaded_before
     third = sync_and_build(iehub_home)
-    assert [r["batch_id"] for r in third] == [r["batch_id"] for r in second], "a rerun of a window replaces itself"
+    # every pass is an extraction of its own (the lake is append-only, #19): new batch ids, nothing in them;
+    # a rerun of the *same* extraction replaces itself (tests/integration/warehouse/test_lake_append_only.py)
+    assert not {r["batch_id"] for r in third} & {r["batch_id"] for r in second}
+    assert all(r["rows_loaded"] == 0 for r in third), third
     assert core_snapshot(iehub_home) == before
 
 
@@ -155,7 +171,7 @@ def test_sigkill_mid_sync_then_rerun_equals_clean_run(tmp_path: Path, monkeypatc
         monkeypatch.setenv("IEHUB_HOME", str(killed))
         sync_and_build(killed)
         assert core_snapshot(killed) == core_snapshot(clean)
-        assert not [p for p in (killed / "staging").rglob("*") if p.is_file()], "staging left behind"
+        assert staged_leftovers(killed) == [], "staging left behind"
     finally:
         platform.stop()
 

@@ -188,11 +188,22 @@ def test_not_shared_data_never_leaves_by_pull_push_or_export(world: tuple[TestCl
     assert "project_report" not in [d["identifier"] for d in client.get("/v1/feeds", headers=auth).json()["datasets"]]
     spec = client.get("/openapi.json").json()
     assert "project_report" not in str(spec)
-    # push: subscriptions read what effective_grant and served_datasets allow, which never hold it
+    # push: a subscription cannot name it, and what one on an 'all' key receives never holds it
     from feeds.sharing import effective_grant, served_datasets
+    from feeds.subscriptions import SubscriptionError, SubscriptionStore
 
     assert "project_report" not in served_datasets()
     assert effective_grant(keys.authenticate(token), "project_report") is None
+    subscriptions = SubscriptionStore(config.db_url, config.secret(), keys)
+    try:
+        key = keys.get(keys.authenticate(token).key_id)
+        with pytest.raises(SubscriptionError, match="project_report"):
+            subscriptions.create(key, "http://127.0.0.1:9/hook", ["project_report"])
+        every, _ = subscriptions.create(key, "http://127.0.0.1:9/hook")
+        assert "project_report" not in subscriptions.readable(key, None) and "trainee" in subscriptions.readable(key, None)
+        assert every.datasets is None  # 'all' — and still nothing 不予共享 reaches it
+    finally:
+        subscriptions.dispose()
     # export: named, refused; by default, left out
     with pytest.raises(ExportError, match="不予共享"):
         export(config.home, ["project_report"], tmp_path / "out", secret=config.secret())
@@ -200,3 +211,32 @@ def test_not_shared_data_never_leaves_by_pull_push_or_export(world: tuple[TestCl
     assert "project_report" not in {r.dataset for r in done} and not list((tmp_path / "all").glob("project_report*"))
     cli = iehub(config.home, "export", "project_report", "--out", str(tmp_path / "cli"))
     assert cli.exit_code == 1 and "不予共享" in cli.stderr
+
+
+def test_a_field_declared_not_shared_is_in_no_page_schema_or_export(built: FeedHome, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from schemas import ENTITIES
+
+    project = ENTITIES["project"]
+    withheld = tuple(dataclasses.replace(f, share_class="not_shared") if f.name == "budget_amount" else f
+                     for f in project.fields)
+    monkeypatch.setitem(ENTITIES, "project", dataclasses.replace(project, fields=withheld))
+    for name in ("IEHUB_FEEDS_DB_URL", "IEHUB_FEED_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    config = FeedConfig(built.home, rate=10_000.0, burst=10_000)
+    keys = KeyStore(config.db_url, cache_seconds=0)
+    _, token = keys.create("市级平台", ["project"], None, personal=True)
+    auth = {"Authorization": f"Bearer {token}"}
+    client = TestClient(create_app(config, keys=keys), raise_server_exceptions=False)
+    with client:
+        page = client.get("/v1/feeds/project?limit=5", headers=auth).json()
+        assert page["records"] and all("budget_amount" not in r for r in page["records"])
+        asked = client.get("/v1/feeds/project?fields=title,budget_amount", headers=auth)
+        assert asked.status_code == 400 and "budget_amount" in asked.json()["message"]
+        schema = client.get("/v1/feeds/project/schema", headers=auth).json()
+        assert "budget_amount" not in [f["name"] for f in schema["fields"]] and "title" in [f["name"] for f in schema["fields"]]
+    done = export(config.home, ["project"], tmp_path / "out", secret=config.secret(), personal=True)
+    assert "budget_amount" not in (done[0].directory / "project.csv").read_text(encoding="utf-8").splitlines()[0]
+    keys.dispose()

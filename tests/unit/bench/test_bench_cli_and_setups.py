@@ -26,14 +26,14 @@ def test_a_bad_scale_is_refused_with_the_option_named(text: str) -> None:
 def test_list_shows_every_scenario_and_goal(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
-    for sid in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"):
+    for sid in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"):
         assert f"\n{sid}  " in f"\n{out}"
     assert "goal municipal_1m_vs_dlt" in out and "peers (dlt):" in out
 
 
 def test_an_unknown_scenario_is_named_and_nothing_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["S1", "S9"]) == 2
-    assert "unknown scenario(s): S9" in capsys.readouterr().err
+    assert main(["S1", "S99"]) == 2
+    assert "unknown scenario(s): S99" in capsys.readouterr().err
 
 
 def test_a_prepared_source_is_reused_until_it_is_no_longer_valid(tmp_path: Path) -> None:

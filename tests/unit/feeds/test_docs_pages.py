@@ -44,3 +44,12 @@ def test_the_data_dictionary_page_is_self_contained(tmp_path: Path) -> None:
 
     page = next(p for p in write_dictionary(tmp_path) if p.suffix == ".html")
     assert outside_references(page.read_text(encoding="utf-8")) == []
+
+
+def test_redoc_bundle_is_served_without_its_cdn_logo(client: TestClient) -> None:
+    from feeds.docs_pages import REDOC_LOGO
+
+    script = re.search(r'<script src="([^"]*redoc[^"]*\.js)"', client.get("/redoc").text).group(1)
+    bundle = client.get(script)
+    assert bundle.status_code == 200 and "javascript" in bundle.headers["content-type"]
+    assert len(bundle.content) > 100_000 and REDOC_LOGO not in bundle.text  # the sidebar's logo came from a CDN

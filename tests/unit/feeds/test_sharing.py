@@ -29,10 +29,14 @@ def test_not_shared_datasets_are_not_servable_and_not_served() -> None:
     assert conditional_in(None) == ["teacher", "trainee"] and conditional_in(["notice", "trainee"]) == ["trainee"]
 
 
-def test_a_field_may_be_stricter_than_its_entity_never_looser() -> None:
-    shared = Field("open_note", STR, "备注", "Note", share_class="unconditional")
-    with pytest.raises(ValueError, match="looser than the entity's 'conditional'"):
-        Entity("x", "x", "x", "one row", ("a",), (Field("a", STR, "a", "a"), shared), share_class="conditional")
+def test_a_field_may_only_be_withheld() -> None:
+    for other in ("unconditional", "conditional"):
+        odd = Field("open_note", STR, "备注", "Note", share_class=other)
+        with pytest.raises(ValueError, match="a field may only be withheld"):
+            Entity("x", "x", "x", "one row", ("a",), (Field("a", STR, "a", "a"), odd),
+                   share_class="conditional" if other == "unconditional" else "unconditional")
+    withheld = Field("note", STR, "备注", "Note", share_class="not_shared")
+    assert Entity("x", "x", "x", "one row", ("a",), (Field("a", STR, "a", "a"), withheld)).fields[1] == withheld
     with pytest.raises(ValueError, match="share class 'secret' is not one of"):
         Field("b", STR, "b", "b", share_class="secret")
 

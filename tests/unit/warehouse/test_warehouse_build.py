@@ -271,7 +271,7 @@ def test_builds_with_the_real_schema_registry(home: Path, catalog: Catalog) -> N
     tables = {t for (t,) in query(home, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'core'")}
     history = {"organization_history", "project_history", "cooperation_history", "training_base_history"}
     identity = {"organization_source", "organization_match", "_organization_mentions", "_uscc_checked"}
-    assert tables == set(names) | {"_tombstones"} | history | identity
+    assert tables == set(names) | {"_tombstones", "_key_changes"} | history | identity
     lineage = query(home, "SELECT DISTINCT column_name FROM duckdb_columns() WHERE schema_name = 'core' "
                           "AND table_name = 'notice' AND column_name LIKE '\\_%' ESCAPE '\\'")
     assert {c for (c,) in lineage} == {"_source", "_source_key", "_batch_id", "_extracted_at", "_record_hash"}
