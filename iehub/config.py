@@ -86,7 +86,7 @@ class Settings:
         if self.catalog_url and not self.catalog_url.startswith("sqlite"):
             return
         executor = (os.environ.get("AIRFLOW__CORE__EXECUTOR") or "").rsplit(".", 1)[-1]
-        why = (f"the lake is in object storage (IEHUB_LAKE_URL)" if self.lake_url else
+        why = ("the lake is in object storage (IEHUB_LAKE_URL)" if self.lake_url else
                f"Airflow's executor is {executor}" if executor and executor not in LOCAL_EXECUTORS else None)
         if why:
             raise RuntimeError(f"the ops catalog is SQLite but {why}, so workers would not share ledger, cursors "

@@ -91,7 +91,6 @@ def extract(source: str, stream: str, full: bool = False) -> dict[str, Any]:
     from iehub import pipeline
 
     settings = _settings()
-    _use_airflow_connections()
     with _lease(settings, source):
         m = pipeline.extract(settings, source, stream, full=full)
     if not full and nothing_new(settings, m):
