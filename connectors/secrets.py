@@ -75,6 +75,11 @@ def set_connection_lookup(lookup: ConnectionLookup) -> None:
     _lookup = lookup
 
 
+def connection_fields(conn_id: str) -> dict[str, str]:
+    """The fields of an Airflow connection (login, password, host, schema), through the current lookup."""
+    return _lookup(conn_id)
+
+
 def resolve_secret(ref: dict[str, str], where: str) -> Secret:
     """Resolve `{env: NAME}` or `{airflow_conn: ID, field: F}`; the error names `where`, not the value."""
     if "env" in ref:

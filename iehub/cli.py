@@ -287,7 +287,8 @@ def build(settings: Settings, full: bool) -> None:
 
     settings.ensure()
     started = time.monotonic()
-    result = run_build(settings.home, settings.catalog(), full=full)
+    result = run_build(settings.home, settings.catalog(), full=full, lake=settings.lake())
+    settings.upload_snapshot(getattr(result.snapshot, "version", None))
     snapshot = getattr(result.snapshot, "version", None)
     table = Table("entity", "rows", "files", "changes", title=f"warehouse built in {time.monotonic() - started:.1f}s — "
                   f"snapshot {snapshot}, last change version {result.last_change_version}")

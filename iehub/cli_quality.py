@@ -98,10 +98,11 @@ def quarantine_show(settings: Settings, batch: str, raw: bool, limit: int) -> No
     row = settings.catalog().get_batch(batch)
     path = None
     if row is not None and row.quarantine_path:
-        path = settings.home / row.quarantine_path
+        path = settings.lake().resolve(row.quarantine_path)
     elif row is not None and row.status == "failed":  # refused at the gate: its rows are kept beside the quarantine
         started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=timezone.utc)
-        path = refused_path(settings, row.entity, row.source, started, batch)
+        lake = settings.lake()
+        path = lake.resolve(lake.relative(refused_path(settings, row.entity, row.source, started, batch)))
     if row is None or path is None or not path.exists():
         why = f"batch {batch!r} failed before its rows were checked ({row.message})" if row is not None \
             else f"no batch {batch!r} in the ledger"

@@ -56,12 +56,14 @@ def _quarantine_batches(settings: Settings) -> list[_Batch]:
     from iehub.pipeline import refused_path
 
     out = []
+    lake = settings.lake()
     for row in settings.catalog().batches_table().to_pylist():
         started = _aware(row["started_at"])
         if row["status"] == "landed" and row["rows_quarantined"] and row["quarantine_path"]:
-            path, status = settings.home / row["quarantine_path"], "landed"
+            path, status = lake.resolve(row["quarantine_path"]), "landed"
         elif row["status"] == "failed":
-            path, status = refused_path(settings, row["entity"], row["source"], started, row["batch_id"]), "refused"
+            kept = refused_path(settings, row["entity"], row["source"], started, row["batch_id"])
+            path, status = lake.resolve(lake.relative(kept)), "refused"
         else:
             continue
         if path.exists():
@@ -85,9 +87,12 @@ def quarantine_rows(settings: Settings, *, source: str | None = None, entity: st
                        "batch_status": [b.status for b in wanted],
                        "batch_started_at": pa.array([b.started_at for b in wanted], pa.timestamp("us", tz="UTC"))})
     pairs = {(b.source, b.entity) for b in wanted}
+    lake = settings.lake()
+    std_files = {b.batch_id: lake.resolve(b.std_path) for b in settings.catalog().landed_batches()
+                 if (b.source, b.entity) in pairs and b.rows_loaded and b.std_path}
     loaded = [b for b in settings.catalog().landed_batches()
-              if (b.source, b.entity) in pairs and b.rows_loaded and b.std_path and (settings.home / b.std_path).exists()]
-    sfiles = pa.table({"path": [str(settings.home / b.std_path) for b in loaded],
+              if b.batch_id in std_files and std_files[b.batch_id].exists()]
+    sfiles = pa.table({"path": [str(std_files[b.batch_id]) for b in loaded],
                        "source": pa.array([b.source for b in loaded], pa.string()),
                        "entity": pa.array([b.entity for b in loaded], pa.string()),
                        "batch_id": pa.array([b.batch_id for b in loaded], pa.string()),

@@ -1,8 +1,10 @@
 """One source's pipeline: extract → standardise → land, as three resumable steps.
 
-Each step reads and writes files under IEHUB_HOME and returns a small manifest (a dict of
-paths and counts), so Airflow tasks can run them one by one and pass references, never data,
-and the CLI can chain them without a scheduler. Nothing reaches the lake or moves a cursor
+Each step works on files in its worker's IEHUB_HOME, publishes what it wrote to the lake's
+staging (``warehouse.lakestore``: the home itself by default, object storage with
+IEHUB_LAKE_URL) and returns a small manifest of lake keys and counts, never local paths; so
+Airflow tasks can run the steps one by one on different workers and pass references, never data,
+and the CLI can chain them without a scheduler. Nothing reaches the lake proper or moves a cursor
 until `land` commits the files and the ledger row in one step.
 """
 from __future__ import annotations
@@ -88,28 +90,61 @@ def _staging_dir(settings: Settings, source: str, stream: str) -> Path:
     return path
 
 
-def _clear_stale_staging(staging: Path, batch_id: str) -> None:
-    """Drop what a killed run of this stream left behind.
+def _staging_key(settings: Settings, source: str, stream: str) -> str:
+    """The lake key of a stream's staging folder (``staging/<source>/<stream>``)."""
+    return settings.lake().store.key_of(_staging_dir(settings, source, stream))
+
+
+def _clear_stale_staging(settings: Settings, source: str, stream: str, batch_id: str) -> None:
+    """Drop what a killed run of this stream left behind, in this home and in the lake's staging.
 
     The cursor moves only when a batch lands, so staged files of any other batch id, and any
     half-written temp file, can only be leftovers of an interrupted pass; this pass re-reads
     their rows. (One run per stream at a time: the DAGs set max_active_runs=1.)
     """
-    for path in staging.iterdir():
-        if path.is_file() and (not path.name.startswith(batch_id) or path.name.endswith(".tmp")):
-            log.info("removing stale staged file %s", path.name)
-            path.unlink(missing_ok=True)
+    store = settings.lake().store
+    folder = _staging_key(settings, source, stream)
+    here = {p.name for p in store.path(folder).iterdir() if p.is_file()}
+    for name in sorted(here | set(store.names(folder) if store.remote else ())):
+        if not name.startswith(batch_id) or name.endswith(".tmp"):
+            log.info("removing stale staged file %s", name)
+            store.delete(f"{folder}/{name}")
 
 
-def _write_manifest(manifest: dict[str, Any]) -> None:
-    path = Path(manifest["manifest_path"])
+def _publish_staged(settings: Settings, *paths: Path) -> list[str]:
+    """Publish files a step finished in this home's staging; returns their lake keys for the manifest."""
+    store = settings.lake().store
+    keys = [store.key_of(p) for p in paths]
+    for key in keys:
+        store.put(key)
+    return keys
+
+
+def _staged(settings: Settings, manifest: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """The manifest with the named staged files as local paths of this worker (downloaded if remote)."""
+    store = settings.lake().store
+    return {**manifest, **{f: str(store.local(store.key_of(manifest[f]))) for f in fields}}
+
+
+def _write_manifest(settings: Settings, manifest: dict[str, Any]) -> None:
+    """Write the manifest at its staging key: a local temp file renamed into place, then one put."""
+    store = settings.lake().store
+    path = store.path(manifest["manifest_path"])
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     os.replace(tmp, path)
+    store.put(manifest["manifest_path"])
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_manifest(ref: str | Path, settings: Settings | None = None) -> dict[str, Any]:
+    """A manifest by its lake key (what tasks pass on), read from wherever the lake is.
+
+    Without ``settings``, ``ref`` is read as a local file path (older callers and manifests).
+    """
+    if settings is None:
+        return json.loads(Path(ref).read_text(encoding="utf-8"))
+    store = settings.lake().store
+    return json.loads(store.local(store.key_of(ref)).read_text(encoding="utf-8"))
 
 
 def live_keys(settings: Settings, source: str, entity: str) -> pa.Array:
@@ -123,7 +158,8 @@ def live_keys(settings: Settings, source: str, entity: str) -> pa.Array:
     batches = [b for b in settings.catalog().landed_batches(entity) if b.source == source and b.rows_loaded]
     if not batches:
         return pa.array([], pa.string())
-    files = pa.table({"path": [str(settings.home / b.std_path) for b in batches],
+    lake = settings.lake()
+    files = pa.table({"path": [str(lake.resolve(b.std_path)) for b in batches],
                       "seq": pa.array([b.landed_seq for b in batches], pa.int64())})
     con = duckdb.connect()
     try:
@@ -209,7 +245,7 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     boundary = _Boundary(reader.cursor_format or "", reader.overlap_seconds)
     run_id = run_id or extraction_run_id()
     batch_id = settings.lake().batch_id(source, entity, f"{stream}|since={since or 'beginning'}", run_id)
-    _clear_stale_staging(staging, batch_id)
+    _clear_stale_staging(settings, source, stream, batch_id)
     started_at = _now()
     raw_path = staging / f"{batch_id}.raw.parquet"
     raw_schema = pa.schema([("_page", pa.int32()), ("_row", pa.int32()), ("_extracted_at", UTC_TS),
@@ -257,16 +293,17 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
             boundary.rows[key] = (cur, digest)
     boundary.newest = newest
     boundary.prune()
+    raw_key, = _publish_staged(settings, raw_path)
     manifest = {
         "source": source, "stream": stream, "entity": entity, "batch_id": batch_id, "run_id": run_id,
         "window_start": since, "cursor_start": cursor, "cursor_end": newest,
         "rows_in": rows_in, "skipped_unchanged": skipped, "pages": pages,
         "started_at": started_at.isoformat(), "extracted_at": _now().isoformat(),
-        "raw_staging": str(raw_path), "boundary": {k: list(v) for k, v in boundary.rows.items()},
+        "raw_staging": raw_key, "boundary": {k: list(v) for k, v in boundary.rows.items()},
         "http": stats, "state_extra": extra_state,
-        "manifest_path": str(staging / f"{batch_id}.manifest.json"),
+        "manifest_path": f"{_staging_key(settings, source, stream)}/{batch_id}.manifest.json",
     }
-    _write_manifest(manifest)
+    _write_manifest(settings, manifest)
     log.info("extract %s.%s: %d rows in %d pages (%d unchanged overlap rows skipped; %s)",
              source, stream, rows_in, pages, skipped, ", ".join(f"{k} {v}" for k, v in stats.items()))
     return manifest
@@ -316,14 +353,15 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     mapping = parse_mapping(entity.name, stream_spec.mapping, f"spec {source}: streams.{stream}.mapping")
     sources = mapping_sources(mapping)
     kind = stream_class(spec)  # pure column methods only: standardise opens no connection
-    staging = Path(manifest["raw_staging"]).parent
+    local = _staged(settings, manifest, "raw_staging")
+    staging = _staging_dir(settings, source, stream)
     mapped_path = staging / f"{batch_id}.mapped.parquet"
     q_path = staging / f"{batch_id}.mapping-rejects.parquet"
     mapped_schema = entity.arrow_schema().append(pa.field(RAW_ROW, pa.int64(), nullable=False))
     loaded = quarantined = done = 0
     extracted_at = datetime.fromisoformat(manifest["extracted_at"])
     with ParquetSink(mapped_path, mapped_schema) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
-        for raw in read_chunks(manifest["raw_staging"], STANDARDISE_CHUNK_ROWS):
+        for raw in read_chunks(local["raw_staging"], STANDARDISE_CHUNK_ROWS):
             raw = raw.append_column(RAW_ROW, pa.array(np.arange(done, done + raw.num_rows, dtype=np.int64)))
             # A replay's raw rows are quarantine records (JSON text) whatever the source kind.
             columns = extract_columns(raw.column("_record"), sources) if manifest.get("replay") \
@@ -351,9 +389,10 @@ def standardise(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpe
     if loaded + quarantined != manifest["rows_in"]:
         raise PipelineError(f"standardise {source}.{stream} batch {batch_id}: {manifest['rows_in']} rows in but "
                             f"{loaded} mapped + {quarantined} rejected; nothing was landed")
-    manifest = {**manifest, "mapped_staging": str(mapped_path), "mapping_rejects_staging": str(q_path),
+    mapped_key, q_key = _publish_staged(settings, mapped_path, q_path)
+    manifest = {**manifest, "mapped_staging": mapped_key, "mapping_rejects_staging": q_key,
                 "rows_mapped": loaded, "rows_mapping_rejected": quarantined, "standardised_at": _now().isoformat()}
-    _write_manifest(manifest)
+    _write_manifest(settings, manifest)
     log.info("standardise %s.%s: %d rows → %d canonical, %d rejected by the mapping", source, stream, done, loaded,
              quarantined)
     return manifest
@@ -495,7 +534,8 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
                         where=f"spec {source}: streams.{stream}.")
     mapping = parse_mapping(entity.name, stream_spec.mapping, f"spec {source}: streams.{stream}.mapping")
     kind = stream_class(spec)
-    staging = Path(manifest["raw_staging"]).parent
+    local = _staged(settings, manifest, "raw_staging", "mapped_staging", "mapping_rejects_staging")
+    staging = _staging_dir(settings, source, stream)
     std_path = staging / f"{batch_id}.std.parquet"
     q_path = staging / f"{batch_id}.quarantine.parquet"
     catalog = settings.catalog()
@@ -503,12 +543,12 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
     loaded = flagged = deleting = 0
     newest_update = None
     with ParquetSink(std_path, entity.arrow_schema()) as std_sink, ParquetSink(q_path, QUARANTINE_SCHEMA) as q_sink:
-        mapping_rejects = pq.read_table(manifest["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA)
+        mapping_rejects = pq.read_table(local["mapping_rejects_staging"], schema=QUARANTINE_SCHEMA)
         q_sink.write(mapping_rejects)
         results.extend(mapping_results(mapping_rejects, manifest["rows_in"]))  # `quality report` counts them
-        repeats = _repeated_keys(manifest, entity)  # batch-wide: a repeat may span validation chunks
-        for table in read_chunks(manifest["mapped_staging"], VALIDATE_CHUNK_ROWS):
-            table, repeated = _quarantine_repeats(table, repeats, manifest, q_sink, source=source,
+        repeats = _repeated_keys(local, entity)  # batch-wide: a repeat may span validation chunks
+        for table in read_chunks(local["mapped_staging"], VALIDATE_CHUNK_ROWS):
+            table, repeated = _quarantine_repeats(table, repeats, local, q_sink, source=source,
                                                   batch_id=batch_id, kind=kind)
             flagged += repeated
             outcome = validate_table(entity.name, table.drop_columns([RAW_ROW]), policy)
@@ -528,7 +568,7 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
                 keep[bad] = False
                 raw_positions = table.column(RAW_ROW).take(pa.array(bad)).to_pylist()
                 order = sorted(range(len(bad)), key=lambda i: raw_positions[i])
-                raw = _raw_rows(manifest["raw_staging"], [raw_positions[i] for i in order])
+                raw = _raw_rows(local["raw_staging"], [raw_positions[i] for i in order])
                 rules = [outcome.failed[bad[i]] for i in order]
                 q_sink.write(_quarantine_table(
                     raw, pa.array(range(len(order)), pa.int64()), source=source, batch_id=batch_id, kind=kind,
@@ -545,7 +585,7 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
         quarantined = manifest["rows_mapping_rejected"] + flagged
         # batch-level rules
         replay = bool(manifest.get("replay"))  # a replay re-checks known-bad rows: batch rules do not apply
-        missing, unmapped = _drift(kind, manifest["raw_staging"], mapping_column_groups(mapping)) \
+        missing, unmapped = _drift(kind, local["raw_staging"], mapping_column_groups(mapping)) \
             if rows_in and not replay else ([], [])
         if missing:
             msg = f"schema drift: mapped field(s) {missing} absent from every row"
@@ -596,8 +636,8 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
             q_sink.commit()  # the refused rows stay readable: `quarantine show` and `quarantine export`
             started = datetime.fromisoformat(manifest["started_at"])
             kept = refused_path(settings, entity.name, source, started, batch_id)
-            _place(str(q_path), kept)
-            message = f"quality gate failed for {where}: " + "; ".join(failures) + top_rules(pq.read_table(kept))
+            settings.lake().store.put(settings.lake().relative(kept), q_path)
+            message = f"quality gate failed for {where}: " + "; ".join(failures) + top_rules(pq.read_table(q_path))
             catalog.record_failure(batch_id, source, entity.name, started, message)
             raise QualityGateError(
                 message + f". Nothing was landed; `iehub quarantine show {batch_id}` lists the refused rows and "
@@ -607,11 +647,12 @@ def validate(settings: Settings, manifest: dict[str, Any], *, spec: SourceSpec |
         q_sink.commit()
     if loaded + quarantined != rows_in:
         raise PipelineError(f"validate {where}: {rows_in} rows in but {loaded} loaded + {quarantined} quarantined")
-    manifest = {**manifest, "std_staging": str(std_path), "quarantine_staging": str(q_path), "rows_loaded": loaded,
+    std_key, q_key = _publish_staged(settings, std_path, q_path)
+    manifest = {**manifest, "std_staging": std_key, "quarantine_staging": q_key, "rows_loaded": loaded,
                 "rows_quarantined": quarantined, "validated_at": _now().isoformat(), "quality_warnings": warnings,
                 "repeated_keys": {"keys_quarantined": repeats.keys, "copies_quarantined": repeats.rows,
                                   "superseded_kept": repeats.superseded, "identical_kept": repeats.identical}}
-    _write_manifest(manifest)
+    _write_manifest(settings, manifest)
     log.info("validate %s.%s: %d rows checked, %d passed, %d quarantined by rules (%d by mapping)", source, stream,
              manifest["rows_mapped"], loaded, flagged, manifest["rows_mapping_rejected"])
     return manifest
@@ -624,6 +665,8 @@ def refused_path(settings: Settings, entity: str, source: str, started_at: datet
     """Where the rows of a batch refused at the gate are kept: ``lake/refused/…``, laid out like the quarantine.
 
     Apart from it, so nothing that reads the quarantine takes them for rows of a landed batch.
+    The path is under this home; with the lake in object storage, ``settings.lake().resolve`` of
+    its key fetches the kept copy.
     """
     lake = settings.lake()
     path = lake.quarantine_path(entity, source, started_at.date(), batch_id)
@@ -659,31 +702,6 @@ def _check(rule: str, success: bool, action: str, message: str | None, elements:
 
 
 # ------------------------------------------------------------------------------------- land
-def _place(src: str, dst: Path) -> None:
-    """Put a staged file into the lake atomically (hard link to a temp name, rename, dir fsync).
-
-    The staged file stays (a link costs no space), so any step of the batch can run again from
-    its inputs, e.g. an Airflow task cleared after landing; the next extraction of the stream
-    supersedes and removes it (`_clear_stale_staging`). Writers never modify a file in place
-    (ParquetSink writes a temp file and renames), so the two names cannot diverge.
-    """
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.placing")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # another filesystem, or no hard links: copy
-        import shutil
-
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    fd = os.open(dst.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     """Put the batch's files in the lake, then commit ledger row and cursor in one transaction."""
     source, entity, batch_id = manifest["source"], manifest["entity"], manifest["batch_id"]
@@ -691,22 +709,25 @@ def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
         raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: not validated yet; "
                             "run standardise and validate first")
     lake = settings.lake()
+    store = lake.store
     catalog = settings.catalog()
     dt = datetime.fromisoformat(manifest["started_at"]).date()
-    targets = {
-        "raw": lake.raw_path(source, entity, dt, batch_id),
-        "std": lake.std_path(entity, source, dt, batch_id),
-        "quarantine": lake.quarantine_path(entity, source, dt, batch_id),
+    rel = {  # lake keys, as the ledger stores them
+        "raw": lake.relative(lake.raw_path(source, entity, dt, batch_id)),
+        "std": lake.relative(lake.std_path(entity, source, dt, batch_id)),
+        "quarantine": lake.relative(lake.quarantine_path(entity, source, dt, batch_id)),
     }
     previous = {b.batch_id: b for b in catalog.landed_batches(entity)}.get(batch_id)
+    # Staged files stay (a local link costs no space), so any step of the batch can run again from its
+    # inputs, e.g. an Airflow task cleared after landing; the next extraction of the stream removes them.
     for kind, staged in (("raw", manifest["raw_staging"]), ("std", manifest["std_staging"]),
                          ("quarantine", manifest["quarantine_staging"])):
-        if Path(staged).exists():
-            _place(staged, targets[kind])
-        elif not targets[kind].exists():
+        staged = store.key_of(staged)
+        if store.exists(staged):
+            store.place(staged, rel[kind])
+        elif not store.exists(rel[kind]):
             raise PipelineError(f"land {source}.{manifest['stream']} batch {batch_id}: staged {kind} file "
-                                f"{staged} is missing; rerun the sync")
-    rel = {k: str(v.relative_to(settings.home)) for k, v in targets.items()}
+                                f"{store.where(staged)} is missing; rerun the sync")
     # A replay lands old rows again: it must not move the stream's cursor.
     state = None if manifest.get("replay") else {
         **manifest.get("state_extra", {}), "cursor": manifest["cursor_end"], "boundary": manifest["boundary"],
@@ -722,7 +743,7 @@ def land(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     if previous is not None:  # a rerun of the same window on another day: drop the files it replaced
         for old in (previous.raw_path, previous.std_path, previous.quarantine_path):
             if old and old not in rel.values():
-                (settings.home / old).unlink(missing_ok=True)
+                store.delete(old)
     result = {k: manifest[k] for k in ("source", "stream", "entity", "batch_id", "rows_in", "rows_loaded",
                                        "rows_quarantined", "skipped_unchanged", "pages", "cursor_end")}
     result.update(landed_seq=seq, std_path=rel["std"], http=manifest.get("http", {}))

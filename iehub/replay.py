@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -42,11 +41,13 @@ def open_rows(settings: Settings, *, source: str | None = None, entity: str | No
     """Quarantined rows not yet replayed, from the ledger's quarantine files (never a glob)."""
     batches = [b for b in settings.catalog().landed_batches(entity)
                if b.rows_quarantined and (source is None or b.source == source) and (batch is None or b.batch_id == batch)]
-    files = [str(settings.home / b.quarantine_path) for b in batches if (settings.home / b.quarantine_path).exists()]
+    lake = settings.lake()
+    found = [(str(path), b) for b in batches if (path := lake.resolve(b.quarantine_path)).exists()]
+    files = [path for path, _ in found]
     if not files:
         return pa.table({"entity": pa.array([], pa.string())})
-    seq = pa.table({"path": files, "entity": [b.entity for b in batches if str(settings.home / b.quarantine_path) in files],
-                    "landed_seq": [b.landed_seq for b in batches if str(settings.home / b.quarantine_path) in files]})
+    seq = pa.table({"path": files, "entity": [b.entity for _, b in found],
+                    "landed_seq": [b.landed_seq for _, b in found]})
     con = duckdb.connect()
     try:
         con.register("files", seq)
@@ -66,7 +67,8 @@ def _latest_seq_by_key(settings: Settings, source: str, entity: str, after_seq: 
                if b.source == source and b.landed_seq > after_seq and b.rows_loaded]
     if not batches:
         return {}
-    files = pa.table({"path": [str(settings.home / b.std_path) for b in batches],
+    lake = settings.lake()
+    files = pa.table({"path": [str(lake.resolve(b.std_path)) for b in batches],
                       "seq": [b.landed_seq for b in batches]})
     con = duckdb.connect()
     try:
@@ -79,8 +81,10 @@ def _latest_seq_by_key(settings: Settings, source: str, entity: str, after_seq: 
     return {k: seq for k, seq in rows}
 
 
-def _mark(settings: Settings, path: Path, marks: dict[int, str]) -> None:
-    """Rewrite one quarantine file atomically with `replayed_in` set on the given row indices."""
+def _mark(settings: Settings, key: str, marks: dict[int, str]) -> None:
+    """Rewrite one quarantine file (by lake key) atomically with `replayed_in` set on the given row indices."""
+    lake = settings.lake()
+    path = lake.resolve(key)
     table = pq.read_table(path)
     if "replayed_in" not in table.column_names:
         table = table.append_column("replayed_in", pa.nulls(table.num_rows, pa.string()))
@@ -92,6 +96,7 @@ def _mark(settings: Settings, path: Path, marks: dict[int, str]) -> None:
         else table
     with ParquetSink(path, table.schema) as sink:
         sink.write(table)
+    lake.store.put(key)  # with the lake in object storage: one upload replaces the object whole
 
 
 def replay(settings: Settings, *, source: str | None = None, entity: str | None = None, rule: str | None = None,
@@ -122,7 +127,7 @@ def replay(settings: Settings, *, source: str | None = None, entity: str | None 
         for r in superseded:
             marks[r["_batch_id"]][r["_row_index"]] = SUPERSEDED
         for origin, m in marks.items():
-            _mark(settings, settings.home / ledger[origin].quarantine_path, m)
+            _mark(settings, ledger[origin].quarantine_path, m)
         log.info("replay %s.%s: %d rows replayed into %s (%d loaded, %d still quarantined), %d superseded",
                  src, ent, len(todo), batch_id, result["rows_loaded"], result["rows_quarantined"], len(superseded))
         results.append(result)
@@ -149,10 +154,11 @@ def _land_replay(settings: Settings, source: str, stream: str, entity: str, batc
         "source": source, "stream": stream, "entity": entity, "batch_id": batch_id, "replay": origins,
         "window_start": f"replay:{','.join(origins)}"[:200], "cursor_start": None, "cursor_end": None,
         "rows_in": n, "skipped_unchanged": 0, "pages": 1, "started_at": stamp.isoformat(),
-        "extracted_at": stamp.isoformat(), "raw_staging": str(raw_path), "boundary": {}, "http": {},
-        "manifest_path": str(staging / f"{batch_id}.manifest.json"),
+        "extracted_at": stamp.isoformat(), "raw_staging": pipeline._publish_staged(settings, raw_path)[0],
+        "boundary": {}, "http": {},
+        "manifest_path": f"{pipeline._staging_key(settings, source, stream)}/{batch_id}.manifest.json",
     }
-    pipeline._write_manifest(manifest)
+    pipeline._write_manifest(settings, manifest)
     manifest = pipeline.standardise(settings, manifest)
     manifest = pipeline.validate(settings, manifest)
     landed = pipeline.land(settings, manifest)

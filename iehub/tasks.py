@@ -4,7 +4,10 @@ Every step first takes (or renews) the source's lease in the catalog for its DAG
 sync of the same source, or another run, is refused with one line instead of both writers
 tripping over each other's staged files; the run's teardown (`finish`) gives the lease back.
 Each step is re-runnable on its own: it reads the manifest its upstream left in staging, and
-staged inputs stay until a newer extraction of the stream supersedes them.
+staged inputs stay until a newer extraction of the stream supersedes them. What a task returns
+names the manifest by its lake key (``staging/<source>/<stream>/<batch>.manifest.json``), never a
+local path, so the next task may run on another worker (the lake in object storage,
+``IEHUB_LAKE_URL``; the catalog in PostgreSQL).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ RUN_LEASE_TTL = timedelta(hours=3)  # longer than the DAGs' dagrun_timeout; rene
 
 def _settings() -> Settings:
     private_files()
+    _use_airflow_connections()  # the lake's credentials may come from an Airflow connection too
     return Settings.from_env().ensure()
 
 
@@ -87,7 +91,6 @@ def extract(source: str, stream: str, full: bool = False) -> dict[str, Any]:
     from iehub import pipeline
 
     settings = _settings()
-    _use_airflow_connections()
     with _lease(settings, source):
         m = pipeline.extract(settings, source, stream, full=full)
     if not full and nothing_new(settings, m):
@@ -102,7 +105,7 @@ def standardise(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
     settings = _settings()
-    manifest = pipeline.read_manifest(ref["manifest"])
+    manifest = pipeline.read_manifest(ref["manifest"], settings)
     with _lease(settings, manifest["source"]):
         m = pipeline.standardise(settings, manifest)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_mapped": m["rows_mapped"],
@@ -113,7 +116,7 @@ def validate(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
     settings = _settings()
-    manifest = pipeline.read_manifest(ref["manifest"])
+    manifest = pipeline.read_manifest(ref["manifest"], settings)
     with _lease(settings, manifest["source"]):
         m = pipeline.validate(settings, manifest)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_loaded": m["rows_loaded"],
@@ -124,7 +127,7 @@ def land(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
     settings = _settings()
-    manifest = pipeline.read_manifest(ref["manifest"])
+    manifest = pipeline.read_manifest(ref["manifest"], settings)
     with _lease(settings, manifest["source"]):
         r = pipeline.land(settings, manifest)
     if held := pipeline.held_message(r):  # landed without the suspect snapshot; the run must say so
@@ -151,11 +154,12 @@ def build() -> dict[str, Any]:
     from warehouse.publish import current_path
 
     settings = _settings()
-    result = run_build(settings.home, settings.catalog())
+    result = run_build(settings.home, settings.catalog(), lake=settings.lake())
+    uploaded = settings.upload_snapshot(getattr(result.snapshot, "version", None))
     from iehub.quality_site import refresh_site
 
     site = refresh_site(settings.home)  # the report people open follows every build; never fails it
     return {"warehouse": str(current_path(settings.home)), "snapshot": getattr(result.snapshot, "version", None),
-            "quality_site": str(site) if site else None,
+            "quality_site": str(site) if site else None, "uploaded_to": uploaded,
             "last_change_version": result.last_change_version,
             "rows": {name: e.rows for name, e in result.entities.items()}}

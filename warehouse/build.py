@@ -292,6 +292,7 @@ def build(
     registry: Mapping[str, Entity] | None = None,
     full: bool = False,
     keep: int | None = None,
+    lake: Lake | None = None,
 ) -> BuildResult:
     """Apply the batches landed since the last build, rebuild marts and ops, publish a snapshot.
 
@@ -301,9 +302,11 @@ def build(
     over unchanged. ``full`` rebuilds every entity from all its ledgered batches (use it
     after restoring a lake, or to compact the file); change versions continue from the
     previous build either way. ``keep`` is how many snapshots to keep (default
-    ``IEHUB_SNAPSHOTS_KEEP`` or 5). ``registry`` defaults to ``schemas.ENTITIES``.
+    ``IEHUB_SNAPSHOTS_KEEP`` or 5). ``registry`` defaults to ``schemas.ENTITIES``. ``lake`` says
+    where the ledgered files live (default: under ``home``); with the lake in object storage the
+    build reads local copies of the files it needs (``Lake.resolve``), the warehouse stays local.
     """
-    lake = Lake(home)
+    lake = lake if lake is not None else Lake(home)
     registry = _as_registry(registry if registry is not None else ENTITIES)
     if entities is not None:
         unknown = sorted(set(entities) - set(registry))

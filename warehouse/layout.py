@@ -2,7 +2,9 @@
 
 Every other module asks :class:`Lake` for a path instead of joining strings, so the layout
 can change in one file, and the catalog can store paths relative to the home (a home can be
-moved or mounted elsewhere without rewriting the ledger).
+moved or mounted elsewhere without rewriting the ledger). Those relative paths are also the keys
+of :class:`warehouse.lakestore.LakeStore`: with the lake in object storage, :meth:`Lake.resolve`
+hands back a local copy of the object, so readers never need to know where the lake lives.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 import re
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
+
+from warehouse.lakestore import LakeStore
 
 __all__ = ["Lake", "batch_id"]
 
@@ -55,10 +59,11 @@ def batch_id(source: str, entity: str, window: str, run_id: str | None = None) -
 
 
 class Lake:
-    """The paths of one hub home (``IEHUB_HOME``)."""
+    """The paths of one hub home (``IEHUB_HOME``), and the store its lake files live in."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, store: LakeStore | None = None) -> None:
         self.home = Path(home)
+        self.store = store or LakeStore(self.home)
 
     def __repr__(self) -> str:
         return f"Lake({str(self.home)!r})"
@@ -122,8 +127,14 @@ class Lake:
             raise ValueError(f"{path} is not under the hub home {self.home}") from None
 
     def resolve(self, relative: str) -> Path:
-        """The absolute path of a ledger path."""
+        """The local path of a ledger path: the file itself, or a fresh local copy of a remote object.
+
+        A key with no file or object gives a path that does not exist, for the caller to report.
+        """
         rel = PurePosixPath(relative)
         if rel.is_absolute() or ".." in rel.parts:
             raise ValueError(f"ledger path {relative!r} must be relative to the hub home")
-        return self.home.joinpath(*rel.parts)
+        try:
+            return self.store.local(rel.as_posix())
+        except FileNotFoundError:
+            return self.store.path(rel.as_posix())

@@ -16,6 +16,12 @@ Retention keeps the newest ``keep`` snapshots (``IEHUB_SNAPSHOTS_KEEP``, default
 CURRENT, and removes an older one only when no process has it open: DuckDB holds a shared
 ``fcntl`` lock on every file it has open, and a removal first takes an exclusive
 open-file-description lock, which fails while any reader is there.
+
+With ``IEHUB_PUBLISH_URL`` (object storage), :func:`upload` also copies each new snapshot there
+for readers on other machines: ``<url>/<version>/warehouse.duckdb`` and ``manifest.json``, then
+``<url>/CURRENT`` (a small object holding the version) last. Each object appears whole with its
+one PUT, so a reader that follows CURRENT finds a complete snapshot. Remote retention and a
+reader that fetches and caches a version are not implemented yet.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ __all__ = [
     "new_version",
     "publish",
     "published_dir",
+    "upload",
 ]
 
 DEFAULT_KEEP = 5
@@ -160,6 +167,19 @@ def publish(
     _switch_current(root, version)
     prune(home, keep=keep)
     return Snapshot(version, root / version, body, True)
+
+
+def upload(home: Path, version: str, store: Any) -> None:
+    """Copy a local snapshot to a :class:`warehouse.lakestore.LakeStore`: its files first, CURRENT last."""
+    folder = published_dir(home) / version
+    for name in (DATABASE, MANIFEST):
+        store.put(f"{version}/{name}", folder / name)
+    pointer = published_dir(home) / f".{CURRENT}.{os.getpid()}.upload"
+    pointer.write_text(version + "\n", encoding="utf-8")
+    try:
+        store.put(CURRENT, pointer)
+    finally:
+        pointer.unlink(missing_ok=True)
 
 
 def _switch_current(root: Path, version: str) -> None:
