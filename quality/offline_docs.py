@@ -31,6 +31,18 @@ _TABLE_SCRIPT = re.compile(r"<script>(?:(?!</script>).)*?(?:bootstrapTable|\$\(d
                            r"(?:(?!</script>).)*</script>\s*", re.S)
 # GX links a validation page's favicon one folder too shallow (a file that is not there): re-aimed per page
 _FAVICON = re.compile(r"""(<link\b[^>]*\bhref=)["'](?:\.\./)*static/images/favicon\.ico["']""", re.I)
+# a link to another page of the site (relative .html, never a scheme or an anchor alone)
+_LOCAL_PAGE_LINK = re.compile(r"""<a\b[^>]*?\bhref=["'](?P<href>(?![a-z][a-z0-9+.-]*:|/|#)[^"'#]+\.html(?:#[^"']*)?)["']"""
+                              r"""[^>]*>(?P<body>.*?)</a>""", re.I | re.S)
+_PAGE_STYLE_MARK = "/* iehub: readable without the CDN's Bootstrap */"
+_PAGE_STYLE = f"""<style>{_PAGE_STYLE_MARK}
+body {{ font-family: "Noto Sans CJK SC", "WenQuanYi Zen Hei", sans-serif; margin: 1rem 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }}
+.card {{ border: 1px solid #ddd; margin: 0.75rem 0; padding: 0.5rem 0.75rem; }}
+.hide-succeeded-validations-column-section, .navbar-toggler, .sr-only {{ display: none; }}
+</style>
+"""
 _TOOLBAR = re.compile(r"""<div id="[^"]*-table-toolbar"[^>]*>.*?</div>\s*""", re.S)
 _STYLE = """<style>/* iehub: the run list without the CDN's bootstrap-table */
 table.iehub-runs { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
@@ -65,11 +77,24 @@ def make_offline(site: Path, runs: list[Run]) -> None:
         text = _EXTERNAL_ATTR.sub("", text)
         favicon = os.path.relpath(site / "static" / "images" / "favicon.ico", page.parent)
         text = _FAVICON.sub(lambda m: f'{m.group(1)}"{favicon}"', text)
+        text = _unlink_missing(text, page.parent)
         if page.parent == site and page.name == "index.html":
             text = _static_index(text, runs)
+        elif _PAGE_STYLE_MARK not in text:
+            text = text.replace("</head>", _PAGE_STYLE + "</head>", 1)
         tmp = page.with_name(f".{page.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, page)
+
+
+def _unlink_missing(text: str, folder: Path) -> str:
+    """Links to pages of the site that GX never wrote (its ``expectations/*.html``) become plain text."""
+    def keep_or_unwrap(m: re.Match[str]) -> str:
+        target = m.group("href").split("#", 1)[0]
+        if not target or (folder / target).exists():
+            return m.group(0)
+        return m.group("body")
+    return _LOCAL_PAGE_LINK.sub(keep_or_unwrap, text)
 
 
 def _static_index(text: str, runs: list[Run]) -> str:

@@ -66,3 +66,33 @@ def test_gx_analytics_are_off_wherever_the_hub_runs_gx(tmp_path: Path) -> None:
     docs.publish(tmp_path, entity="notice", source="lingang_platform", batch_id="b", results=[outcome.gx_result])
     config = (tmp_path / "quality" / "gx" / "great_expectations.yml").read_text(encoding="utf-8")
     assert re.search(r"^analytics_enabled: false$", config, re.M), config
+
+
+def test_data_docs_link_only_pages_that_exist_and_carry_a_local_style(tmp_path: Path) -> None:
+    """GX links every expectation to `expectations/*.html` pages it never writes (#17): such links
+    become plain text, links to pages that exist stay, and every page is styled without a CDN."""
+    outcome = validate_table("notice", _table("notice", [_row("notice")]), policy_for("notice"))
+    index = docs.publish(tmp_path, entity="notice", source="lingang_platform", batch_id="links-run",
+                         results=[outcome.gx_result])
+    assert index is not None
+    site = index.parent
+    checked = 0
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        for href in re.findall(r"""<a\b[^>]*?\bhref=["']([^"'#]+\.html)(?:#[^"']*)?["']""", text):
+            if re.match(r"[a-z][a-z0-9+.-]*:", href):
+                continue
+            assert (page.parent / href).is_file(), f"{page.name} links {href}, which does not exist"
+            checked += 1
+        assert "readable without the CDN's Bootstrap" in text or page == index, page
+    assert checked >= 1  # the index's run list still links its run page
+
+
+def test_a_link_to_a_missing_page_is_unwrapped_and_others_kept(tmp_path: Path) -> None:
+    from quality.offline_docs import _unlink_missing
+
+    (tmp_path / "there.html").write_text("x", encoding="utf-8")
+    page = ('<a href="expectations/notice.html">notice 公告</a> <a class="x" href="there.html#top">ok</a> '
+            '<a href="#local">anchor</a>')
+    assert _unlink_missing(page, tmp_path) == ('notice 公告 <a class="x" href="there.html#top">ok</a> '
+                                               '<a href="#local">anchor</a>')
