@@ -67,8 +67,11 @@ class Run:
 def make_offline(site: Path, runs: list[Run]) -> None:
     """Rewrite every page under ``site`` so it references nothing outside the site."""
     logo = site / "static" / "images" / "logo-long.png"
+    run_of = {(site / r.page).resolve(): r for r in runs}
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
+        if (run := run_of.get(page.resolve())) is not None:
+            text = _name_the_asset(text, run)
         local_logo = os.path.relpath(logo, page.parent) if logo.exists() else ""
         text = _EXTERNAL_SCRIPT.sub("", text)
         text = _EXTERNAL_LINK_TAG.sub("", text)
@@ -85,6 +88,14 @@ def make_offline(site: Path, runs: list[Run]) -> None:
         tmp = page.with_name(f".{page.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, page)
+
+
+def _name_the_asset(text: str, run: Run) -> str:
+    """GX names the hub's in-memory batches ``__none__`` / ``Data asset: None``: say which entity from which source."""
+    asset = html.escape(f"{run.entity} from {run.source}")
+    text = text.replace("Data asset: None<", f"Data asset: {asset}<")
+    text = text.replace(f"/ {html.escape(run.entity)} / __none__<", f"/ {asset}<")
+    return text.replace(">__none__<", f">{asset}<")
 
 
 def _unlink_missing(text: str, folder: Path) -> str:

@@ -86,6 +86,10 @@ def test_data_docs_link_only_pages_that_exist_and_carry_a_local_style(tmp_path: 
             checked += 1
         assert "readable without the CDN's Bootstrap" in text or page == index, page
     assert checked >= 1  # the index's run list still links its run page
+    run_page = next(p for p in site.rglob("*.html") if p != index)
+    text = run_page.read_text(encoding="utf-8")
+    assert "__none__" not in text and "Data asset: None" not in text
+    assert "Data asset: notice from lingang_platform" in text
 
 
 def test_a_link_to_a_missing_page_is_unwrapped_and_others_kept(tmp_path: Path) -> None:
