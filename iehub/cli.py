@@ -399,7 +399,7 @@ def demo(settings: Settings, no_serve: bool, scale: float, seed: int) -> None:
 
 # Command groups that live in their own modules (one per area) register themselves here.
 _COMMAND_MODULES = ("iehub.cli_warehouse", "iehub.cli_quality", "iehub.cli_feeds", "iehub.cli_access", "iehub.cli_codes",
-                    "iehub.cli_subscriptions")
+                    "iehub.cli_subscriptions", "iehub.cli_deploy")
 
 
 def _register_command_modules() -> None:
