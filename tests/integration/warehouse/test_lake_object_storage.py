@@ -8,6 +8,8 @@ sync (local lake, SQLite catalog) of the same source builds: the same rows and r
 """
 from __future__ import annotations
 
+import uuid
+
 from pathlib import Path
 from typing import Iterator
 
@@ -40,9 +42,12 @@ def s3_lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     try:
         host, port = server.get_host_and_port()
         options = f"endpoint_override=http://{host}:{port}&region=us-east-1"
-        fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}?{options}&allow_bucket_creation=true")
-        fs.create_dir(BUCKET)
-        yield f"s3://{BUCKET}/hub?{options}"
+        # moto keeps its buckets in process-wide memory, shared by every server started in this
+        # process: each use gets a bucket of its own, or an earlier test's snapshots show up here.
+        bucket = f"{BUCKET}-{uuid.uuid4().hex[:12]}"
+        fs, _ = pafs.FileSystem.from_uri(f"s3://{bucket}?{options}&allow_bucket_creation=true")
+        fs.create_dir(bucket)
+        yield f"s3://{bucket}/hub?{options}"
     finally:
         server.stop()
 
