@@ -18,7 +18,9 @@ The same organisation is one row in ``core.organization`` whichever way it came:
   (``project.lead_org_id``, ``project_participant.org_id``) takes that row's resolution;
 * ``core.organization`` is the golden table: one row per resolved id, attributes taken column
   by column from the best contribution (organisation rows before mentions, USCC-matched before
-  name-matched, latest first), with ``match_rule`` and ``sources``. It is recomputed in full on
+  name-matched, latest ``updated_at`` first, then the most mentioned form; ties by source and
+  key, never by extraction time, so parallel workers that land streams in another order build
+  the same row), with ``match_rule`` and ``sources``. It is recomputed in full on
   every build that touched an organisation or a mention (organisations are few: see
   ``bench/warehouse_build.py``) and then diffed against the previous golden table through
   :func:`warehouse.versions.apply_rows`, so changed rows take change versions from the
@@ -364,13 +366,19 @@ WITH contributions AS (
     FROM core.{SOURCE_TABLE} AS s JOIN core.{MATCH_TABLE} AS m
       ON m.entity = '{ORGANIZATION}' AND m._source = s._source AND m.source_org_id = s.org_id
     UNION ALL BY NAME
-    SELECT org_id AS gid, match_rule, name, _source, _source_key, _batch_id, _extracted_at, 1 AS kind
+    SELECT org_id AS gid, match_rule, name, _source, _source_key, _batch_id, _extracted_at, 1 AS kind,
+           mentions, entity, role
     FROM core.{MATCH_TABLE} WHERE entity <> '{ORGANIZATION}'
 ), ranked AS (
-    -- best first: organisation rows, USCC-matched, latest (a struct key: arg_min needs no window)
+    -- Best first: organisation rows, USCC-matched, latest by the source's own updated_at, the most
+    -- mentioned form, then source, entity, role, name and key. Never extraction time: which stream
+    -- lands first differs between one machine's loop and parallel workers, and the golden row must
+    -- not (a struct key: arg_min needs no window).
     SELECT *, {{'kind': kind, 'weak': match_rule <> 'uscc',
-                'age': coalesce(-epoch_us(coalesce(updated_at, _extracted_at)), 9223372036854775807),
-                'source': _source, 'key': coalesce(_source_key, '')}} AS _rank
+                'age': coalesce(-epoch_us(updated_at), 9223372036854775807),
+                'mentions': -coalesce(mentions, 1), 'source': _source,
+                'entity': coalesce(entity, ''), 'role': coalesce(role, ''), 'name': coalesce(name, ''),
+                'key': coalesce(_source_key, '')}} AS _rank
     FROM contributions WHERE gid IS NOT NULL
 ), golden AS MATERIALIZED (
     SELECT gid AS org_id,

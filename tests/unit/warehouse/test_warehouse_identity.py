@@ -255,3 +255,37 @@ def test_a_warehouse_from_before_the_golden_table_upgrades_in_place(home: Path, 
     # the upgrade re-versions the row once (its content now includes match_rule and sources), then stays put
     assert second.changes == 1 and second.first_change_version == first.last_change_version + 1
     assert build(home, catalog).changes == 0
+
+
+def test_the_golden_row_does_not_depend_on_which_stream_landed_first(tmp_path: Path) -> None:
+    """Parallel workers land streams in another order than one machine's loop: same golden rows."""
+    mentions = {
+        ("district_yangpu", "project"): [
+            {"project_id": "YP-9", "title": "智能制造订单班", "lead_org_name": "上海积塔半导体有限公司",
+             "lead_org_uscc": JITA, "district_code": "310110"},
+            {"project_id": "YP-8", "title": "工业软件实训", "lead_org_name": "上海积塔半导体有限公司",
+             "lead_org_uscc": JITA, "district_code": "310110"},
+        ],
+        ("district_minhang", "project"): [
+            {"project_id": "MH-1", "title": "集成电路工艺实训", "lead_org_name": "积塔半导体（上海）",
+             "lead_org_uscc": JITA, "district_code": "310112"},
+        ],
+    }
+
+    def golden(order: list[tuple[str, str]]) -> list[tuple]:
+        home = tmp_path / "-".join(s for s, _ in order)
+        catalog = Catalog.for_home(home)
+        try:
+            for minute, (source, entity) in enumerate(order):
+                put(home, catalog, source, "w1", entity, mentions[(source, entity)],
+                    extracted=datetime(2025, 3, 1, 8, minute, tzinfo=UTC))
+            build(home, catalog)
+        finally:
+            catalog.dispose()
+        return q(home, "SELECT org_id, name, _source, _source_key, _record_hash FROM core.organization ORDER BY org_id")
+
+    first = golden(list(mentions))
+    second = golden(list(reversed(mentions)))
+    assert first == second
+    # the form two rows give beats the form one row gives, whichever landed last
+    assert first[0][:2] == (JITA, "上海积塔半导体有限公司")
