@@ -40,9 +40,39 @@ def register(main: click.Group) -> None:
         # (the CLI's handler), instead of a traceback from every worker process uvicorn respawns.
         AuditLog.from_config(config).dispose()
         _record_sources(config.feeds_dir)
+        _follow_published(settings)
         click.echo(f"iehub feed API on http://{host}:{port}/v1/feeds (docs: http://{host}:{port}/docs), "
                    f"{config.workers} worker process(es); Ctrl-C stops")
         run(config, host, port)
+
+
+def _follow_published(settings: Settings) -> None:
+    """With IEHUB_PUBLISH_URL, pull the builder's newest snapshot now and every IEHUB_FOLLOW_SECONDS (default 30).
+
+    This is how a feed server on a machine of its own serves what a builder elsewhere published:
+    the first pull happens before the server listens, so it never answers 503 for want of a
+    snapshot that exists; later pulls run in a daemon thread of this (the parent) process, and the
+    worker processes see each new snapshot through CURRENT, as after a local build.
+    """
+    import os
+    import threading
+
+    if not settings.publish_url:
+        return
+    from warehouse.snapshot_follow import follow
+
+    where = settings.publish_url.split("?")[0]
+    version = settings.pull_snapshot()
+    click.echo(f"following snapshots published to {where}: " + (f"pulled {version}" if version else "already current"))
+    try:
+        every = float(os.environ.get("IEHUB_FOLLOW_SECONDS", "30"))
+    except ValueError:
+        raise click.UsageError("IEHUB_FOLLOW_SECONDS must be a number of seconds (0 turns following off)") from None
+    if every <= 0:
+        return
+    threading.Thread(target=follow, name="iehub-follow-snapshots", daemon=True,
+                     args=(settings.home, settings.published_source(), every, threading.Event()),
+                     kwargs={"on_error": lambda exc: click.echo(f"warning: {exc}", err=True)}).start()
 
 
 def _record_sources(feeds_dir) -> None:  # feeds_dir: Path

@@ -121,11 +121,20 @@ def register(main: click.Group) -> None:
 
     @main.command("snapshots")
     @click.option("--prune", "keep", type=int, default=None, help="Remove unread snapshots beyond the newest KEEP.")
+    @click.option("--pull", is_flag=True,
+                  help="First fetch the newest snapshot a builder uploaded to IEHUB_PUBLISH_URL (a reader on another "
+                       "machine: feed servers do this on their own).")
     @click.pass_obj
-    def snapshots(settings: Settings, keep: int | None) -> None:
-        """List published warehouse snapshots (CURRENT marked); optionally prune old ones."""
+    def snapshots(settings: Settings, keep: int | None, pull: bool) -> None:
+        """List published warehouse snapshots (CURRENT marked); optionally pull a newer one or prune old ones."""
         from warehouse.publish import list_snapshots, prune
 
+        if pull:
+            if not settings.publish_url:
+                raise click.UsageError("--pull needs IEHUB_PUBLISH_URL (where the builder uploads its snapshots)")
+            version = settings.pull_snapshot()
+            console.print(f"pulled {version} from {settings.publish_url.split('?')[0]}" if version
+                          else "already current with the published snapshots")
         if keep is not None:
             for version in prune(settings.home, keep=keep):
                 console.print(f"removed {version}")

@@ -108,6 +108,24 @@ class Settings:
         upload(self.home, version, store)
         return store.where(version)
 
+    def published_source(self):  # -> warehouse.lakestore.LakeStore | None
+        """IEHUB_PUBLISH_URL as a store whose downloads wait in this home's snapshot cache, or None."""
+        if not self.publish_url:
+            return None
+        from warehouse.snapshot_follow import cache_dir
+
+        return _lake_store(cache_dir(self.home), self.publish_url, self.lake_conn_id)
+
+    def pull_snapshot(self) -> str | None:
+        """Adopt IEHUB_PUBLISH_URL's current snapshot when it is newer than this home's (readers on other
+        machines); the version adopted, or None (no URL, nothing uploaded yet, or already current)."""
+        store = self.published_source()
+        if store is None:
+            return None
+        from warehouse.snapshot_follow import pull
+
+        return pull(self.home, store)
+
 
 @functools.lru_cache(maxsize=16)
 def _lake_store(home: Path, url: str | None, conn_id: str | None):  # -> warehouse.lakestore.LakeStore

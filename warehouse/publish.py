@@ -20,8 +20,9 @@ open-file-description lock, which fails while any reader is there.
 With ``IEHUB_PUBLISH_URL`` (object storage), :func:`upload` also copies each new snapshot there
 for readers on other machines: ``<url>/<version>/warehouse.duckdb`` and ``manifest.json``, then
 ``<url>/CURRENT`` (a small object holding the version) last. Each object appears whole with its
-one PUT, so a reader that follows CURRENT finds a complete snapshot. Remote retention and a
-reader that fetches and caches a version are not implemented yet.
+one PUT, so a reader that follows CURRENT finds a complete snapshot: readers on other machines
+(feed servers, ``iehub snapshots --pull``) adopt it through :mod:`warehouse.snapshot_follow`.
+Remote retention is not implemented yet: old remote snapshots stay until removed by hand.
 """
 
 from __future__ import annotations
