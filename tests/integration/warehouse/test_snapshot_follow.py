@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -35,6 +37,25 @@ def _notices(path: Path) -> list[tuple]:
         con.close()
 
 
+@dataclass
+class Homes:
+    """A builder and a reader that share only the bucket of IEHUB_PUBLISH_URL."""
+
+    published: str
+    builder: Settings
+    reader: Settings
+    catalog: Catalog
+
+
+@pytest.fixture
+def homes(s3_lake: str, tmp_path: Path) -> Iterator[Homes]:  # noqa: F811
+    published = s3_lake.replace("/hub?", "/published?")
+    builder = Settings(home=tmp_path / "builder", publish_url=published)
+    catalog = Catalog.for_home(builder.home)
+    yield Homes(published, builder, Settings(home=tmp_path / "reader", publish_url=published), catalog)
+    catalog.dispose()
+
+
 def _build_and_upload(settings: Settings, catalog: Catalog, window: str, rows: list[dict]) -> str:
     land(settings.home, catalog, "lingang_platform", window, notice_rows("lingang_platform", rows))
     version = build(settings.home, catalog, registry=REGISTRY).snapshot.version
@@ -42,50 +63,36 @@ def _build_and_upload(settings: Settings, catalog: Catalog, window: str, rows: l
     return version
 
 
-def test_a_reader_adopts_each_newer_uploaded_snapshot_and_never_goes_back(
-        s3_lake: str, tmp_path: Path) -> None:  # noqa: F811
-    published = s3_lake.replace("/hub?", "/published?")
-    builder = Settings(home=tmp_path / "builder", publish_url=published)
-    reader = Settings(home=tmp_path / "reader", publish_url=published)
-    catalog = Catalog.for_home(builder.home)
-    try:
-        assert reader.pull_snapshot() is None  # nothing uploaded yet: nothing to adopt, no error
+def test_a_reader_adopts_each_newer_uploaded_snapshot_and_never_goes_back(homes: Homes) -> None:
+    builder, reader, catalog = homes.builder, homes.reader, homes.catalog
+    assert reader.pull_snapshot() is None  # nothing uploaded yet: nothing to adopt, no error
 
-        first = _build_and_upload(builder, catalog, "w1", [{"notice_id": "N1", "title": "临港新片区人才公告"}])
-        assert reader.pull_snapshot() == first
-        assert current_version(reader.home) == first
-        assert _notices(current_path(reader.home)) == [("N1", "临港新片区人才公告")]
-        assert reader.pull_snapshot() is None  # already current
-        assert not any((reader.home / "published" / ".remote").rglob("*.duckdb"))  # the download was moved in
+    first = _build_and_upload(builder, catalog, "w1", [{"notice_id": "N1", "title": "临港新片区人才公告"}])
+    assert reader.pull_snapshot() == first
+    assert current_version(reader.home) == first
+    assert _notices(current_path(reader.home)) == [("N1", "临港新片区人才公告")]
+    assert reader.pull_snapshot() is None  # already current
+    assert not any((reader.home / "published" / ".remote").rglob("*.duckdb"))  # the download was moved in
 
-        second = _build_and_upload(builder, catalog, "w2", [{"notice_id": "N2", "title": "产教融合项目申报通知"}])
-        assert second > first
-        assert reader.pull_snapshot() == second
-        assert _notices(current_path(reader.home)) == [("N1", "临港新片区人才公告"), ("N2", "产教融合项目申报通知")]
-        assert [s.version for s in list_snapshots(reader.home)] == [first, second]
+    second = _build_and_upload(builder, catalog, "w2", [{"notice_id": "N2", "title": "产教融合项目申报通知"}])
+    assert second > first
+    assert reader.pull_snapshot() == second
+    assert _notices(current_path(reader.home)) == [("N1", "临港新片区人才公告"), ("N2", "产教融合项目申报通知")]
+    assert [s.version for s in list_snapshots(reader.home)] == [first, second]
 
-        # The builder itself, with a snapshot as new as the uploaded one, adopts nothing.
-        assert builder.pull_snapshot() is None
-        # A reader whose own snapshot is newer than the remote pointer keeps it.
-        newer = "29991231T000000000000Z"
-        publish(reader.home, current_path(reader.home), {"note": "local"}, version=newer)
-        assert reader.pull_snapshot() is None
-        assert current_version(reader.home) == newer
-    finally:
-        catalog.dispose()
+    # The builder itself, with a snapshot as new as the uploaded one, adopts nothing.
+    assert builder.pull_snapshot() is None
+    # A reader whose own snapshot is newer than the remote pointer keeps it.
+    newer = "29991231T000000000000Z"
+    publish(reader.home, current_path(reader.home), {"note": "local"}, version=newer)
+    assert reader.pull_snapshot() is None
+    assert current_version(reader.home) == newer
 
 
-def test_a_pointer_to_a_missing_snapshot_is_one_clear_error_and_changes_nothing(
-        s3_lake: str, tmp_path: Path) -> None:  # noqa: F811
-    published = s3_lake.replace("/hub?", "/published?")
-    builder = Settings(home=tmp_path / "builder", publish_url=published)
-    reader = Settings(home=tmp_path / "reader", publish_url=published)
-    catalog = Catalog.for_home(builder.home)
-    try:
-        first = _build_and_upload(builder, catalog, "w1", [{"notice_id": "N1", "title": "公告"}])
-        assert reader.pull_snapshot() == first
-    finally:
-        catalog.dispose()
+def test_a_pointer_to_a_missing_snapshot_is_one_clear_error_and_changes_nothing(homes: Homes) -> None:
+    published, reader = homes.published, homes.reader
+    first = _build_and_upload(homes.builder, homes.catalog, "w1", [{"notice_id": "N1", "title": "公告"}])
+    assert reader.pull_snapshot() == first
     fs, root = pafs.FileSystem.from_uri(published)
     with fs.open_output_stream(f"{root}/CURRENT") as out:
         out.write(b"29990101T000000000000Z\n")
@@ -100,36 +107,30 @@ def test_a_pointer_to_a_missing_snapshot_is_one_clear_error_and_changes_nothing(
     assert "29990101T000000000000Z" in result.output and "Traceback" not in result.output
 
 
-def test_snapshots_pull_and_the_follow_loop(s3_lake: str, tmp_path: Path) -> None:  # noqa: F811
-    published = s3_lake.replace("/hub?", "/published?")
-    builder = Settings(home=tmp_path / "builder", publish_url=published)
-    reader = Settings(home=tmp_path / "reader", publish_url=published)
-    catalog = Catalog.for_home(builder.home)
-    try:
-        first = _build_and_upload(builder, catalog, "w1", [{"notice_id": "N1", "title": "公告"}])
-        env = {"IEHUB_HOME": str(reader.home), "IEHUB_PUBLISH_URL": published}
-        result = CliRunner().invoke(main, ["snapshots", "--pull"], env=env)
-        assert result.exit_code == 0, result.output
-        assert f"pulled {first}" in result.output and "endpoint_override" not in result.output
-        assert CliRunner().invoke(main, ["snapshots", "--pull"], env=env).output.startswith("already current")
-        no_url = CliRunner().invoke(main, ["snapshots", "--pull"], env={"IEHUB_HOME": str(reader.home),
-                                                                         "IEHUB_PUBLISH_URL": ""})
-        assert no_url.exit_code != 0 and "IEHUB_PUBLISH_URL" in no_url.output
+def test_snapshots_pull_and_the_follow_loop(homes: Homes) -> None:
+    published, builder, reader, catalog = homes.published, homes.builder, homes.reader, homes.catalog
+    first = _build_and_upload(builder, catalog, "w1", [{"notice_id": "N1", "title": "公告"}])
+    env = {"IEHUB_HOME": str(reader.home), "IEHUB_PUBLISH_URL": published}
+    result = CliRunner().invoke(main, ["snapshots", "--pull"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"pulled {first}" in result.output and "endpoint_override" not in result.output
+    assert CliRunner().invoke(main, ["snapshots", "--pull"], env=env).output.startswith("already current")
+    no_url = CliRunner().invoke(main, ["snapshots", "--pull"], env={"IEHUB_HOME": str(reader.home),
+                                                                     "IEHUB_PUBLISH_URL": ""})
+    assert no_url.exit_code != 0 and "IEHUB_PUBLISH_URL" in no_url.output
 
-        stop = threading.Event()
-        errors: list[Exception] = []
-        loop = threading.Thread(target=follow, args=(reader.home, reader.published_source(), 0.2, stop),
-                                kwargs={"on_error": errors.append}, daemon=True)
-        loop.start()
-        try:
-            second = _build_and_upload(builder, catalog, "w2", [{"notice_id": "N2", "title": "通知"}])
-            deadline = time.monotonic() + 30
-            while current_version(reader.home) != second:
-                assert time.monotonic() < deadline, f"the follow loop did not adopt {second}; errors: {errors}"
-                time.sleep(0.1)
-        finally:
-            stop.set()
-            loop.join(10)
-        assert not loop.is_alive() and errors == []
+    stop = threading.Event()
+    errors: list[Exception] = []
+    loop = threading.Thread(target=follow, args=(reader.home, reader.published_source(), 0.2, stop),
+                            kwargs={"on_error": errors.append}, daemon=True)
+    loop.start()
+    try:
+        second = _build_and_upload(builder, catalog, "w2", [{"notice_id": "N2", "title": "通知"}])
+        deadline = time.monotonic() + 30
+        while current_version(reader.home) != second:
+            assert time.monotonic() < deadline, f"the follow loop did not adopt {second}; errors: {errors}"
+            time.sleep(0.1)
     finally:
-        catalog.dispose()
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive() and errors == []
