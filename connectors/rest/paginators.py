@@ -64,7 +64,8 @@ class PageNumberPaginator:
         """Take one response; return the records not delivered before and move to the next page."""
         self._note_cap(records, total)
         covered = (self.page - self.first_page) * self.effective_size + len(records)
-        fresh = [r for r in records if self._key(r) not in self._seen_at_anchor]
+        seen = self._seen_at_anchor
+        fresh = [r for r in records if self._key(r) not in seen] if seen else records
         if not records:
             if total is not None and covered < total and self._empty_retries < MAX_EMPTY_RETRIES:
                 # A transient short page can come back empty; ask again before believing the end.

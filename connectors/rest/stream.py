@@ -1,28 +1,52 @@
-"""A REST stream: one (source, entity) endpoint read page by page into plain records."""
+"""A REST stream: one (source, entity) endpoint read page by page into raw Arrow rows.
+
+The page chain (request, envelope check, paginator decision) runs on a thread one page ahead
+(`ahead.read_ahead`); the records of a batch of pages become Arrow in one DuckDB query over the
+page bodies (`rawpages.RawConverter`). Python parses each body once, with orjson, only for what
+the paginator must decide; no record is re-serialised, hashed or keyed in Python.
+"""
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pyarrow as pa
 
-from connectors.base import BOOKKEEPING, RECORD, RawPage, SourceStream, register_kind
+from connectors.base import RECORD, RawPage, SourceStream, register_kind
 from connectors.errors import FatalError
-from connectors.records import extract_columns, to_json_lines
+from connectors.records import extract_columns
+from connectors.rest.ahead import read_ahead
 from connectors.rest.client import RestClient, dig
 from connectors.rest.paginators import CursorPaginator, PageNumberPaginator
+from connectors.rest.rawpages import (BATCH_ROWS, RAW_SCHEMA, PageRecords, RawConverter, cursor_text, key_text,
+                                      texts_of)
 from connectors.spec import CursorPaging, RestSourceSpec
 
 log = logging.getLogger(__name__)
+
+# Answers held ahead of the caller (≈ 250 KB each): enough to cover converting and writing a batch,
+# so the chain never waits on the caller. The source still sees one request at a time.
+PAGES_AHEAD = 16
 
 
 @dataclass
 class ExtractedPage:
     number: int
     label: str
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]]    # the new records (exploded rows for an `explode` stream)
+    body: bytes | None = None        # the answer's body (UTF-8), when `records` are a subset of its list
+    keep: list[int] | None = None    # positions in the body's list of `records`; None: all of them
+    total: int = 0                   # records in the body's list
+
+    def to_convert(self, key_field: str, cursor_field: str | None) -> PageRecords:
+        """What the converter needs: the body (or JSON texts) plus each record's key and cursor."""
+        keys = [key_text(r.get(key_field)) for r in self.records]
+        cursors = [cursor_text(r.get(cursor_field)) for r in self.records] if cursor_field \
+            else [None] * len(self.records)
+        if self.body is None:
+            return PageRecords(self.number, len(self.records), keys, cursors, texts=texts_of(self.records))
+        return PageRecords(self.number, self.total, keys, cursors, body=self.body, keep=self.keep)
 
 
 class RestStream:
@@ -56,7 +80,8 @@ class RestStream:
         while not self.paginator.done:
             request = self.paginator.next_request()
             params = {**self.stream.params, **anchor, **request.params}
-            payload = self.client.get(self.stream.path, params, stream=self.name, page=request.label)
+            answer = self.client.fetch(self.stream.path, params, stream=self.name, page=request.label)
+            payload = answer.payload
             records = dig(payload, self.spec.envelope.records_path)
             if records is None:
                 records = []
@@ -77,8 +102,14 @@ class RestStream:
                                      page=request.label) from None
             if fresh and self.stream.explode is not None:
                 fresh = explode(fresh, self.stream.explode.path, self.stream.explode.parent_as, self.cursor_field)
-            if fresh:
-                yield ExtractedPage(number, request.label, fresh)
+                if fresh:
+                    yield ExtractedPage(number, request.label, fresh)
+            elif fresh:
+                keep = None
+                if len(fresh) != len(records):  # the paginator dropped rows it delivered before
+                    kept = {id(r) for r in fresh}
+                    keep = [i for i, r in enumerate(records) if id(r) in kept]
+                yield ExtractedPage(number, request.label, fresh, answer.body, keep, len(records))
 
 
 def explode(records: list[dict[str, Any]], path: str, parent_as: str,
@@ -106,9 +137,6 @@ def explode(records: list[dict[str, Any]], path: str, parent_as: str,
     return out
 
 
-RAW_SCHEMA = pa.schema([*BOOKKEEPING, (RECORD, pa.string())])
-
-
 class RestSourceStream(SourceStream):
     """The REST kind as the pipeline sees it: raw rows are each record's JSON as received."""
 
@@ -128,16 +156,29 @@ class RestSourceStream(SourceStream):
         return self.reader.first_total
 
     def read(self, cursor: str | None) -> Iterator[RawPage]:
+        """Raw pages in page order, converted `BATCH_ROWS` records at a time."""
+        converter = RawConverter(self.reader.spec.envelope.records_path)
         cursor_field = self.reader.cursor_field
-        for page in self.reader.pages(self.start_anchor(cursor)):
-            lines = to_json_lines(page.records)
-            keys = [None if (k := r.get(self.key_field)) is None else str(k) for r in page.records]
-            cursors = [c if isinstance(c := r.get(cursor_field), str) else None for r in page.records] \
-                if cursor_field else [None] * len(lines)
-            digests = [hashlib.md5(line.encode(), usedforsecurity=False).hexdigest()[:16] for line in lines]
-            yield RawPage(page.number, pa.table([pa.array(keys, pa.string()), pa.array(cursors, pa.string()),
-                                                 pa.array(digests, pa.string()), pa.array(lines, pa.string())],
-                                                schema=RAW_SCHEMA))
+        pages = read_ahead(self.reader.pages(self.start_anchor(cursor)), depth=PAGES_AHEAD,
+                           name=f"rest-{self.source}-{self.name}")
+        batch: list[PageRecords] = []
+        rows = 0
+        try:
+            for page in pages:
+                batch.append(page.to_convert(self.key_field, cursor_field))
+                rows += batch[-1].count
+                if rows >= BATCH_ROWS:
+                    yield from self._raw_pages(converter, batch)
+                    batch, rows = [], 0
+            yield from self._raw_pages(converter, batch)
+        finally:
+            pages.close()
+            converter.close()
+
+    @staticmethod
+    def _raw_pages(converter: RawConverter, batch: list[PageRecords]) -> Iterator[RawPage]:
+        for number, table in converter.convert(batch):
+            yield RawPage(number, table)
 
     @classmethod
     def source_columns(cls, raw: pa.Table, names: list[str]) -> pa.Table:
