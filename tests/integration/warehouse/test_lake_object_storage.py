@@ -60,9 +60,10 @@ def municipal_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def _core(home: Path) -> dict[str, tuple[int, list[tuple]]]:
-    """Per core table: row count and the sorted (source key, record hash) pairs of its rows."""
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+def _core(where: Path) -> dict[str, tuple[int, list[tuple]]]:
+    """Per core table of a home's warehouse (or of a snapshot's DuckDB file): row count and the
+    sorted (source key, record hash) pairs of its rows."""
+    con = duckdb.connect(str(where if where.is_file() else where / "warehouse.duckdb"), read_only=True)
     try:
         tables = [t for (t,) in con.execute(
             "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'core' AND column_name = '_record_hash' "
@@ -111,7 +112,7 @@ def test_three_workers_sharing_only_the_bucket_and_postgres_build_what_one_machi
             monkeypatch.setenv("IEHUB_HOME", str(homes["A"]))
             ref = tasks.extract(SOURCE, stream)
             monkeypatch.setenv("IEHUB_HOME", str(homes["B"]))
-            ref = tasks.land(tasks.validate(tasks.standardise(ref)))
+            ref = tasks.land(tasks.standardise_and_validate(ref))
             refs.append(ref)
         monkeypatch.setenv("IEHUB_HOME", str(homes["C"]))
         built = tasks.build()
