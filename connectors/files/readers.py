@@ -13,14 +13,15 @@ not add up to the lines in the file, a quote has swallowed some, and the file is
 naming the line where that quote opened, rather than losing the rows after it. Caps on bytes,
 rows and cells (`limits:`) are checked before a file is expanded: a CSV's lines are counted
 (a byte scan) and a workbook's declared sheet size and uncompressed parts are read from its zip
-directory before any cell is.
+directory before any cell is. A large CSV is decoded and parsed in byte ranges, one per core
+(connectors/files/chunks.py), with the same outcome and line numbers as one sequential parse;
+the few non-data rows are then dropped by zero-copy slices (`drop_rows`), not a copying filter.
 """
 from __future__ import annotations
 
 import codecs
 import csv
 import datetime as dt
-import io
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -32,12 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from connectors.files.chunks import DecodeFailed, RangeTask, parse_ranges, plan_ranges, range_count
 from connectors.files.spec import FileLimits, FileStreamSpec, HeaderRule
 
 FILE_ROW = "_file_row"       # 1-based row (Excel) or physical line (CSV) number in the file
 ROW_ERROR = "_read_error"    # why a row could not be read; the mapping rejects such rows with it
 HEAD_BYTES = 256 << 10
-DECODE_BLOCK_BYTES = 8 << 20  # raw bytes decoded at a time: bounds the transcoding memory
 _UTF8 = {"utf-8", "utf8", "utf-8-sig", "utf_8", "utf_8_sig"}
 _FLOAT_TEXT = re.compile(r"^\s*[+-]?[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+\s*$|^\s*[0-9]+\.0+\s*$")
 
@@ -145,8 +146,38 @@ def apply_skip_rules(table: pa.Table, spec: FileStreamSpec, skipped: dict[str, i
         n = pc.sum(hit.cast(pa.int64())).as_py() or 0
         if n:
             skipped[f"{rule.column}~{rule.matches}"] = skipped.get(f"{rule.column}~{rule.matches}", 0) + n
-            table = table.filter(pc.invert(hit))
+            table = drop_rows(table, hit)
     return table
+
+
+DROP_BY_SLICES = 256  # up to this many dropped runs, rows are dropped by zero-copy slices
+
+
+def drop_rows(table: pa.Table, drop: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """`table` without the rows where `drop` is true (null keeps the row).
+
+    A file's few non-data rows (a 合计 row, a thousand blank lines) are dropped by slicing around
+    them, which copies nothing: `filter` copies every string of every column, ~1 s per million
+    rows of a district file, to drop a handful. Many scattered rows still go through `filter`.
+    """
+    mask = pc.fill_null(drop, False)
+    mask = mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+    hits = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    if not len(hits):
+        return table
+    runs = np.flatnonzero(np.diff(hits) != 1) + 1   # where a new run of dropped rows begins
+    if len(runs) + 1 > DROP_BY_SLICES:
+        return table.filter(pc.invert(mask))
+    firsts = np.concatenate([hits[:1], hits[runs]])
+    lasts = np.concatenate([hits[runs - 1], hits[-1:]]) + 1
+    pieces, at = [], 0
+    for first, last in zip(firsts.tolist(), lasts.tolist()):
+        if first > at:
+            pieces.append(table.slice(at, first - at))
+        at = last
+    if at < table.num_rows:
+        pieces.append(table.slice(at))
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
 
 
 def row_numbers(first: int, n: int) -> pa.Array:
@@ -188,60 +219,6 @@ def _decodes(head: bytes, encoding: str) -> bool:
         return False
 
 
-class _Utf8Transcoder(io.RawIOBase):
-    """A file's bytes from ``offset`` on, decoded from ``encoding`` and handed to Arrow as UTF-8.
-
-    Decoding runs a large block at a time through Python's C codec (an incremental decoder, so a
-    character split across blocks is whole again), on the thread Arrow reads from, while Arrow's
-    own threads parse the blocks already handed over; memory stays bounded by the block size.
-    A decoding error is kept with the file offset where it happened, for the caller's reason.
-    """
-
-    def __init__(self, path: Path, offset: int, encoding: str) -> None:
-        super().__init__()
-        self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._raw.seek(offset)
-        self._decoder = codecs.getincrementaldecoder(encoding)()
-        self._position = offset        # file offset of the next raw block
-        self._out = memoryview(b"")    # UTF-8 not handed out yet
-        self._eof = False
-        self.error_at: int | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def _fill(self) -> None:
-        raw = self._raw.read(DECODE_BLOCK_BYTES)
-        final = not raw
-        try:
-            text = self._decoder.decode(raw, final=final)
-        except UnicodeDecodeError as exc:
-            self.error_at = self._position + exc.start
-            raise
-        self._position += len(raw)
-        self._eof = final
-        self._out = memoryview(text.encode("utf-8"))
-
-    def readinto(self, buffer: Any) -> int:
-        # fill the whole buffer (short reads only at the end): Arrow cuts its blocks by what it gets
-        done = 0
-        while done < len(buffer):
-            if not len(self._out):
-                if self._eof:
-                    break
-                self._fill()
-                continue
-            n = min(len(buffer) - done, len(self._out))
-            buffer[done:done + n] = self._out[:n]
-            self._out = self._out[n:]
-            done += n
-        return done
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
 def read_csv(path: Path, spec: FileStreamSpec) -> ParsedFile:
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -252,7 +229,7 @@ def read_csv(path: Path, spec: FileStreamSpec) -> ParsedFile:
             continue
         try:
             return _read_csv_as(path, head, encoding, spec)
-        except _DecodeFailed as exc:
+        except DecodeFailed as exc:
             tried.append(f"{encoding} (fails at byte {exc.at})")
         except UnicodeDecodeError as exc:
             tried.append(f"{encoding} (fails at byte {exc.start})")
@@ -262,26 +239,6 @@ def read_csv(path: Path, spec: FileStreamSpec) -> ParsedFile:
             tried.append(f"{encoding} (invalid bytes)")
     raise Unreadable(f"cannot be decoded as {' or '.join(spec.encodings)}: {'; '.join(tried)}; "
                      "ask the district to re-export it, or add its encoding to `encodings` in the spec")
-
-
-class _DecodeFailed(Exception):
-    """The file is not in this encoding; `at` is the file offset of the first bad byte, if known."""
-
-    def __init__(self, at: int | None) -> None:
-        super().__init__(at)
-        self.at = at
-
-
-def _count_lines(path: Path, offset: int) -> int:
-    """Physical lines from `offset` to the end (a last line without a newline counts), by a byte scan:
-    a newline byte is never part of a GBK or UTF-8 character."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        while block := fh.read(DECODE_BLOCK_BYTES):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
 
 
 def _quote_opened_at(path: Path, offset: int, first_line: int) -> int | None:
@@ -318,72 +275,35 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
     names = unique_names(_compose_header(header_rows, spec.header.joiner))
     offset = bom + sum(len(line) + 1 for line in lines[:start + spec.header.rows])
     first_data_line = start + spec.header.rows  # data line k (1-based) is physical line first_data_line + k
-    data_lines = _count_lines(path, offset)
+    # the delimiter's byte, unless (as 0x40 and above may be) it can be part of a GBK character
+    sep = spec.delimiter.encode("ascii") if spec.delimiter.isascii() and (utf8 or ord(spec.delimiter) < 0x40) else None
+    ranges = plan_ranges(path, offset, range_count(path.stat().st_size - offset), sep)
+    data_lines = sum(r.lines for r in ranges)
     _check_caps(data_lines, len(names), spec.limits, "the file")
-    note = re.compile(spec.note_lines) if spec.note_lines else None
-    notes = 0
-    bad: list[tuple[int | None, str]] = []
-    handled: list[int] = []     # data lines (1-based) the handler took: notes, blank, bad
-    swallowed: list[int] = []   # data lines where a row ran over several lines (a quote left open)
-
-    def invalid(row: Any) -> str:
-        nonlocal notes
-        text = row.text or ""
-        number = row.number if row.number is not None and row.number > 0 else None
-        if number is not None:
-            handled.append(number)
-        if "\n" in text:
-            swallowed.append(number or 0)
-        line = first_data_line + number if number is not None else None
-        if note is not None and note.search(text):
-            notes += 1
-        elif text.strip(spec.delimiter + " \t\r"):
-            bad.append((line, f"row has {row.actual_columns} fields, the header has {row.expected_columns}"))
-        return "skip"
-
-    if utf8:  # Arrow reads the mapped bytes as they are (and refuses invalid UTF-8)
-        source: Any = pa.memory_map(str(path))
-        source.seek(offset)
-    else:
-        source = _Utf8Transcoder(path, offset, encoding)
-    # one thread: the handler then gets each bad line's number (and it parsed no slower under load)
-    read = pcsv.ReadOptions(column_names=names, block_size=8 << 20, use_threads=False)
-    parse = pcsv.ParseOptions(delimiter=spec.delimiter, invalid_row_handler=invalid, newlines_in_values=False,
-                              ignore_empty_lines=False)
-    # blank cells are null (empty text means nothing was given), quoted or not
-    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[""],
-                                  strings_can_be_null=True, quoted_strings_can_be_null=True)
-    try:
-        table = pcsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
-    except (UnicodeDecodeError, pa.ArrowException) as exc:
-        if isinstance(source, _Utf8Transcoder) and source.error_at is not None:
-            raise _DecodeFailed(source.error_at) from None
-        if isinstance(exc, UnicodeDecodeError):
-            raise _DecodeFailed(None) from None
-        raise
-    finally:
-        source.close()
-    if swallowed or table.num_rows + len(handled) != data_lines:
+    tasks = [RangeTask(str(path), r, None if utf8 else encoding, names, spec.delimiter, spec.note_lines)
+             for r in ranges]
+    parts = parse_ranges(tasks)
+    read_rows = sum(p.table.num_rows + len(p.bad) + p.notes + p.other + p.empty for p in parts)
+    if any(p.swallowed for p in parts) or read_rows != data_lines:
         opened = _quote_opened_at(path, offset, first_data_line + 1)
         where = f"line {opened}" if opened else "a line the hub could not find"
         raise Unreadable(f"a quote (\") opened at {where} is not closed on that line, so the lines after it were "
-                         f"read as one cell ({table.num_rows + len(handled)} rows for {data_lines} lines); "
+                         f"read as one cell ({read_rows} rows for {data_lines} lines); "
                          "the file is refused whole: fix or remove the stray quote and drop the file again")
-    # each row's physical line: the data lines the handler did not take, in order
-    taken = np.zeros(data_lines, dtype=bool)
-    if handled:
-        taken[np.asarray(handled, dtype=np.int64) - 1] = True
-    line_numbers = pa.array(np.flatnonzero(~taken).astype(np.int64) + first_data_line + 1)
+    table = pa.concat_tables([p.table for p in parts if p.table.num_rows] or [parts[0].table])
+    line_numbers = pa.chunked_array([pa.array(p.rows_at + first_data_line) for p in parts], pa.int64())
+    bad = [(line + first_data_line if line else None, why) for p in parts for line, why in p.bad]
+    notes = sum(p.notes for p in parts)
     skipped = {"title rows": start} if start else {}
     if notes:
         skipped["note lines"] = notes
-    blank = data_lines - table.num_rows - notes - len(bad)  # lines of nothing the handler took
+    blank = sum(p.empty + p.other for p in parts)  # lines of nothing
     table = table.append_column(FILE_ROW, line_numbers)
-    # a row made only of blanks and delimiters (or nothing) is an empty line
+    # a row made only of blanks and delimiters is an empty line
     empty = _blank_rows(table, names)
     if empty is not None:
         blank += pc.sum(empty.cast(pa.int64())).as_py()
-        table = table.filter(pc.invert(empty))
+        table = drop_rows(table, empty)
     if blank:
         skipped["blank lines"] = blank
     if spec.header.rows == 1 and table.num_rows:  # the header again (files concatenated by hand)
@@ -394,7 +314,7 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
         n_again = pc.sum(again.cast(pa.int64())).as_py() or 0 if again is not None else 0
         if n_again:
             skipped["repeated header"] = n_again
-            table = table.filter(pc.invert(again))
+            table = drop_rows(table, again)
     table = apply_skip_rules(table, spec, skipped)
     table = table.append_column(ROW_ERROR, _flag_text_columns(table, spec, {}))
     return ParsedFile(table, encoding, skipped, bad, lines=first_data_line + data_lines)

@@ -147,7 +147,7 @@ def test_gbk_decoded_in_small_blocks_splits_no_character(tmp_path: Path, monkeyp
     rows = [f"YP-{i:03d},上海海洋大学（临港）实训基地{i},2023年4月{i % 28 + 1}日,{i}.5" for i in range(60)]
     path = write(tmp_path, f"{HEADER}\n" + "\n".join(rows) + "\n注：完\n", "gbk")
     whole = read_csv(path, spec()).table
-    monkeypatch.setattr("connectors.files.readers.DECODE_BLOCK_BYTES", 7)
+    monkeypatch.setattr("connectors.files.chunks.DECODE_BLOCK_BYTES", 7)
     small = read_csv(path, spec()).table
     assert small.equals(whole) and small.num_rows == 60
     assert small["项目名称"][59].as_py() == "上海海洋大学（临港）实训基地59"
