@@ -201,3 +201,35 @@ def test_deployment_with_two_celery_workers_builds_what_one_machine_builds(
         finally:
             for system in started:
                 system.stop()
+
+
+def test_single_machine_deployment_with_the_local_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's single-machine deployment: LocalExecutor, PostgreSQL metadata and catalog, the lake on local disk."""
+    from iehub.sandbox_municipal import SYSTEM as municipal
+
+    home = tmp_path / "deployment"
+    monkeypatch.delenv("IEHUB_LAKE_URL", raising=False)
+    monkeypatch.delenv("IEHUB_PUBLISH_URL", raising=False)
+    with fresh_database("postgresql", tmp_path) as metadata_url, fresh_database("postgresql", tmp_path) as catalog_url:
+        for name, value in {"IEHUB_HOME": str(home), "IEHUB_AIRFLOW_DB_URL": metadata_url,
+                            "IEHUB_CATALOG_URL": catalog_url}.items():
+            monkeypatch.setenv(name, value)
+        settings = Settings.from_env()
+        for name, value in municipal.start(settings, scale=0.05, seed=3).env.items():
+            monkeypatch.setenv(name, value)
+        try:
+            with __import__("socket").socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            dep = deploy.up(settings, workers=2, executor="local", port=port)
+            assert dep.executor == "local"
+            assert set(deploy.status(settings)["processes"]) == {"scheduler", "dag-processor", "api-server"}
+            assert _run(dep.api_url, "iehub_sync_municipal_projects") == "success"
+            assert _run(dep.api_url, "iehub_warehouse") == "success"
+            rows = {r[1]: r for r in _status(settings) if r[0] == "municipal_projects"}
+            assert set(rows) == {"organization", "project", "project_participant", "project_report", "training_base",
+                                 "teacher"}
+            assert int(rows["project"][-1]) >= 240  # core rows of the published warehouse, as `iehub status` shows
+        finally:
+            stopped = deploy.down(settings)
+        assert set(stopped) == {"scheduler", "dag-processor", "api-server"}
