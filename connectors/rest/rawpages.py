@@ -12,7 +12,7 @@ holding the GIL the fetching thread needs; and one query per page costs ~3 ms of
 is why pages are batched (`BATCH_ROWS`).
 
 Records that are not a slice of a body (streams that `explode` a nested list) come as JSON
-texts made in Python and take the same digest, so the rules live in one place.
+texts made in Python (`records.to_json_lines`) and take the same digest, so the rules live in one place.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import duckdb
-import orjson
 import pyarrow as pa
 
 from connectors.base import BOOKKEEPING, RECORD
@@ -54,11 +53,6 @@ def records_path(dotted: str) -> str:
     """The JSON path to every record at an envelope's dotted records path (`data.list` →
     `$."data"."list"[*]`)."""
     return "$" + "".join('."' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in dotted.split(".")) + "[*]"
-
-
-def texts_of(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Records built in Python as compact JSON text (the form the body path writes)."""
-    return [orjson.dumps(r).decode() for r in records]
 
 
 def key_text(value: Any) -> str | None:

@@ -15,12 +15,11 @@ import pyarrow as pa
 
 from connectors.base import RECORD, RawPage, SourceStream, register_kind
 from connectors.errors import FatalError
-from connectors.records import extract_columns
+from connectors.records import extract_columns, to_json_lines
 from connectors.rest.ahead import read_ahead
 from connectors.rest.client import RestClient, dig
 from connectors.rest.paginators import CursorPaginator, PageNumberPaginator
-from connectors.rest.rawpages import (BATCH_ROWS, RAW_SCHEMA, PageRecords, RawConverter, cursor_text, key_text,
-                                      texts_of)
+from connectors.rest.rawpages import BATCH_ROWS, RAW_SCHEMA, PageRecords, RawConverter, cursor_text, key_text
 from connectors.spec import CursorPaging, RestSourceSpec
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ class ExtractedPage:
         cursors = [cursor_text(r.get(cursor_field)) for r in self.records] if cursor_field \
             else [None] * len(self.records)
         if self.body is None:
-            return PageRecords(self.number, len(self.records), keys, cursors, texts=texts_of(self.records))
+            return PageRecords(self.number, len(self.records), keys, cursors, texts=to_json_lines(self.records))
         return PageRecords(self.number, self.total, keys, cursors, body=self.body, keep=self.keep)
 
 

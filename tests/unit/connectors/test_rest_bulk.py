@@ -11,7 +11,8 @@ import requests
 
 from connectors.errors import FatalError
 from connectors.rest.ahead import read_ahead
-from connectors.rest.rawpages import PageRecords, RawConverter, texts_of
+from connectors.records import to_json_lines
+from connectors.rest.rawpages import PageRecords, RawConverter
 from connectors.rest.stream import RestSourceStream, explode
 from connectors.spec import load_spec
 from tests.unit.connectors.test_client import TOKEN, ScriptedAdapter
@@ -71,7 +72,7 @@ def test_closing_the_consumer_stops_the_producer() -> None:
 def test_converter_writes_each_record_as_orjson_did_with_its_md5() -> None:
     converter = RawConverter("data.list")
     try:
-        texts = texts_of(RECORDS)
+        texts = to_json_lines(RECORDS)
         [(number, table)] = converter.convert([PageRecords(3, len(RECORDS), ["k"] * 4, [None] * 4,
                                                            body=envelope(RECORDS))])
     finally:
@@ -80,6 +81,17 @@ def test_converter_writes_each_record_as_orjson_did_with_its_md5() -> None:
     assert table.column("_record").to_pylist() == texts  # digests of earlier passes keep matching
     assert table.column("_digest").to_pylist() == [md5_16(t) for t in texts]
     assert [orjson.loads(t) for t in table.column("_record").to_pylist()] == RECORDS
+
+
+def test_converter_normalises_a_body_written_differently_as_orjson_would() -> None:
+    body = (b'{"code": 0, "data": {"list": [ {"a": 1.0, "b": 1e5, "c": 0.1, "e": 123456789012345678,\n'
+            b'  "f": "\\u4e34\\/x", "g": 1.5e-7, "h": [], "i": {}, "j" : 3, "k": "\\u0001"} ]}}')
+    converter = RawConverter("data.list")
+    try:
+        [(_, table)] = converter.convert([PageRecords(1, 1, [None], [None], body=body)])
+    finally:
+        converter.close()
+    assert table.column("_record").to_pylist() == to_json_lines(orjson.loads(body)["data"]["list"])
 
 
 def test_converter_keeps_only_the_kept_positions_and_splits_pages_in_order() -> None:
@@ -113,7 +125,7 @@ def test_converter_refuses_a_body_that_does_not_hold_what_was_parsed() -> None:
 def test_exploded_rows_take_the_same_digest_rule() -> None:
     rows = explode([{"id": "P1", "updateTime": "2025-01-01 08:00:00", "items": [{"sku": "甲"}, {"sku": "乙"}]}],
                    "items", "parent", "updateTime")
-    texts = texts_of(rows)
+    texts = to_json_lines(rows)
     converter = RawConverter("data.list")
     try:
         [(_, table)] = converter.convert([PageRecords(1, 2, ["甲", "乙"], [None, None], texts=texts)])
