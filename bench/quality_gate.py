@@ -10,7 +10,7 @@ absurd budgets, dates before 1949), plus a few repeated keys (a warning, not a q
 Each engine × batch runs in a fresh process, so the figures split:
   - fixed cost: importing the gate and validating a first 10-row table (GX: its import, context
     and suite registration; Arrow: pyarrow/numpy and the rule declarations);
-  - gate: validating the batch in the pipeline's chunks (iehub.pipeline.VALIDATE_CHUNK_ROWS),
+  - gate: validating the batch in the pipeline's chunks (iehub.pipeline.CHUNK_ROWS),
     Parquet read excluded; rows/s over the batch, and the CPU seconds it used (all threads: on a
     shared, busy machine the CPU figure is the steadier one).
 The quarantined row count is printed so both engines can be seen to agree. Asserts nothing.
@@ -156,9 +156,9 @@ def main() -> None:
         return
     import pyarrow.parquet as pq
 
-    from iehub.pipeline import VALIDATE_CHUNK_ROWS
+    from iehub.pipeline import CHUNK_ROWS
 
-    chunk = args.chunk or VALIDATE_CHUNK_ROWS
+    chunk = args.chunk or CHUNK_ROWS
     with tempfile.TemporaryDirectory(prefix="iehub-bench-gate-") as work:
         batches = {}
         for label, share in (("clean", 0.0), ("1% bad", 0.01)):

@@ -1,4 +1,4 @@
-"""One DAG per source spec: for each stream, extract → standardise → validate → land.
+"""One DAG per source spec: for each stream, extract → standardise_and_validate → land.
 
 Thin by design: each task calls one `iehub.tasks` function and passes a manifest path and
 counts on. Parsing reads only the compiled spec summary (`iehub.assets.spec_summary`, a small
@@ -32,9 +32,10 @@ for _source, _info in spec_summary().items():
     _notify = IehubFailureNotifier(source=_source)
     with DAG(
         dag_id=f"iehub_sync_{_source}",
-        description=f"Sync {_info['title']} into the iehub lake (extract → standardise → validate → land)",
+        description=f"Sync {_info['title']} into the iehub lake (extract → standardise and validate → land)",
         doc_md=(f"### {_info['title']}\n\nSource `{_source}` ({_info['kind']}): one chain per stream, "
-                f"extract → standardise → validate → land; each land publishes the stream's Asset and the "
+                f"extract → standardise_and_validate (mapping and quality gate in one pass) → land; each land "
+                f"publishes the stream's Asset and the "
                 f"warehouse DAG follows. Extracts share the pool `{pool_name(_source)}` "
                 f"({_info['pool_slots']} slots). Param `full`: {FULL_PARAM_DOC}"),
         schedule="@hourly",
@@ -58,21 +59,18 @@ for _source, _info in spec_summary().items():
             def _extract(source: str = _source, stream: str = _stream, **context) -> dict:
                 return tasks.extract(source, stream, full=bool(context["params"].get("full")))
 
-            @task(task_id=f"{_stream}.standardise", doc_md=f"Map the staged raw rows of {_what} to the canonical "
-                  "schema; unconvertible rows go to quarantine.")
-            def _standardise(ref: dict) -> dict:
-                return tasks.standardise(ref)
-
-            @task(task_id=f"{_stream}.validate", doc_md=f"Quality gate (Great Expectations suite) for {_what}.")
-            def _validate(ref: dict) -> dict:
-                return tasks.validate(ref)
+            @task(task_id=f"{_stream}.standardise_and_validate", doc_md=f"Map the staged raw rows of {_what} to "
+                  "the canonical schema and run the quality gate (Great Expectations suite) over them in one pass; "
+                  "unconvertible and failing rows go to quarantine with their reasons.")
+            def _standardise_and_validate(ref: dict) -> dict:
+                return tasks.standardise_and_validate(ref)
 
             @task(task_id=f"{_stream}.land", outlets=[Asset(std_asset_uri(_source, _s["entity"]))],
                   doc_md=f"Land the validated batch of {_what} in the lake and the ledger; publishes its Asset.")
             def _land(ref: dict) -> dict:
                 return tasks.land(ref)
 
-            _lands.append(_land(_validate(_standardise(_extract()))))
+            _lands.append(_land(_standardise_and_validate(_extract())))
 
         @teardown
         @task(task_id="finish", doc_md="Teardown: release the source's lease, rebuild the quality Data Docs. "

@@ -159,8 +159,7 @@ def _land_replay(settings: Settings, source: str, stream: str, entity: str, batc
         "manifest_path": f"{pipeline._staging_key(settings, source, stream)}/{batch_id}.manifest.json",
     }
     pipeline._write_manifest(settings, manifest)
-    manifest = pipeline.standardise(settings, manifest)
-    manifest = pipeline.validate(settings, manifest)
+    manifest = pipeline.standardise_and_validate(settings, manifest)
     landed = pipeline.land(settings, manifest)
     return {"rows_loaded": landed["rows_loaded"], "rows_quarantined": landed["rows_quarantined"]}
 

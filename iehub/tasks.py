@@ -101,25 +101,15 @@ def extract(source: str, stream: str, full: bool = False) -> dict[str, Any]:
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_in": m["rows_in"]}
 
 
-def standardise(ref: dict[str, Any]) -> dict[str, Any]:
+def standardise_and_validate(ref: dict[str, Any]) -> dict[str, Any]:
     from iehub import pipeline
 
     settings = _settings()
     manifest = pipeline.read_manifest(ref["manifest"], settings)
     with _lease(settings, manifest["source"]):
-        m = pipeline.standardise(settings, manifest)
+        m = pipeline.standardise_and_validate(settings, manifest)
     return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_mapped": m["rows_mapped"],
-            "rows_mapping_rejected": m["rows_mapping_rejected"]}
-
-
-def validate(ref: dict[str, Any]) -> dict[str, Any]:
-    from iehub import pipeline
-
-    settings = _settings()
-    manifest = pipeline.read_manifest(ref["manifest"], settings)
-    with _lease(settings, manifest["source"]):
-        m = pipeline.validate(settings, manifest)
-    return {"manifest": m["manifest_path"], "batch_id": m["batch_id"], "rows_loaded": m["rows_loaded"],
+            "rows_mapping_rejected": m["rows_mapping_rejected"], "rows_loaded": m["rows_loaded"],
             "rows_quarantined": m["rows_quarantined"], "warnings": len(m["quality_warnings"])}
 
 

@@ -51,7 +51,7 @@ def test_dagbag_imports_cleanly_without_io(iehub_home: Path) -> None:
     assert set(parsed["dags"]) == {f"iehub_sync_{s}" for s in available_sources()} | {"iehub_warehouse",
                                                                                       "iehub_delivery"}
     tasks = parsed["dags"]["iehub_sync_lingang_platform"]["tasks"]
-    assert {"notices.extract", "notices.standardise", "notices.validate", "notices.land"} <= set(tasks)
+    assert {"notices.extract", "notices.standardise_and_validate", "notices.land"} <= set(tasks)
     assert len(tasks) == 25 and "finish" in tasks
     assert "iehub://lake/std/notice/lingang_platform" in parsed["dags"]["iehub_sync_lingang_platform"]["outlets"]
     # parsing wrote nothing into the lake or the ledger

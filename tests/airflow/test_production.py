@@ -155,7 +155,7 @@ def _warehouse(home: Path) -> dict:
 
 
 def test_cleared_steps_rerun_to_the_same_warehouse(iehub_home: Path, lingang) -> None:
-    """Clear and re-run a landed stream's standardise, validate and land: the warehouse is the same."""
+    """Clear and re-run a landed stream's standardise_and_validate and land: the warehouse is the same."""
     settings = Settings.from_env(iehub_home).ensure()
     log = settings.logs / "airflow-test.log"
     orchestration.ensure_airflow_db(settings, log)
@@ -164,7 +164,7 @@ def test_cleared_steps_rerun_to_the_same_warehouse(iehub_home: Path, lingang) ->
     assert before["rows"]["notice"] > 0
     run_id = _run_id(log, "iehub_sync_lingang_platform")
     env = orchestration.airflow_env(settings, _env())
-    for step in ("standardise", "validate", "land"):
+    for step in ("standardise_and_validate", "land"):
         with log.open("a", encoding="utf-8") as out:
             done = subprocess.run([sys.executable, "-m", "airflow", "tasks", "test", "iehub_sync_lingang_platform",
                                    f"notices.{step}", run_id], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)

@@ -148,3 +148,50 @@ def test_replay_after_spec_fix_moves_rows_and_reconciles(iehub_home: Path, tmp_p
         assert again[0]["rows_loaded"] == 0
     finally:
         platform.stop()
+
+
+def _staged_raw(settings: Settings, manifest: dict) -> Path:
+    return settings.lake().store.path(manifest["raw_staging"])
+
+
+def test_mapping_and_gate_run_in_one_pass_and_repeated_keys_are_still_decided_batch_wide(
+        iehub_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#18: standardise and validate are one step with no staged file in between; a key that repeats
+    in the batch (two conflicting copies, far apart in the read) still has both copies quarantined."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sandbox import municipal
+    from tests.integration.sql_helpers import spec_with
+
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    municipal.seed(url, scale=0.05, seed=11, tables=("organizations", "projects"))
+    monkeypatch.setenv("IEHUB_MUNICIPAL_DB_URL", url)
+    settings = Settings.from_env(iehub_home).ensure()
+    spec = spec_with("municipal_projects")
+    clean = pipeline.standardise_and_validate(settings, pipeline.extract(settings, "municipal_projects", "projects",
+                                                                         full=True, spec=spec), spec=spec)
+    staged = sorted(p.name.split(".", 1)[1] for p in _staged_raw(settings, clean).parent.iterdir())
+    assert staged == ["manifest.json", "quarantine.parquet", "raw.parquet", "std.parquet"]
+    assert clean["rows_loaded"] + clean["rows_quarantined"] == clean["rows_in"]
+    assert clean["repeated_keys"]["copies_quarantined"] == 0
+    assert set(clean["step_seconds"]) == {"standardise", "validate"}
+
+    # The source sends project 1 a second time, at the end of the read, with other content.
+    raw_path = _staged_raw(settings, clean)
+    raw = pq.read_table(raw_path)
+    first = raw.filter(pa.compute.equal(raw["project_id"], 1))
+    copy = first.set_column(first.column_names.index("title"), "title", pa.array(["上海海事大学 港口物流 另一版本"]))
+    pq.write_table(pa.concat_tables([raw, copy]), raw_path)
+    again = pipeline.standardise_and_validate(settings, {**clean, "rows_in": raw.num_rows + 1}, spec=spec)
+    assert again["repeated_keys"] == {"keys_quarantined": 1, "copies_quarantined": 2, "superseded_kept": 0,
+                                      "identical_kept": 0}
+    assert again["rows_loaded"] == clean["rows_loaded"] - 1
+    assert again["rows_quarantined"] == clean["rows_quarantined"] + 2
+    q = pq.read_table(settings.lake().store.path(again["quarantine_staging"])).to_pylist()
+    copies = [r for r in q if r["_key"] == "1"]
+    assert [r["rule"] for r in copies] == ["quality._key.unique"] * 2
+    assert sorted(r["_row_index"] for r in copies) == [0, raw.num_rows]
+    assert "上海海事大学 港口物流 另一版本" in " ".join(r["_record"] for r in copies)
+    assert "appears 2 times in this batch" in copies[0]["reason"]
+    assert not list(raw_path.parent.glob("*.keys.parquet")), "the verdict's key file is removed"

@@ -91,8 +91,7 @@ def test_a_rerun_of_the_same_extraction_replaces_its_own_output(
 
     def run(run_id: str | None) -> dict:
         m = pipeline.extract(settings, SOURCE, "projects", full=True, spec=spec, run_id=run_id)
-        m = pipeline.standardise(settings, m, spec=spec)
-        return pipeline.land(settings, pipeline.validate(settings, m, spec=spec))
+        return pipeline.land(settings, pipeline.standardise_and_validate(settings, m, spec=spec))
 
     a = run("scheduled__2026-12-05T00:00:00+00:00")
     retry = run("scheduled__2026-12-05T00:00:00+00:00")
