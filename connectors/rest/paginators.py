@@ -4,7 +4,8 @@
 last cursor value seen) when the source offers one. Plain offset paging loses rows when a row
 is edited mid-pass (everything behind it shifts) or a page comes back short; re-anchoring makes
 each request a fresh query from what was already received, so neither can lose a row, and a
-silent page-size cap cannot either. Rows sharing the anchor value are de-duplicated by key.
+silent page-size cap cannot either. Rows sharing the anchor value are de-duplicated by key; a
+row delivered at the anchor that comes back with a newer cursor (edited mid-pass) is kept.
 """
 from __future__ import annotations
 
@@ -64,8 +65,7 @@ class PageNumberPaginator:
         """Take one response; return the records not delivered before and move to the next page."""
         self._note_cap(records, total)
         covered = (self.page - self.first_page) * self.effective_size + len(records)
-        seen = self._seen_at_anchor
-        fresh = [r for r in records if self._key(r) not in seen] if seen else records
+        fresh = [r for r in records if not self._repeat(r)] if self._seen_at_anchor else records
         if not records:
             if total is not None and covered < total and self._empty_retries < MAX_EMPTY_RETRIES:
                 # A transient short page can come back empty; ask again before believing the end.
@@ -101,6 +101,19 @@ class PageNumberPaginator:
 
     def _key(self, record: dict[str, Any]) -> str:
         return str(record.get(self.key_field))
+
+    def _repeat(self, record: dict[str, Any]) -> bool:
+        """Delivered before: its key was seen at the anchor and it is not a newer version.
+
+        A row delivered at the anchor and edited mid-pass comes back later with a newer cursor;
+        that is a change to keep, not a repeat. Only rows at or before the anchor (and rows
+        without a usable cursor) are looked up, so the check costs a comparison per row.
+        """
+        if self.anchor is not None and self.anchor_field is not None:
+            value = record.get(self.anchor_field)
+            if isinstance(value, str) and value > self.anchor:
+                return False
+        return self._key(record) in self._seen_at_anchor
 
     def _note_cap(self, records: list[dict[str, Any]], total: int | None) -> None:
         """Detect a silent cap: two short pages of the same length while more rows remain."""

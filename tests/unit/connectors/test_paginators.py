@@ -76,6 +76,21 @@ def test_row_edited_mid_pass_is_not_lost_and_shifted_rows_are_not_skipped() -> N
     assert {r["id"] for r in got} == {f"TD{i:05d}" for i in range(500)}
 
 
+def test_row_delivered_at_the_anchor_and_edited_mid_pass_comes_again_as_its_new_version() -> None:
+    src = FakeSource(_rows(150))
+
+    def edit(n: int, s: FakeSource) -> None:
+        if n == 0:  # the last row of the first page (the new anchor) is edited before page 2 is asked,
+            # which then holds it again, with its new cursor
+            row = s.rows.pop(99)
+            s.rows.append({**row, "updateTime": "2025-12-31 23:59:59"})
+
+    got = drain(paginator(100), src, edit)
+    versions = [(r["id"], r["updateTime"]) for r in got if r["id"] == "TD00099"]
+    assert versions == [("TD00099", "2025-01-01 00:01:39"), ("TD00099", "2025-12-31 23:59:59")]
+    assert {r["id"] for r in got} == {f"TD{i:05d}" for i in range(150)}
+
+
 def test_short_page_is_not_taken_for_the_end() -> None:
     src = FakeSource(_rows(300))
     p = paginator(100)
