@@ -407,6 +407,34 @@ def _per_unique(
             pc.replace_with_mask(pa.nulls(len(arr), pa.string()), mask, why))
 
 
+FAST_SPLIT_MIN_ROWS = 16  # a failing block this small goes the slow way whole
+
+
+def _np_mask(mask: pa.Array) -> np.ndarray:
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def _fast_where_it_holds(
+    fast: Callable[[pa.Array], pa.Array], arr: pa.Array, out_type: pa.DataType
+) -> tuple[pa.Array, np.ndarray]:
+    """``fast(arr)`` and the rows it could not convert (True; their values null).
+
+    An Arrow cast fails a whole array for one bad value (2023-02-30 among a million clean dates),
+    so a failing array is halved until the failing values sit in blocks of a few rows; only
+    those go to the per-value rule. One bad value costs a few dozen small casts, where it used to
+    send every value of the column through Python.
+    """
+    try:
+        return fast(arr).cast(out_type), np.zeros(len(arr), dtype=bool)
+    except pa.ArrowInvalid:
+        if len(arr) <= FAST_SPLIT_MIN_ROWS:
+            return pa.nulls(len(arr), out_type), np.ones(len(arr), dtype=bool)
+    half = len(arr) // 2
+    head, head_missed = _fast_where_it_holds(fast, arr.slice(0, half), out_type)
+    tail, tail_missed = _fast_where_it_holds(fast, arr.slice(half), out_type)
+    return pa.concat_arrays([head, tail]), np.concatenate([head_missed, tail_missed])
+
+
 def _convert(
     arr: pa.Array,
     out_type: pa.DataType,
@@ -425,12 +453,17 @@ def _convert(
             candidates = pc.and_(present, pc.fill_null(pc.match_substring_regex(arr, pattern), False))
         if pc.any(candidates).as_py():
             try:
-                fast_values = fast(arr.filter(candidates))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, _FastPathMiss):
-                fast_values = None  # e.g. 2023-02-30 among clean dates: let the rule explain it
+                fast_values, missed = _fast_where_it_holds(fast, arr.filter(candidates), out_type)
+            except (pa.ArrowNotImplementedError, _FastPathMiss):
+                fast_values = None  # the vectorised path declines this column: the rule decides every value
             if fast_values is not None:
-                values = pc.replace_with_mask(values, candidates, fast_values.cast(out_type))
+                values = pc.replace_with_mask(values, candidates, fast_values)
                 slow = pc.and_(present, pc.invert(candidates))
+                if missed.any():  # e.g. 2023-02-30 among clean dates: the rule explains those values
+                    taken = np.flatnonzero(_np_mask(candidates))
+                    again = np.zeros(len(arr), dtype=bool)
+                    again[taken[missed]] = True
+                    slow = pc.or_(slow, pa.array(again))
     if not pc.any(slow).as_py():
         return NormResult(values)
     slow_values, slow_reasons = _per_unique(arr, slow, out_type, rule)

@@ -413,3 +413,25 @@ def test_coerce_to_targets() -> None:
     assert coerce(pa.nulls(2), pa.timestamp("us", tz="UTC"))[1].values.type == pa.timestamp("us", tz="UTC")
     with pytest.raises(TypeError, match="local_timestamp"):
         coerce(pa.array(["2023-04-27 10:00:00"]), pa.timestamp("us", tz="UTC"))
+
+
+def test_one_impossible_date_sends_only_its_own_block_to_the_per_value_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Arrow cast fails a whole column for one 2023-02-30; the clean values still take the
+    vectorised path and only the failing one's few neighbours meet the rule (same results)."""
+    import schemas.normalise as normalise
+
+    start = datetime(2024, 1, 1, 8, 0, 0)
+    texts = [(start + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(5000)]
+    texts[3217] = "2023-02-30 10:00:00"
+    texts[4100] = "2023-13-01 10:00:00"
+    seen: list[str] = []
+    rule = normalise._local_ts
+    monkeypatch.setattr(normalise, "_local_ts", lambda v, tz=normalise.SHANGHAI: (seen.append(v), rule(v, tz))[1])
+    result = NORMALISERS["local_timestamp"](pa.array(texts))
+    assert len(seen) <= 2 * normalise.FAST_SPLIT_MIN_ROWS and "2023-02-30 10:00:00" in seen
+    errors = result.errors.to_pylist()
+    assert errors[3217] == "is not a real date and time" and errors[4100] == "is not a real date and time"
+    assert sum(e is not None for e in errors) == 2
+    values = result.values.to_pylist()
+    assert values[0] == parse_local_timestamp(texts[0]) and values[4999] == parse_local_timestamp(texts[4999])
+    assert values[3216] == parse_local_timestamp(texts[3216]) and values[3217] is None
