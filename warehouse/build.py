@@ -39,6 +39,7 @@ sources and mentions (:mod:`warehouse.identity`).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import fcntl
 import gc
 import logging
@@ -561,6 +562,13 @@ def build_core(
     lineage_docs = {f.name: (f.zh, f.en) for f in LINEAGE_FIELDS}
     out: dict[str, EntityBuild] = {}
     touched: set[str] = set()
+    # Read once: which core tables exist and their comments (each lookup is a catalog query, and
+    # an incremental build visits every entity, most of them unchanged).
+    core_tables = {t for (t,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'core'").fetchall()}
+    known = _known_comments(con, "core")
+    applied_state: list[tuple[str, int, str]] = []
     for name, canonical in registry.items():
         t0 = time.perf_counter()
         # The organisation entity's rows are kept per source; core.organization is built below.
@@ -570,7 +578,7 @@ def build_core(
         signature = _signature(schema)
         history = table in HISTORY_ENTITIES
         applied, old_signature = state.get(table, (0, None))
-        exists = _table_exists(con, "core", table)
+        exists = table in core_tables
         rebuilt = False
         if not exists or old_signature != signature:
             if exists:
@@ -581,7 +589,9 @@ def build_core(
             con.execute(f"DELETE FROM core.{key_changes.KEY_CHANGES} WHERE entity = ?", [table])
             _create_tables(con, table, schema, history)
             applied, rebuilt = 0, True
-        _comment_entity(con, entity, schema, lineage_docs, history)
+            for dropped in (table, table + "_history"):
+                known.pop(("core", dropped), None)
+        _comment_entity(con, entity, schema, lineage_docs, history, known)
         carried = only is not None and name not in only and not rebuilt
         files, changes = 0, 0
         if not carried:
@@ -600,18 +610,35 @@ def build_core(
                         last = result.last_version
             except duckdb.Error as exc:
                 raise BuildError(f"entity {name}: merge failed: {exc}") from exc
-            con.execute("INSERT OR REPLACE INTO ops.build_state VALUES (?, ?, ?)", [table, ledger_seq, signature])
+            applied_state.append((table, ledger_seq, signature))
         if changes or rebuilt:
             touched.add(name)
-        rows = _scalar(con, f"SELECT count(*) FROM core.{_ident(table)}")
-        tombstones = _scalar(con, f"SELECT count(*) FROM core.{TOMBSTONES} WHERE entity = ?", [table])
-        out[name] = EntityBuild(rows, files, time.perf_counter() - t0, tombstones, carried, changes, rebuilt)
+        out[name] = EntityBuild(0, files, time.perf_counter() - t0, 0, carried, changes, rebuilt)
+    if applied_state:
+        con.execute("INSERT OR REPLACE INTO ops.build_state VALUES " + ", ".join(["(?, ?, ?)"] * len(applied_state)),
+                    [v for row in applied_state for v in row])
+    out = _with_counts(con, out, {name: (identity.SOURCE_TABLE if golden and name == identity.ORGANIZATION else name)
+                                  for name in out})
     if golden:
         out[identity.ORGANIZATION], first_version, last = _build_golden(
             con, registry, out.get(identity.ORGANIZATION), touched, first_version, last, now)
     con.execute("DELETE FROM ops.change_sequence")
     con.execute("INSERT INTO ops.change_sequence VALUES (?)", [last])
     return out, first_version, last
+
+
+def _with_counts(con: duckdb.DuckDBPyConnection, built: dict[str, EntityBuild],
+                 tables: Mapping[str, str]) -> dict[str, EntityBuild]:
+    """Each entity's core rows and tombstones, counted in one query (not two per entity)."""
+    if not built:
+        return built
+    union = " UNION ALL ".join(
+        f"SELECT {_literal(name)} AS entity, (SELECT count(*) FROM core.{_ident(table)}) AS n_rows, "
+        f"(SELECT count(*) FROM core.{TOMBSTONES} WHERE entity = {_literal(table)}) AS n_tombs"
+        for name, table in tables.items())
+    counts = {name: (int(n), int(t)) for name, n, t in con.execute(union).fetchall()}
+    return {name: dataclasses.replace(e, rows=counts[name][0], tombstones=counts[name][1])
+            for name, e in built.items()}
 
 
 def _build_golden(
@@ -715,27 +742,52 @@ def _check_files(lake: Lake, entity: Entity, batches: list[BatchRow]) -> tuple[p
 # -- comments -------------------------------------------------------------------------------
 
 
-def _comment_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: Mapping[str, str]) -> None:
+def _comment_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: Mapping[str, str],
+                   known: Comments | None = None) -> None:
     """COMMENT a table and its columns, skipping comments already in place.
 
     Each COMMENT is a catalog write (milliseconds); an incremental build keeps last build's
-    comments, so only changed docs are written again.
+    comments, so only changed docs are written again. ``known`` (:func:`_known_comments`, read
+    once per build) saves the two catalog lookups per table for tables not replaced since.
     """
     schema, name = (part.strip('"').replace('""', '"') for part in table.split(".", 1))
-    existing = dict(con.execute(
-        "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ?", [schema, name]).fetchall())
-    current = con.execute(
-        "SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ?", [schema, name]).fetchall()
+    if known is not None and (schema, name) in known:
+        current_text, existing = known[(schema, name)]
+    else:
+        existing = dict(con.execute(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?", [schema, name]).fetchall())
+        current = con.execute(
+            "SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?", [schema, name]).fetchall()
+        current_text = current[0][0] if current else None
     statements = []
-    if not current or current[0][0] != text:
+    if current_text != text:
         statements.append(f"COMMENT ON TABLE {table} IS {_literal(text)}")
     for column, doc in columns.items():
         if existing.get(column) != doc:
             statements.append(f"COMMENT ON COLUMN {table}.{_ident(column)} IS {_literal(doc)}")
     if statements:
         con.execute(";\n".join(statements))
+
+
+#: (schema, table) -> (table comment, {column: comment}) as read from the catalog.
+Comments = dict[tuple[str, str], tuple[str | None, dict[str, str | None]]]
+
+
+def _known_comments(con: duckdb.DuckDBPyConnection, schema: str) -> Comments:
+    """Every table's and column's comment in ``schema``, in two catalog queries."""
+    out: Comments = {}
+    for table, comment in con.execute(
+            "SELECT table_name, comment FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = ?", [schema]).fetchall():
+        out[(schema, table)] = (comment, {})
+    for table, column, comment in con.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = ?", [schema]).fetchall():
+        if (schema, table) in out:
+            out[(schema, table)][1][column] = comment
+    return out
 
 
 _CHANGE_VERSION_DOC = ("变更版本 / change version: from the hub-wide sequence (ops.change_sequence); "
@@ -771,6 +823,7 @@ def _comment_entity(
     schema: pa.Schema,
     lineage: Mapping[str, tuple[str, str]],
     history: bool,
+    known: Comments | None = None,
 ) -> None:
     """Table and column comments from the schema docs: ``zh / en``, PII grade, the grain."""
     text = (
@@ -790,7 +843,7 @@ def _comment_entity(
             docs[column] = f"{zh} / {en}"
     docs = {c: docs[c] for c in schema.names}
     docs[CHANGE_VERSION] = _CHANGE_VERSION_DOC
-    _comment_table(con, f"core.{_ident(entity.name)}", text, docs)
+    _comment_table(con, f"core.{_ident(entity.name)}", text, docs, known)
     if history:
         _comment_table(
             con,
@@ -804,6 +857,7 @@ def _comment_entity(
                               "than the previous version's",
                 "valid_to": "失效时间 / valid until (UTC, exclusive): the next version or the delete; NULL while current",
             },
+            known,
         )
 
 

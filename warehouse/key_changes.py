@@ -68,7 +68,8 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def apply_renames(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, table: str) -> int:
+def apply_renames(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, table: str,
+                  *, core_empty: bool = False) -> int:
     """Record the renames among ``_changed`` and take the old keys out of ``table``; returns how many.
 
     ``_changed`` (see apply_rows) holds the apply's changes with ``_final`` marking each key's
@@ -77,43 +78,58 @@ def apply_renames(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Sch
     the newest (merge order; core's row is the oldest) is the current key, every other one a rename
     of it. The old keys' final rows in ``_changed`` stop being final, so they are neither inserted
     nor tombstoned.
+
+    ``core_empty`` (a first load, a rebuild): when moreover every final row's ``_source_key`` is
+    its own key (the default surrogate, :func:`schemas.lineage.add_lineage`), two rows cannot share
+    a surrogate under different keys, so the ranking over every row is skipped.
     """
     if not supports_key_changes(entity):
         return 0
     ensure_table(con)
     key = list(entity.key)
     keys = ", ".join(ident(k) for k in key)
+    if core_empty:
+        own = " || '|' || ".join(f"CAST({ident(k)} AS VARCHAR)" for k in key if k != "_source")
+        if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _changed WHERE _final AND NOT _del AND "
+                           f"_source_key IS NOT NULL AND _source_key IS DISTINCT FROM {own} LIMIT 1)").fetchall()[0][0]:
+            return 0
     extra = [c for c in ("district_code", "project_id") if c in schema.names]
-    extra_cols = "".join(f", {ident(c)}" for c in extra)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _states AS
         SELECT {keys}, _source_key, 0::BIGINT AS _seq, -1::BIGINT AS _row, NULL::BIGINT AS {CHANGE_VERSION},
-               NULL::TIMESTAMPTZ AS _at{extra_cols}, true AS _in_core
+               NULL::TIMESTAMPTZ AS _at, true AS _in_core
         FROM {table} AS c
         SEMI JOIN (SELECT DISTINCT _source, _source_key FROM _changed
                    WHERE _final AND NOT _del AND _source_key IS NOT NULL) USING (_source, _source_key)
         ANTI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys})
         UNION ALL
-        SELECT {keys}, _source_key, _seq, _row, {CHANGE_VERSION}, _at{extra_cols}, false
+        SELECT {keys}, _source_key, _seq, _row, {CHANGE_VERSION}, _at, false
         FROM _changed WHERE _final AND NOT _del AND _source_key IS NOT NULL
         """
     )
+    # Only surrogates seen under more than one key are ranked (a GROUP BY, not a window over all).
+    # The new row's district and project come from its row in ``_in`` (``_changed`` is narrow).
+    row_match = " AND ".join(f"i.{ident(c)} = n.{ident(c)}" for c in [*key, "_seq", "_row"])
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _renames AS
-        WITH ranked AS (
-            SELECT *, row_number() OVER w AS _rank, count(*) OVER (PARTITION BY _source, _source_key) AS _n
-            FROM _states WINDOW w AS (PARTITION BY _source, _source_key ORDER BY _seq DESC, _row DESC)
+        WITH multi AS (
+            SELECT _source, _source_key FROM _states GROUP BY _source, _source_key HAVING count(*) > 1
+        ), ranked AS (
+            SELECT *, row_number() OVER w AS _rank
+            FROM _states SEMI JOIN multi USING (_source, _source_key)
+            WINDOW w AS (PARTITION BY _source, _source_key ORDER BY _seq DESC, _row DESC)
         )
         SELECT {natural_key_sql(key, "o")} AS old_key, {natural_key_sql(key, "n")} AS new_key,
                {", ".join(f"o.{ident(k)} AS {ident('_old_' + k)}" for k in key)}, o._in_core,
                n.{CHANGE_VERSION}, n._at, n._source, n._source_key,
-               {"n.district_code" if "district_code" in extra else "NULL::VARCHAR"} AS district_code,
-               {"CAST(n.project_id AS VARCHAR)" if "project_id" in extra else "NULL::VARCHAR"} AS project_id
+               {"i.district_code" if "district_code" in extra else "NULL::VARCHAR"} AS district_code,
+               {"CAST(i.project_id AS VARCHAR)" if "project_id" in extra else "NULL::VARCHAR"} AS project_id
         FROM ranked AS o JOIN ranked AS n
           ON n._source = o._source AND n._source_key = o._source_key AND n._rank = 1
-        WHERE o._n > 1 AND o._rank > 1
+        LEFT JOIN _in AS i ON {row_match}
+        WHERE o._rank > 1
         """
     )
     renamed = int(con.execute("SELECT count(*) FROM _renames").fetchall()[0][0])

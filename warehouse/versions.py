@@ -105,6 +105,11 @@ def apply_entity(
     ``schema`` is the core table's business + lineage columns (without ``change_version``);
     ``present`` the columns the files have (absent ones read as NULL). Returns the counts and
     the sequence's new last value.
+
+    ``_in`` is a view over the files, not a copy: :func:`apply_rows` reads the few columns it
+    compares once, and the wide rows only where it writes them (core, history, tombstones), so
+    no temp table holds every column of every new row (at 5M rows that copy alone overran the
+    build's memory limit and spilled, and a full build paid for it twice).
     """
     columns = list(schema.names)
     at = event_time_sql(schema)
@@ -112,21 +117,26 @@ def apply_entity(
               for c in columns]
     deleted = f"coalesce(f.{ident(DELETED)}, false)" if DELETED in present else "false"
     paths = "[" + ", ".join(literal(p) for p in files.column("path").to_pylist()) + "]"
-    con.register("_files", files)
+    con.register("_files_arrow", files)
     try:
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _in AS
-            SELECT *, {at} AS _at FROM (
-                SELECT {", ".join(select)}, {deleted} AS _del, s.landed_seq AS _seq, f.file_row_number AS _row
-                FROM read_parquet({paths}, filename = true, file_row_number = true, union_by_name = true) AS f
-                JOIN _files AS s ON f.filename = s.path
-            )
-            """
-        )
+        con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT * FROM _files_arrow")
     finally:
-        con.unregister("_files")
-    return apply_rows(con, entity, schema, last_version, history=history)
+        con.unregister("_files_arrow")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP VIEW _in AS
+        SELECT *, {at} AS _at FROM (
+            SELECT {", ".join(select)}, {deleted} AS _del, s.landed_seq AS _seq, f.file_row_number AS _row
+            FROM read_parquet({paths}, filename = true, file_row_number = true, union_by_name = true) AS f
+            JOIN _files AS s ON f.filename = s.path
+        )
+        """
+    )
+    try:
+        return apply_rows(con, entity, schema, last_version, history=history)
+    finally:
+        con.execute("DROP VIEW IF EXISTS _in")
+        con.execute("DROP TABLE IF EXISTS _files")
 
 
 def _key_from_json(schema: pa.Schema, key: list[str], column: str) -> str:
@@ -166,17 +176,22 @@ def apply_rows(
     *,
     history: bool,
 ) -> Applied:
-    """Apply the temp table ``_in`` to ``core.<entity.name>``: steps 2-6 of the module doc.
+    """Apply ``_in`` to ``core.<entity.name>``: steps 2-6 of the module doc.
 
-    ``_in`` holds the schema's columns plus ``_del`` (a delete), ``_seq`` and ``_row`` (merge
-    order) and ``_at`` (event time). The key columns themselves partition and join (the JSON
-    natural key is spelled only for tombstones), which keeps the hot window cheap.
+    ``_in`` (a table or a view) holds the schema's columns plus ``_del`` (a delete), ``_seq``
+    and ``_row`` (merge order) and ``_at`` (event time). The comparison, the numbering and the
+    history intervals run over a narrow copy of it (key, merge order, hash, time) in one window
+    pass; the wide rows are read from ``_in`` only where they are written. The key columns
+    themselves partition and join (the JSON natural key is spelled only for tombstones).
     """
     name = entity.name
     table = f"core.{ident(name)}"
+    hist = f"core.{ident(name + '_history')}"
     key = list(entity.key)
     keys = ", ".join(ident(k) for k in key)
     columns = list(schema.names)
+    surrogate = "_source_key" in columns and "_source_key" not in key
+    extra = ", _source_key" if surrogate else ""
     try:
         # The touched keys' state before this build: live (hash) or deleted (tombstone). An entity
         # with no rows and no tombstones yet (a first load, a rebuild) has no state to look up:
@@ -184,62 +199,73 @@ def apply_rows(
         has_tombs = _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM core.{TOMBSTONES} "
                                  f"WHERE entity = {literal(name)} LIMIT 1)") > 0
         has_rows = _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)") > 0
+        has_history = history and _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {hist} LIMIT 1)") > 0
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {keys}, _seq, _row, _record_hash AS _hash, "
+                    f"_del, _at{extra} FROM _in")
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _tomb AS
             SELECT * FROM (
                 SELECT t.natural_key, {_key_from_json(schema, key, "t.natural_key")}
                 FROM core.{TOMBSTONES} AS t WHERE t.entity = {literal(name)}
-            ) SEMI JOIN (SELECT DISTINCT {keys} FROM _in) USING ({keys})
+            ) SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})
             {"" if has_tombs else "WHERE false"}
             """
         )
-        live = (f"FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _in) USING ({keys})" if has_rows
+        if has_history:  # the touched keys' open history rows, before this apply adds any
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE _open AS
+                SELECT {", ".join(f"h.{ident(k)}" for k in key)}, h.valid_from
+                FROM {hist} AS h SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})
+                WHERE h.valid_to IS NULL
+                """
+            )
+        live = (f"FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})" if has_rows
                 else f"FROM {table} AS c WHERE false")
+        seed_extra = ", NULL::VARCHAR AS _source_key" if surrogate else ""
+        # One window (per key, in merge order) gives: each key's last change (_final), and for
+        # history the running maximum of event times and the next change's time (the interval).
+        per_key = f"PARTITION BY {keys} ORDER BY _seq, _row"
+        intervals = (f", max(_at) OVER (PARTITION BY {keys} ORDER BY _seq, _row ROWS BETWEEN UNBOUNDED PRECEDING "
+                     f"AND CURRENT ROW) AS _run_at, lead(_at) OVER ({per_key}) AS _next_at" if history else "")
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE _changes AS
+            CREATE OR REPLACE TEMP TABLE _changed AS
             WITH steps AS (
                 SELECT {", ".join(f"c.{ident(k)}" for k in key)}, 0::BIGINT AS _seq, -1::BIGINT AS _row,
-                       c._record_hash AS _hash, false AS _del
+                       c._record_hash AS _hash, false AS _del, NULL::TIMESTAMPTZ AS _at{seed_extra}
                 {live}
                 UNION ALL
-                SELECT {keys}, 0, -1, NULL, true FROM _tomb
+                SELECT {keys}, 0, -1, NULL, true, NULL{seed_extra} FROM _tomb
                 UNION ALL
-                SELECT {keys}, _seq, _row, _record_hash, _del FROM _in
+                SELECT {keys}, _seq, _row, _hash, _del, _at{extra} FROM _new
             ), compared AS (
                 SELECT *, lag(_hash) OVER w AS _prev_hash, lag(_del) OVER w AS _prev_del
-                FROM steps WINDOW w AS (PARTITION BY {keys} ORDER BY _seq, _row)
+                FROM steps WINDOW w AS ({per_key})
             ), changed AS (
-                SELECT {keys}, _seq, _row FROM compared
+                SELECT {keys}, _seq, _row, _del, _at{extra} FROM compared
                 WHERE _seq > 0 AND (
                     _prev_del IS NULL
                     OR (_del AND NOT _prev_del)
                     OR (NOT _del AND (_prev_del OR _hash IS DISTINCT FROM _prev_hash))
                 )
             )
-            SELECT {keys}, _seq, _row,
-                   {last_version} + row_number() OVER (ORDER BY {keys}, _seq, _row) AS {CHANGE_VERSION},
-                   row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC, _row DESC) = 1 AS _final
-            FROM changed
+            SELECT *, _last AS _final FROM (
+                SELECT *, {last_version} + row_number() OVER (ORDER BY {keys}, _seq, _row) AS {CHANGE_VERSION},
+                       lead(_seq) OVER ({per_key}) IS NULL AS _last{intervals}
+                FROM changed
+            )
             """
         )
-        changes = _scalar(con, "SELECT count(*) FROM _changes")
+        con.execute("DROP TABLE _new")
+        changes = _scalar(con, "SELECT count(*) FROM _changed")
         if changes == 0:
             return Applied(0, 0, 0, last_version)
-        # The changed rows in full, each flagged whether it is its key's final state.
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _changed AS
-            SELECT i.*, c.{CHANGE_VERSION}, c._final
-            FROM _changes AS c JOIN _in AS i USING ({keys}, _seq, _row)
-            """
-        )
-        con.execute("DROP TABLE _changes")
-        con.execute("DROP TABLE _in")  # everything below reads _changed; free the input early
         from warehouse.key_changes import apply_renames, close_renamed_history  # imports this module
 
-        apply_renames(con, entity, schema, table)  # a surrogate under a new natural key: a rename
+        # A surrogate under a new natural key: a rename.
+        apply_renames(con, entity, schema, table, core_empty=not has_rows)
         if has_tombs:
             con.execute(
                 f"""
@@ -247,54 +273,80 @@ def apply_rows(
                     SELECT natural_key FROM _tomb SEMI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys}))
                 """
             )
-        district = tombstone_district_sql(schema, _table_exists(con, "core", "project"))
-        key_join = " AND ".join(f"c.{ident(k)} = f.{ident(k)}" for k in key)
-        con.execute(
-            f"""
-            INSERT INTO core.{TOMBSTONES} (entity, natural_key, {CHANGE_VERSION}, deleted_at,
-                                           _source, _source_key, _batch_id, _extracted_at, district_code)
-            SELECT {literal(name)}, {natural_key_sql(key, "f")}, f.{CHANGE_VERSION}, f._at,
-                   f._source, f._source_key, f._batch_id, f._extracted_at, {district}
-            FROM _changed AS f LEFT JOIN ({_last_live_sql(table, key, columns)}) AS c ON {key_join}
-            WHERE f._final AND f._del
-            """
-        )
-        key_match = " AND ".join(f"{table}.{ident(k)} = f.{ident(k)}" for k in key)
-        if has_rows:
-            con.execute(f"DELETE FROM {table} USING (SELECT {keys} FROM _changed WHERE _final) AS f WHERE {key_match}")
-        col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
-        # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
-        # then touch one row group by its min/max, not half the table.
-        con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM _changed WHERE _final AND NOT _del "
-                    f"ORDER BY {CHANGE_VERSION}")
         deletes, upserts, last = con.execute(
             f"SELECT count(*) FILTER (WHERE _final AND _del), count(*) FILTER (WHERE _final AND NOT _del), "
             f"max({CHANGE_VERSION}) FROM _changed"
         ).fetchall()[0]
+        if deletes:
+            _insert_tombstones(con, name, schema, key, table)
+        key_match = " AND ".join(f"{table}.{ident(k)} = f.{ident(k)}" for k in key)
+        if has_rows:
+            con.execute(f"DELETE FROM {table} USING (SELECT {keys} FROM _changed WHERE _final) AS f WHERE {key_match}")
+        col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
         if history:
-            _apply_history(con, name, key, columns)
+            _apply_history(con, name, key, columns, has_history)
             close_renamed_history(con, entity)
+            # Core's rows are the history rows just written for each key's final live change:
+            # read back from there (native columns) rather than from the files a second time.
+            source = (f"SELECT {col_list} FROM {hist} WHERE {CHANGE_VERSION} > {last_version} AND {CHANGE_VERSION} "
+                      f"IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)")
+        else:
+            source = (f"SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, c.{CHANGE_VERSION} "
+                      f"FROM (SELECT * FROM _changed WHERE _final AND NOT _del) AS c JOIN _in AS i ON {_row_match('c', 'i', key)}")
+        # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
+        # then touch one row group by its min/max, not half the table.
+        con.execute(f"INSERT INTO {table} ({col_list}) SELECT * FROM ({source}) ORDER BY {CHANGE_VERSION}")
         return Applied(changes, int(upserts), int(deletes), int(last))
     finally:
-        for temp in ("_in", "_tomb", "_changes", "_changed", "_open", "_timed", "_renames", "_states"):
+        for temp in ("_new", "_tomb", "_changed", "_open", "_gone", "_renames", "_states"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_in'").fetchall()[0][0]:
+            con.execute("DROP TABLE _in")  # a caller's temp table (the golden rows); a view is its caller's to drop
+
+
+def _row_match(changed: str, rows: str, key: list[str]) -> str:
+    """Join condition of a ``_changed`` row to its ``_in`` row: key and merge position."""
+    return " AND ".join(f"{changed}.{ident(c)} = {rows}.{ident(c)}" for c in [*key, "_seq", "_row"])
+
+
+def _insert_tombstones(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema, key: list[str],
+                       table: str) -> None:
+    """A tombstone for each key whose final change is a delete, with the district it lived in."""
+    keys = ", ".join(ident(k) for k in key)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {keys}, _seq, _row, {CHANGE_VERSION} "
+                "FROM _changed WHERE _final AND _del")
+    district = tombstone_district_sql(schema, _table_exists(con, "core", "project"))
+    key_join = " AND ".join(f"c.{ident(k)} = f.{ident(k)}" for k in key)
+    con.execute(
+        f"""
+        INSERT INTO core.{TOMBSTONES} (entity, natural_key, {CHANGE_VERSION}, deleted_at,
+                                       _source, _source_key, _batch_id, _extracted_at, district_code)
+        SELECT {literal(name)}, {natural_key_sql(key, "f")}, g.{CHANGE_VERSION}, f._at,
+               f._source, f._source_key, f._batch_id, f._extracted_at, {district}
+        FROM _gone AS g JOIN _in AS f ON {_row_match("g", "f", key)}
+        LEFT JOIN ({_last_live_sql(table, key, list(schema.names))}) AS c ON {key_join}
+        """
+    )
 
 
 def _last_live_sql(table: str, key: list[str], columns: list[str]) -> str:
-    """Each key's last live row before its delete: the apply's own last live change, else core's row.
+    """Each deleted key's last live row before its delete: the apply's own last live change, else core's row.
 
     A delete (above all a hard delete, which carries only the key) takes its district from the
     row it deletes. When that row arrived in the same apply (always so in a rebuild from the lake,
     which applies every batch at once) it is not in core yet; reading core alone gave such
     tombstones no district, so ``build --full`` did not reproduce the incremental warehouse.
+    Only the keys in ``_gone`` are looked up.
     """
     keys = ", ".join(ident(k) for k in key)
     wanted = [c for c in ("district_code", "project_id") if c in columns and c not in key]
     cols = ", ".join([keys, *(ident(c) for c in wanted)])
+    inner = ", ".join([*(f"i.{ident(k)}" for k in key), *(f"i.{ident(c)}" for c in wanted)])
     return (
-        f"SELECT {cols} FROM (SELECT {cols}, row_number() OVER (PARTITION BY {keys} ORDER BY {CHANGE_VERSION} DESC) "
-        f"AS _n FROM _changed WHERE NOT _del) WHERE _n = 1 "
-        f"UNION ALL SELECT {cols} FROM {table} AS t "
+        f"SELECT {cols} FROM (SELECT {inner}, row_number() OVER (PARTITION BY {', '.join(f'i.{ident(k)}' for k in key)} "
+        f"ORDER BY x.{CHANGE_VERSION} DESC) AS _n FROM (SELECT * FROM _changed WHERE NOT _del) AS x "
+        f"SEMI JOIN _gone USING ({keys}) JOIN _in AS i ON {_row_match('x', 'i', key)}) WHERE _n = 1 "
+        f"UNION ALL SELECT {cols} FROM {table} AS t SEMI JOIN _gone USING ({keys}) "
         f"WHERE NOT EXISTS (SELECT 1 FROM _changed AS x WHERE NOT x._del AND "
         + " AND ".join(f"x.{ident(k)} = t.{ident(k)}" for k in key) + ")"
     )
@@ -308,26 +360,20 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
     ))
 
 
-def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], columns: list[str]) -> None:
+def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], columns: list[str],
+                   has_history: bool) -> None:
     """Close each changed key's open history row and add one row per live change.
 
     ``valid_from`` never goes backwards within a key (a source may send a correction with an
-    older ``updated_at``): it is the running maximum of the event times, starting from the
-    open row's ``valid_from``, so intervals never overlap.
+    older ``updated_at``): it is the running maximum of the event times (``_run_at``, from the
+    window that numbered the changes), starting from the open row's ``valid_from``, so
+    intervals never overlap; ``valid_to`` is the next change's ``valid_from``.
     """
     hist = f"core.{ident(name + '_history')}"
     keys = ", ".join(ident(k) for k in key)
     on_keys = " AND ".join(f"h.{ident(k)} = f.{ident(k)}" for k in key)
     open_from, open_join = "NULL::TIMESTAMPTZ", ""
-    if _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {hist} LIMIT 1)"):
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _open AS
-            SELECT {", ".join(f"h.{ident(k)}" for k in key)}, h.valid_from
-            FROM {hist} AS h SEMI JOIN (SELECT DISTINCT {keys} FROM _changed) AS c USING ({keys})
-            WHERE h.valid_to IS NULL
-            """
-        )
+    if has_history:
         # An open row closes where the key's first change starts (never before its own start).
         con.execute(
             f"""
@@ -337,25 +383,17 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
             WHERE h.valid_to IS NULL AND {on_keys}
             """
         )
-        open_from, open_join = "o.valid_from", f"LEFT JOIN _open AS o USING ({keys})"
-    # valid_from: running maximum of event times from the open row's start; valid_to: the next
-    # change's valid_from (a delete closes the interval and adds no row). One statement, so the
-    # changed rows are not copied into another temp table on the way.
+        on_open = " AND ".join(f"o.{ident(k)} = c.{ident(k)}" for k in key)
+        open_from, open_join = "o.valid_from", f"LEFT JOIN _open AS o ON {on_open}"
     col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
     con.execute(
         f"""
         INSERT INTO {hist} ({col_list}, valid_from, valid_to)
-        SELECT {col_list}, _valid_from, _valid_to FROM (
-            SELECT *, lead(_valid_from) OVER (PARTITION BY {keys} ORDER BY {CHANGE_VERSION}) AS _valid_to
-            FROM (
-                SELECT c.*,
-                       greatest(max(c._at) OVER (PARTITION BY {", ".join(f"c.{ident(k)}" for k in key)}
-                                                 ORDER BY c.{CHANGE_VERSION}
-                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
-                                {open_from}) AS _valid_from
-                FROM _changed AS c {open_join}
-            )
-        ) WHERE NOT _del
+        SELECT {", ".join(f"i.{ident(c)}" for c in columns)}, c.{CHANGE_VERSION},
+               greatest(c._run_at, {open_from}),
+               CASE WHEN NOT c._last THEN greatest(c._run_at, c._next_at, {open_from}) END
+        FROM (SELECT * FROM _changed WHERE NOT _del) AS c {open_join}
+        JOIN _in AS i ON {_row_match("c", "i", key)}
         """
     )
 

@@ -139,3 +139,45 @@ def test_history_never_runs_backwards_when_a_correction_carries_an_older_time(ho
     assert history == [("立项", t2, t2), ("在建", t2, t3), ("结项", t3, None)]
     froms = [f for _, f, _ in history]
     assert froms == sorted(froms)  # intervals never overlap, never go back
+
+
+def test_a_rename_inside_the_first_build_is_recorded_like_one_across_builds(tmp_path: Path) -> None:
+    """Core is empty in a first build (or a rebuild): renames are still found among the new rows.
+
+    The first build skips the surrogate ranking only when every row's ``_source_key`` is its own
+    key; a renumbered project (same internal id, new 项目编号) arriving before any build must
+    still become one live row and one key change, as when the two batches are built apart.
+    """
+    from tests.unit.feeds.feed_fixtures import land_rows, project
+
+    def land_both(home: Path, catalog: Catalog, *, build_between: bool) -> None:
+        first = [{**project(1, "310114"), "project_id": "JD-2024-001", "internal": "9001"},
+                 {**project(2, "310114"), "project_id": "JD-2024-002", "internal": "9002"}]
+        land_rows(home, catalog, "district_jiading", "project", "w1", first, source_key="internal")
+        if build_between:
+            build(home, catalog, registry={"project": PROJECT})
+        land_rows(home, catalog, "district_jiading", "project", "w2",
+                  [{**first[0], "project_id": "JD-2025-101"}], source_key="internal")
+        build(home, catalog, registry={"project": PROJECT})
+
+    answers = []
+    for build_between in (False, True):
+        home = tmp_path / f"home-{build_between}"
+        catalog = Catalog.for_home(home)
+        try:
+            land_both(home, catalog, build_between=build_between)
+        finally:
+            catalog.dispose()
+        answers.append((
+            rows(home, "SELECT project_id FROM core.project ORDER BY 1"),
+            rows(home, "SELECT old_key, new_key FROM core._key_changes"),
+            rows(home, "SELECT count(*) FROM core._tombstones"),
+            rows(home, "SELECT project_id, valid_to IS NULL FROM core.project_history ORDER BY 1"),
+        ))
+    assert answers[0] == answers[1]
+    live, renames, tombstones, history = answers[0]
+    assert live == [("JD-2024-002",), ("JD-2025-101",)]
+    assert [(json.loads(o)["project_id"], json.loads(n)["project_id"]) for o, n in renames] == [
+        ("JD-2024-001", "JD-2025-101")]
+    assert tombstones == [(0,)]
+    assert history == [("JD-2024-001", False), ("JD-2024-002", True), ("JD-2025-101", True)]
