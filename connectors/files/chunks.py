@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 DECODE_BLOCK_BYTES = 8 << 20    # raw bytes decoded at a time: bounds each range's transcoding memory
@@ -244,12 +245,14 @@ class RangeTask:
     names: list[str]
     delimiter: str
     note_lines: str | None     # regex of note lines (counted, not rows)
+    text_columns: tuple[str, ...] = ()  # columns that must arrive as text (see `not_text_reasons`)
 
 
 @dataclass
 class RangeResult:
     table: pa.Table                 # text columns of the range's rows
     rows_at: np.ndarray             # each row's data line number (1-based, counted from the data start)
+    not_text: pa.Array | None = None  # per row, why a must-be-text column holds a number's text form
     notes: int = 0
     bad: list[tuple[int, str]] = field(default_factory=list)  # (data line, why)
     other: int = 0                  # lines the handler took that are not notes or bad (whitespace only)
@@ -349,6 +352,7 @@ def parse_range(task: RangeTask) -> RangeResult:
         result.swallowed = True
     result.table = table
     result.rows_at = rows_at[: table.num_rows] + rng.lines_before
+    result.not_text = not_text_reasons(table, [c for c in task.text_columns if c in task.names], {})
     return result
 
 
@@ -360,6 +364,24 @@ def _ends_in_open_quote(table: pa.Table) -> bool:
         if value is not None and "\n" in value:
             return True
     return False
+
+
+# a number's text form: scientific notation, or a whole number written with ".0"
+FLOAT_TEXT = r"^\s*[+-]?[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+\s*$|^\s*[0-9]+\.0+\s*$"
+
+
+def not_text_reasons(table: pa.Table, columns: list[str], numeric: dict[str, pa.Array]) -> pa.Array:
+    """Per row, why a must-be-text column is not text (a number in the workbook, or a number's text
+    form such as 3.10110199001011E+17), else null. Both readers flag rows with this; a CSV's ranges
+    run it in their own processes."""
+    reason = pa.nulls(table.num_rows, pa.string())
+    for name in columns:
+        looks_float = pc.fill_null(pc.match_substring_regex(table[name], FLOAT_TEXT), False)
+        bad = pc.or_(looks_float, numeric[name]) if name in numeric else looks_float
+        msg = pa.scalar(f"column {name} arrived as a number, not text (digits may already be lost, e.g. "
+                        "scientific notation); it is quarantined, not repaired: store the column as text in the source")
+        reason = pc.if_else(pc.and_(pc.is_null(reason), bad), msg, reason)
+    return reason
 
 
 def _shared_dir(size: int) -> str | None:
@@ -384,6 +406,9 @@ def _parse_range_to_file(task: RangeTask) -> tuple[str, RangeResult]:
         os.unlink(name)
         raise
     result.table = pa.table({})
+    if result.not_text is not None:  # a small column: pickled with the result
+        result.not_text = result.not_text.combine_chunks() if isinstance(result.not_text, pa.ChunkedArray) \
+            else result.not_text
     return name, result
 
 

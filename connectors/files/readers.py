@@ -33,14 +33,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from connectors.files.chunks import DecodeFailed, RangeTask, parse_ranges, plan_ranges, range_count
+from connectors.files.chunks import (
+    DecodeFailed,
+    RangeTask,
+    not_text_reasons,
+    parse_ranges,
+    plan_ranges,
+    range_count,
+)
 from connectors.files.spec import FileLimits, FileStreamSpec, HeaderRule
 
 FILE_ROW = "_file_row"       # 1-based row (Excel) or physical line (CSV) number in the file
 ROW_ERROR = "_read_error"    # why a row could not be read; the mapping rejects such rows with it
 HEAD_BYTES = 256 << 10
 _UTF8 = {"utf-8", "utf8", "utf-8-sig", "utf_8", "utf_8_sig"}
-_FLOAT_TEXT = re.compile(r"^\s*[+-]?[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+\s*$|^\s*[0-9]+\.0+\s*$")
 
 
 class Unreadable(Exception):
@@ -197,17 +203,7 @@ def _blank_rows(table: pa.Table, names: list[str]) -> pa.Array | None:
 
 def _flag_text_columns(table: pa.Table, spec: FileStreamSpec, numeric: dict[str, pa.Array]) -> pa.Array:
     """Per row, why a must-be-text column is not text (a number, or a number's text form)."""
-    n = table.num_rows
-    reason = pa.nulls(n, pa.string())
-    for name in spec.text_columns:
-        if name not in table.column_names:
-            continue
-        looks_float = pc.fill_null(pc.match_substring_regex(table[name], _FLOAT_TEXT.pattern), False)
-        bad = pc.or_(looks_float, numeric[name]) if name in numeric else looks_float
-        msg = pa.scalar(f"column {name} arrived as a number, not text (digits may already be lost, e.g. "
-                        "scientific notation); it is quarantined, not repaired: store the column as text in the source")
-        reason = pc.if_else(pc.and_(pc.is_null(reason), bad), msg, reason)
-    return reason
+    return not_text_reasons(table, [n for n in spec.text_columns if n in table.column_names], numeric)
 
 
 # ---------------------------------------------------------------------------------------- CSV
@@ -280,8 +276,8 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
     ranges = plan_ranges(path, offset, range_count(path.stat().st_size - offset), sep)
     data_lines = sum(r.lines for r in ranges)
     _check_caps(data_lines, len(names), spec.limits, "the file")
-    tasks = [RangeTask(str(path), r, None if utf8 else encoding, names, spec.delimiter, spec.note_lines)
-             for r in ranges]
+    tasks = [RangeTask(str(path), r, None if utf8 else encoding, names, spec.delimiter, spec.note_lines,
+                       tuple(spec.text_columns)) for r in ranges]
     parts = parse_ranges(tasks)
     read_rows = sum(p.table.num_rows + len(p.bad) + p.notes + p.other + p.empty for p in parts)
     if any(p.swallowed for p in parts) or read_rows != data_lines:
@@ -299,6 +295,7 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
         skipped["note lines"] = notes
     blank = sum(p.empty + p.other for p in parts)  # lines of nothing
     table = table.append_column(FILE_ROW, line_numbers)
+    table = table.append_column(ROW_ERROR, pa.chunked_array([p.not_text for p in parts], pa.string()))
     # a row made only of blanks and delimiters is an empty line
     empty = _blank_rows(table, names)
     if empty is not None:
@@ -316,7 +313,6 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
             skipped["repeated header"] = n_again
             table = drop_rows(table, again)
     table = apply_skip_rules(table, spec, skipped)
-    table = table.append_column(ROW_ERROR, _flag_text_columns(table, spec, {}))
     return ParsedFile(table, encoding, skipped, bad, lines=first_data_line + data_lines)
 
 

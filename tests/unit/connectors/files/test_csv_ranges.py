@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.files import chunks
 from connectors.files.readers import ParsedFile, Unreadable, read_csv
@@ -164,3 +166,17 @@ def test_range_count_follows_size_cores_and_the_setting(monkeypatch: pytest.Monk
     monkeypatch.setenv("IEHUB_FILE_WORKERS", "many")
     with pytest.raises(ValueError, match="IEHUB_FILE_WORKERS='many' is not a number"):
         chunks.range_count(100 * chunks.RANGE_MIN_BYTES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="\n\ra,", max_size=40))
+def test_empty_lines_are_found_as_a_line_by_line_reading_finds_them(tmp_path_factory: pytest.TempPathFactory,
+                                                                     text: str) -> None:
+    data = text.encode()
+    path = tmp_path_factory.mktemp("e") / "f.csv"
+    path.write_bytes(data)
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline ends the last line
+    rng = chunks.ByteRange(0, len(data), 0, len(lines))
+    assert chunks._empty_lines(str(path), rng).tolist() == [i for i, line in enumerate(lines) if line in (b"", b"\r")]

@@ -40,6 +40,7 @@ def test_without_the_previous_digests_every_row_counts_as_changed() -> None:
     table, keys = snapshot([("YP001", "a"), ("YP001", "a")])
     diff = diff_snapshot(table, ["项目编号", "项目名称"], keys, None, pa.array(["YP009", "YP001"], pa.string()))
     assert diff.unchanged is None and diff.present.to_pylist() == ["YP001"] and diff.gone.to_pylist() == ["YP009"]
+    assert diff.repeated is not None and diff.repeated.to_pylist() == [True, True]
 
 
 @settings(max_examples=40, deadline=None)
@@ -59,3 +60,6 @@ def test_matches_a_plain_reading_and_keeps_the_row_order(rows: list[tuple[str | 
     present = {k for k, _ in rows if k is not None}
     assert set(diff.present.to_pylist()) == present and len(diff.present) == len(present)
     assert diff.gone.to_pylist() == [k for k in live if k not in present]
+    twice = {k for k in present if [r[0] for r in rows].count(k) > 1}
+    assert (diff.repeated.to_pylist() if diff.repeated is not None else [False] * len(rows)) == \
+        [k in twice for k, _ in rows]
