@@ -35,6 +35,7 @@ import re
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -437,6 +438,11 @@ def parse_ranges(tasks: list[RangeTask]) -> list[RangeResult]:
         for future in futures:
             try:
                 name, result = future.result()
+            except BrokenProcessPool as exc:
+                _discard(futures)
+                raise RuntimeError(f"the process parsing bytes {tasks[futures.index(future) + 1].range.start}- of "
+                                   f"{tasks[0].path} ended abruptly (out of memory?); the file was not read: retry, "
+                                   f"or set {_ENV_WORKERS}=1 to parse files in one process") from exc
             except BaseException:
                 _discard(futures)
                 raise

@@ -180,3 +180,18 @@ def test_empty_lines_are_found_as_a_line_by_line_reading_finds_them(tmp_path_fac
         lines.pop()  # the newline ends the last line
     rng = chunks.ByteRange(0, len(data), 0, len(lines))
     assert chunks._empty_lines(str(path), rng).tolist() == [i for i, line in enumerate(lines) if line in (b"", b"\r")]
+
+
+def test_a_range_process_that_dies_fails_the_read_saying_what_to_do(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, lines_with_everything(80))
+    ranges(monkeypatch, 2)
+    monkeypatch.setattr(chunks, "_parse_range_to_file", _die)
+    with pytest.raises(RuntimeError, match="ended abruptly .* set IEHUB_FILE_WORKERS=1"):
+        read_csv(path, spec())
+
+
+def _die(task: chunks.RangeTask) -> None:
+    import os
+
+    os._exit(9)  # as the kernel's OOM killer would end it
