@@ -8,7 +8,7 @@ A data answer comes back with its body as UTF-8 bytes next to the parsed envelop
 stream can turn the records into Arrow in bulk (DuckDB over the bodies) instead of
 re-serialising every record in Python. Proxy and CA settings from the environment are resolved
 once per client, not per request (requests re-reads the environment on every call otherwise,
-about a third of its per-request cost).
+about a tenth of its per-request cost).
 """
 from __future__ import annotations
 

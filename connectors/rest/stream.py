@@ -1,9 +1,10 @@
 """A REST stream: one (source, entity) endpoint read page by page into raw Arrow rows.
 
-The page chain (request, envelope check, paginator decision) runs on a thread one page ahead
-(`ahead.read_ahead`); the records of a batch of pages become Arrow in one DuckDB query over the
-page bodies (`rawpages.RawConverter`). Python parses each body once, with orjson, only for what
-the paginator must decide; no record is re-serialised, hashed or keyed in Python.
+The page chain (request, envelope check, paginator decision) runs on a thread of its own, up to
+`PAGES_AHEAD` answers ahead of the caller (`ahead.read_ahead`); the records of a batch of pages
+become Arrow in one DuckDB query over the page bodies (`rawpages.RawConverter`). Python parses
+each body once, with orjson, for what the paginator must decide and for key and cursor; no
+record is re-serialised or hashed in Python.
 """
 from __future__ import annotations
 
