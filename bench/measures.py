@@ -178,7 +178,9 @@ def hub_warehouse_build(params: dict[str, Any], scratch: Path) -> dict[str, Any]
     seconds = time.perf_counter() - t0
     catalog.dispose()
     rows = sum(e.rows for e in result.entities.values())
-    return {"seconds": seconds, "rows": rows, "bytes": None, "stages": {"build": seconds},
+    # The build's own stages (open, core, marts, ops, checkpoint, replace, publish) after the total.
+    stages = {"build": seconds, **{f"build.{k}": v for k, v in result.stages.items()}}
+    return {"seconds": seconds, "rows": rows, "bytes": None, "stages": stages,
             "imports_seconds": imports, "extra": {"changes": result.changes}}
 
 

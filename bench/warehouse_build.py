@@ -72,6 +72,9 @@ def timed(label: str, fn):  # type: ignore[no-untyped-def]
     out = fn()
     seconds = time.perf_counter() - t0
     print(f"{label:<58} {seconds:8.2f} s")
+    stages = getattr(out, "stages", None)
+    if stages:  # a BuildResult: where the build's time went
+        print("  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()))
     return out, seconds
 
 

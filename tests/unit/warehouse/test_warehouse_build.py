@@ -320,3 +320,18 @@ def test_a_failing_build_raises_in_the_callers_thread_and_a_bad_nice_is_named(mo
     with pytest.raises(b.BuildError, match="IEHUB_BUILD_NICE='high'"):
         b.build_nice("high")
     assert b.build_nice("0") == 0
+
+
+def test_a_build_says_where_its_time_went_and_counts_rows_per_entity(home: Path, catalog: Catalog) -> None:
+    """BuildResult.stages names every stage once (the benchmarks print them); rows and tombstones per entity."""
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [
+        {"notice_id": "N1", "title": "申报通知"}, {"notice_id": "N2", "title": "人才需求"}]))
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2", "_is_deleted": True}]))
+    result = build(home, catalog, registry=REGISTRY)
+    assert list(result.stages) == ["open", "core", "marts", "ops", "checkpoint", "replace", "publish"]
+    assert all(v >= 0 for v in result.stages.values())
+    assert (result.entities["notice"].rows, result.entities["notice"].tombstones) == (1, 1)
+    # An incremental build with nothing new keeps the counts (read in one query, not per entity).
+    again = build(home, catalog, registry=REGISTRY)
+    assert (again.entities["notice"].rows, again.entities["notice"].tombstones) == (1, 1)
+    assert again.entities["notice"].changes == 0
