@@ -933,21 +933,36 @@ def build_ops(
     if clash:
         raise BuildError(f"catalog tables {clash} clash with the builder's ops tables; rename them in the catalog")
     database = _current_db(con)
-    for (stale,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'ops'", [database]
+    present: dict[str, list[tuple[str, str]]] = {}
+    for table_name, column, dtype in con.execute(
+        "SELECT t.table_name, c.column_name, c.data_type FROM duckdb_tables() AS t LEFT JOIN duckdb_columns() AS c "
+        "USING (database_name, schema_name, table_name) WHERE t.database_name = ? AND t.schema_name = 'ops' "
+        "ORDER BY t.table_name, c.column_index", [database]
     ).fetchall():
-        if stale not in _BUILDER_TABLES:
+        present.setdefault(table_name, []).append((column, dtype))
+    for stale in present:
+        if stale not in _BUILDER_TABLES and stale not in tables:
             con.execute(f"DROP TABLE ops.{_ident(stale)}")
     for table, arrow in tables.items():
         con.register("_ops", arrow)
         try:
-            con.execute(f"CREATE TABLE ops.{_ident(table)} AS SELECT * FROM _ops")
+            wanted = [(c, t) for c, t, *_ in con.execute("DESCRIBE SELECT * FROM _ops").fetchall()]
+            if present.get(table) == wanted:
+                # Same columns as last build: replace the rows, keep the table and its comments
+                # (re-creating it dropped them, and every build paid to write them all again).
+                con.execute(f"DELETE FROM ops.{_ident(table)}")
+                con.execute(f"INSERT INTO ops.{_ident(table)} SELECT * FROM _ops")
+            else:
+                con.execute(f"DROP TABLE IF EXISTS ops.{_ident(table)}")
+                con.execute(f"CREATE TABLE ops.{_ident(table)} AS SELECT * FROM _ops")
         finally:
             con.unregister("_ops")
+    known = _known_comments(con, "ops")
+    for table, arrow in tables.items():
         text, columns = _OPS_DOCS.get(table, (
             f"运维目录表 / ops catalog table {table}, copied from the catalog at build time.", {}))
         docs = {c: columns.get(c, f"运维目录字段 / {table}.{c} as stored in the ops catalog") for c in arrow.column_names}
-        _comment_table(con, f"ops.{_ident(table)}", text, docs)
+        _comment_table(con, f"ops.{_ident(table)}", text, docs, known)
     _build_quarantine(con, lake, tables["batches"])
     _comment_table(
         con, "ops.build_state",

@@ -335,3 +335,17 @@ def test_a_build_says_where_its_time_went_and_counts_rows_per_entity(home: Path,
     again = build(home, catalog, registry=REGISTRY)
     assert (again.entities["notice"].rows, again.entities["notice"].tombstones) == (1, 1)
     assert again.entities["notice"].changes == 0
+
+
+def test_ops_tables_are_refreshed_in_place_with_their_comments(home: Path, catalog: Catalog) -> None:
+    """A later build replaces ops.batches' rows (the new batch is there) and keeps its comments."""
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "title": "申报通知"}]))
+    build(home, catalog, registry=REGISTRY)
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2", "title": "人才需求"}]))
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT count(*), count(DISTINCT batch_id) FROM ops.batches") == [(2, 2)]
+    comments = query(home, "SELECT comment FROM duckdb_columns() WHERE schema_name = 'ops' AND table_name = 'batches' "
+                           "AND column_name = 'landed_seq'")
+    assert comments == [("落地序号 / merge order: later landings win",)]
+    assert query(home, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = 'batches'")[0][0] \
+        .startswith("批次台账")
