@@ -257,7 +257,9 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     log.info("extract %s.%s: batch %s, %s", source, stream, batch_id,
              f"incremental from {since}" if since else "full read")
     try:
-        with PipelinedSink(ParquetSink(raw_path, raw_schema)) as sink:  # writes overlap the next page's fetch
+        # Writes overlap the next page's fetch; no dictionary pages: 1M raw rows write in 0.9 s instead
+        # of 1.2 s and read back in 0.3 s instead of 0.5 s, at the same size (bench/.work S1 batch).
+        with PipelinedSink(ParquetSink(raw_path, raw_schema, use_dictionary=False)) as sink:
             for page in reader.read(cursor):
                 pages += 1
                 n = page.table.num_rows

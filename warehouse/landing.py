@@ -106,7 +106,9 @@ class ParquetSink:
     not already, and the result is then in :attr:`landed`.
     """
 
-    def __init__(self, final_path: Path, schema: pa.Schema) -> None:
+    def __init__(self, final_path: Path, schema: pa.Schema, *, use_dictionary: bool = True) -> None:
+        """``use_dictionary=False`` for files of mostly distinct values (staged raw rows): Parquet's
+        dictionary pages then cost time to build and to decode and save no space."""
         self.final_path = Path(final_path)
         self.schema = schema
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +116,7 @@ class ParquetSink:
             f".{self.final_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         )
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.temp_path, schema, compression="zstd"
+            self.temp_path, schema, compression="zstd", use_dictionary=use_dictionary
         )
         self._pending: list[pa.Table] = []
         self._pending_rows = 0

@@ -177,8 +177,12 @@ def test_mapping_and_gate_run_in_one_pass_and_repeated_keys_are_still_decided_ba
     assert clean["repeated_keys"]["copies_quarantined"] == 0
     assert set(clean["step_seconds"]) == {"standardise", "validate"}
 
-    # The source sends project 1 a second time, at the end of the read, with other content.
+    # The staged raw rows are mostly distinct values: written without dictionary pages (cheaper both ways)
     raw_path = _staged_raw(settings, clean)
+    title = pq.ParquetFile(raw_path).metadata.row_group(0).column(pq.read_schema(raw_path).get_field_index("title"))
+    assert not any("DICTIONARY" in e for e in title.encodings), title.encodings
+
+    # The source sends project 1 a second time, at the end of the read, with other content.
     raw = pq.read_table(raw_path)
     first = raw.filter(pa.compute.equal(raw["project_id"], 1))
     copy = first.set_column(first.column_names.index("title"), "title", pa.array(["上海海事大学 港口物流 另一版本"]))
