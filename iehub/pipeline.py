@@ -6,6 +6,10 @@ IEHUB_LAKE_URL) and returns a small manifest of lake keys and counts, never loca
 Airflow tasks can run the steps one by one on different workers and pass references, never data,
 and the CLI can chain them without a scheduler. Nothing reaches the lake proper or moves a cursor
 until `land` commits the files and the ledger row in one step.
+
+Mapping and the quality gate are one step (#18): as two, a staged mapped file was written, read
+back and the raw rows of quarantined ones read again, costing more than the mapping itself; in one
+pass each chunk is mapped, checked and written while its raw rows are in memory.
 """
 from __future__ import annotations
 
