@@ -1,16 +1,14 @@
-"""The REST kind's bulk path: pages read ahead on a thread, records turned into raw Arrow in DuckDB."""
+"""The REST kind's bulk path: records of page bodies turned into raw Arrow in DuckDB."""
 from __future__ import annotations
 
 import hashlib
-import threading
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
 import requests
 
 from connectors.errors import FatalError
-from connectors.rest.ahead import read_ahead
 from connectors.records import to_json_lines
 from connectors.rest.rawpages import PageRecords, RawConverter
 from connectors.rest.stream import RestSourceStream, explode
@@ -34,38 +32,6 @@ def envelope(records: list[dict[str, Any]], total: int | None = None) -> bytes:
 
 def md5_16(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------- read_ahead
-def test_read_ahead_keeps_order_and_raises_where_the_error_happened() -> None:
-    def pages() -> Iterator[int]:
-        yield from range(5)
-        raise FatalError("page 6 failed")
-
-    got: list[int] = []
-    with pytest.raises(FatalError, match="page 6 failed"):
-        for item in read_ahead(pages(), depth=2):
-            got.append(item)
-    assert got == [0, 1, 2, 3, 4]
-
-
-def test_closing_the_consumer_stops_the_producer() -> None:
-    produced: list[int] = []
-    closed = threading.Event()
-
-    def pages() -> Iterator[int]:
-        try:
-            for i in range(1000):
-                produced.append(i)
-                yield i
-        finally:
-            closed.set()
-
-    reader = read_ahead(pages(), depth=2)
-    assert [next(reader), next(reader)] == [0, 1]
-    reader.close()
-    assert closed.wait(5), "the producer's iterator was not closed"
-    assert len(produced) <= 6  # two taken, `depth` queued, one in hand: it did not run on
 
 
 # ---------------------------------------------------------------------------------- converter
