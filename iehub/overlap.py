@@ -1,34 +1,21 @@
-"""Parquet I/O on a thread of its own, one chunk apart from the step that works on the rows.
+"""Parquet written on a thread of its own, one chunk behind the step that produces the rows.
 
-A pipeline step alternates reading a chunk (from a source or a staged file), working on it
-(mapping, checking) and encoding plus compressing it into Parquet. Each runs in native code that
-releases the GIL, so with the reading ahead and the writing behind on a second thread they
-overlap on a two-core machine instead of adding up. At most one chunk is in flight each way, so
-memory grows by a chunk or two, never with the batch. Not a change to
-``warehouse.landing.ParquetSink`` or ``read_chunks`` themselves: their atomic commit and bounded
-reads stay as they are, and callers that write once gain nothing from a thread.
+A pipeline step alternates producing a chunk (fetching it from a source, mapping and checking
+it) and encoding plus compressing it into Parquet. Both run in native code that releases the
+GIL, so with the writing on a second thread they overlap on a two-core machine instead of adding
+up. At most one chunk is in flight, so memory grows by one chunk, never with the batch. Not a
+change to ``warehouse.landing.ParquetSink`` itself: its atomic commit stays as it is, and callers
+that write once gain nothing from a thread. Reading ahead the same way was measured too: the
+standardise step saved no time with it and held one more chunk, so nothing reads ahead.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 
 from warehouse.landing import LandedFile, ParquetSink
-
-T = TypeVar("T")
-_END = object()
-
-
-def read_ahead(items: Iterator[T]) -> Iterator[T]:
-    """``items``, with the next one produced on a worker thread while the caller works on this one."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="iehub-read") as pool:
-        ahead = pool.submit(next, items, _END)
-        while (item := ahead.result()) is not _END:
-            ahead = pool.submit(next, items, _END)
-            yield item  # type: ignore[misc]
 
 
 class PipelinedSink:

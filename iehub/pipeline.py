@@ -33,7 +33,7 @@ from connectors.guard import ShrinkFigures, shrink_reason
 from connectors.records import extract_columns
 from connectors.spec import SourceSpec, load_spec
 from iehub.config import Settings
-from iehub.overlap import PipelinedSink, read_ahead
+from iehub.overlap import PipelinedSink
 from schemas import get_entity
 from schemas.lineage import add_lineage
 from schemas.mapping import apply_mapping, mapping_column_groups, mapping_sources, parse_mapping
@@ -453,7 +453,8 @@ class _Batch:
     def chunks(self) -> Iterator[tuple[int, pa.Table]]:
         """(position of the first row, raw rows with RAW_ROW) for each chunk of the staged raw file."""
         done = 0
-        for raw in read_ahead(read_chunks(self.raw_path, CHUNK_ROWS)):  # the next chunk decodes meanwhile
+        # Not read ahead on a thread: measured, it saved no time here and held one more chunk (~90 MB).
+        for raw in read_chunks(self.raw_path, CHUNK_ROWS):
             n = raw.num_rows
             yield done, raw.append_column(RAW_ROW, pa.array(np.arange(done, done + n, dtype=np.int64)))
             done += n

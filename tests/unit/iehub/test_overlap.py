@@ -1,14 +1,13 @@
-"""Parquet I/O on a worker thread (iehub/overlap.py): same file, same order, errors not lost."""
+"""Parquet written on a worker thread (iehub/overlap.py): same file, same order, errors not lost."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from iehub.overlap import PipelinedSink, read_ahead
+from iehub.overlap import PipelinedSink
 from warehouse.landing import LandingError, ParquetSink
 
 SCHEMA = pa.schema([("project_id", pa.int64()), ("title", pa.string())])
@@ -46,17 +45,3 @@ def test_abort_waits_for_the_write_in_flight_and_drops_the_file(tmp_path: Path) 
     sink.abort()
     sink.abort()  # idempotent
     assert not path.exists() and not list(tmp_path.glob(".*.tmp"))
-
-
-def test_read_ahead_yields_every_item_in_order_and_raises_the_producers_error() -> None:
-    assert list(read_ahead(iter([0, None, 2]))) == [0, None, 2]
-
-    def broken() -> Iterator[int]:
-        yield 1
-        raise ValueError("row group 2 of raw.parquet is corrupt")
-
-    got = []
-    with pytest.raises(ValueError, match="corrupt"):
-        for item in read_ahead(broken()):
-            got.append(item)
-    assert got == [1]
