@@ -65,7 +65,7 @@ class PageNumberPaginator:
         """Take one response; return the records not delivered before and move to the next page."""
         self._note_cap(records, total)
         covered = (self.page - self.first_page) * self.effective_size + len(records)
-        fresh = [r for r in records if not self._repeat(r)] if self._seen_at_anchor else records
+        fresh = self._fresh(records) if self._seen_at_anchor else records
         if not records:
             if total is not None and covered < total and self._empty_retries < MAX_EMPTY_RETRIES:
                 # A transient short page can come back empty; ask again before believing the end.
@@ -102,18 +102,17 @@ class PageNumberPaginator:
     def _key(self, record: dict[str, Any]) -> str:
         return str(record.get(self.key_field))
 
-    def _repeat(self, record: dict[str, Any]) -> bool:
-        """Delivered before: its key was seen at the anchor and it is not a newer version.
+    def _fresh(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records not delivered before: keys not seen at the anchor, or newer versions.
 
         A row delivered at the anchor and edited mid-pass comes back later with a newer cursor;
         that is a change to keep, not a repeat. Only rows at or before the anchor (and rows
-        without a usable cursor) are looked up, so the check costs a comparison per row.
+        without a usable cursor) are looked up, so the check is mostly a comparison per row.
         """
-        if self.anchor is not None and self.anchor_field is not None:
-            value = record.get(self.anchor_field)
-            if isinstance(value, str) and value > self.anchor:
-                return False
-        return self._key(record) in self._seen_at_anchor
+        seen, field, anchor = self._seen_at_anchor, self.anchor_field, self.anchor
+        if field is None or anchor is None:
+            return [r for r in records if self._key(r) not in seen]
+        return [r for r in records if (isinstance(v := r.get(field), str) and v > anchor) or self._key(r) not in seen]
 
     def _note_cap(self, records: list[dict[str, Any]], total: int | None) -> None:
         """Detect a silent cap: two short pages of the same length while more rows remain."""

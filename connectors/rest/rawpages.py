@@ -55,16 +55,6 @@ def records_path(dotted: str) -> str:
     return "$" + "".join('."' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in dotted.split(".")) + "[*]"
 
 
-def key_text(value: Any) -> str | None:
-    """A record's key as text (`str` of the parsed value), as the paginator compares keys."""
-    return None if value is None else str(value)
-
-
-def cursor_text(value: Any) -> str | None:
-    """A record's cursor when it is a string; anything else cannot order a pass."""
-    return value if isinstance(value, str) else None
-
-
 class RawConverter:
     """Turns batches of pages into raw tables; one DuckDB connection per stream pass."""
 
@@ -123,8 +113,11 @@ class RawConverter:
         for p, size in zip(pages, sizes):
             d, j = digests.slice(offset, size), texts.slice(offset, size)
             if unnested and p.keep is not None:
-                rows = pa.array(p.keep, pa.int64())
-                d, j = d.take(rows), j.take(rows)
+                if p.keep and p.keep[-1] - p.keep[0] + 1 == len(p.keep):  # a run (a re-anchored page's tail)
+                    d, j = d.slice(p.keep[0], len(p.keep)), j.slice(p.keep[0], len(p.keep))
+                else:
+                    rows = pa.array(p.keep, pa.int64())
+                    d, j = d.take(rows), j.take(rows)
             out[id(p)] = pa.table([pa.array(p.keys, pa.string()), pa.array(p.cursors, pa.string()), d, j],
                                   schema=RAW_SCHEMA)
             offset += size

@@ -21,7 +21,7 @@ from connectors.errors import FatalError
 from connectors.records import extract_columns, to_json_lines
 from connectors.rest.client import RestClient, dig
 from connectors.rest.paginators import CursorPaginator, PageNumberPaginator
-from connectors.rest.rawpages import BATCH_ROWS, RAW_SCHEMA, PageRecords, RawConverter, cursor_text, key_text
+from connectors.rest.rawpages import BATCH_ROWS, RAW_SCHEMA, PageRecords, RawConverter
 from connectors.spec import CursorPaging, RestSourceSpec
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,10 @@ class ExtractedPage:
 
     def to_convert(self, key_field: str, cursor_field: str | None) -> PageRecords:
         """What the converter needs: the body (or JSON texts) plus each record's key and cursor."""
-        keys = [key_text(r.get(key_field)) for r in self.records]
-        cursors = [cursor_text(r.get(cursor_field)) for r in self.records] if cursor_field \
-            else [None] * len(self.records)
+        # keys as `str` of the parsed value (as the paginator compares them); cursors only when text
+        keys = [None if (k := r.get(key_field)) is None else str(k) for r in self.records]
+        cursors = [c if isinstance(c := r.get(cursor_field), str) else None for r in self.records] \
+            if cursor_field else [None] * len(self.records)
         if self.body is None:
             return PageRecords(self.number, len(self.records), keys, cursors, texts=to_json_lines(self.records))
         return PageRecords(self.number, self.total, keys, cursors, body=self.body, keep=self.keep)
@@ -101,11 +102,23 @@ class RestStream:
                 if fresh:
                     yield ExtractedPage(number, request.label, fresh)
             elif fresh:
-                keep = None
-                if len(fresh) != len(records):  # the paginator dropped rows it delivered before
-                    kept = {id(r) for r in fresh}
-                    keep = [i for i, r in enumerate(records) if id(r) in kept]
-                yield ExtractedPage(number, request.label, fresh, answer.body, keep, len(records))
+                yield ExtractedPage(number, request.label, fresh, answer.body, kept_positions(records, fresh),
+                                    len(records))
+
+
+def kept_positions(records: list[dict[str, Any]], fresh: list[dict[str, Any]]) -> list[int] | None:
+    """Where the paginator's `fresh` (an ordered subset of `records`) sits in `records`; None: all.
+
+    A re-anchored page usually repeats its first rows, so `fresh` is most often a tail: an
+    ordered subset as long as the tail that starts with the tail's first record is that tail.
+    """
+    if len(fresh) == len(records):
+        return None
+    start = len(records) - len(fresh)
+    if fresh and fresh[0] is records[start]:
+        return list(range(start, len(records)))
+    kept = {id(r) for r in fresh}
+    return [i for i, r in enumerate(records) if id(r) in kept]
 
 
 def explode(records: list[dict[str, Any]], path: str, parent_as: str,

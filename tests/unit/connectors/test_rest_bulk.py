@@ -156,3 +156,14 @@ def test_a_failing_page_fails_the_read_with_where(stream_for) -> None:
                                   ("/talent/demand/list", 200, {"code": 40001, "msg": "参数错误: pageSize"}, {})])
     with pytest.raises(FatalError, match="40001"):
         list(stream.read(None))
+
+
+def test_kept_positions_of_a_tail_and_of_any_ordered_subset() -> None:
+    from connectors.rest.stream import kept_positions
+
+    records = [{"id": i} for i in range(6)]
+    assert kept_positions(records, records) is None
+    assert kept_positions(records, records[2:]) == [2, 3, 4, 5]
+    assert kept_positions(records, [records[0], records[3], records[5]]) == [0, 3, 5]
+    assert kept_positions(records, [records[1], records[4], records[5]]) == [1, 4, 5]  # as long as a tail, not one
+    assert kept_positions(records, []) == []
