@@ -108,8 +108,10 @@ class RawConverter:
         if sum(sizes) != len(texts):
             raise RuntimeError(f"raw conversion: {len(texts)} records unnested, {sum(sizes)} expected "
                                "(a body's records list does not match what was parsed from it)")
+        keys = pa.array([k for p in pages for k in p.keys], pa.string())  # one conversion per batch
+        cursors = pa.array([c for p in pages for c in p.cursors], pa.string())
         out: dict[int, pa.Table] = {}
-        offset = 0
+        offset = kept = 0
         for p, size in zip(pages, sizes):
             d, j = digests.slice(offset, size), texts.slice(offset, size)
             if unnested and p.keep is not None:
@@ -118,7 +120,7 @@ class RawConverter:
                 else:
                     rows = pa.array(p.keep, pa.int64())
                     d, j = d.take(rows), j.take(rows)
-            out[id(p)] = pa.table([pa.array(p.keys, pa.string()), pa.array(p.cursors, pa.string()), d, j],
-                                  schema=RAW_SCHEMA)
+            out[id(p)] = pa.table([keys.slice(kept, p.count), cursors.slice(kept, p.count), d, j], schema=RAW_SCHEMA)
             offset += size
+            kept += p.count
         return out

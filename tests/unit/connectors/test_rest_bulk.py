@@ -77,6 +77,7 @@ def test_converter_keeps_only_the_kept_positions_and_splits_pages_in_order() -> 
     assert out[0][1].column("_key").to_pylist() == ["A1", "A3"]
     assert out[0][1].column("_cursor").to_pylist() == ["c1", "c3"]
     assert [orjson.loads(t)["id"] for t in out[1][1].column("_record").to_pylist()] == ["B0", "B1", "B2"]
+    assert out[1][1].column("_key").to_pylist() == ["B0", "B1", "B2"]
 
 
 def test_converter_refuses_a_body_that_does_not_hold_what_was_parsed() -> None:
