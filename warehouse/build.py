@@ -333,10 +333,12 @@ def build(
             stage("open")
             try:
                 version = new_version(home)
+                captured: set[str] = set()
                 built, first, last = build_core(con, lake, catalog, registry, only=entities, previous=previous,
-                                                now=started_at)
+                                                now=started_at, captured=captured)
                 stage("core")
-                mart_rows = marts_module.build_marts(con, unchanged_tables(built))
+                mart_rows = marts_module.build_marts(con, unchanged_tables(built), captured)
+                marts_module.drop_changed_keys(con)
                 stage("marts")
                 finished_at = datetime.now(timezone.utc)
                 result = BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last,
@@ -547,6 +549,7 @@ def build_core(
     only: list[str] | None = None,
     previous: bool = False,
     now: datetime | None = None,
+    captured: set[str] | None = None,
 ) -> tuple[dict[str, EntityBuild], int | None, int]:
     """Schema ``core``: apply each entity's new batches; returns (per entity, first and last version).
 
@@ -554,6 +557,9 @@ def build_core(
     ``core.organization_source`` and ``core.organization`` is the golden table across sources
     (:mod:`warehouse.identity`), refreshed after every entity is applied because mentions in
     any entity can add, fold or split an organisation.
+
+    ``captured`` (when given) collects the tables whose changed keys were captured for the marts
+    kept group by group (:func:`marts.capture_changed_keys`, before their new files are applied).
     """
     now = now or datetime.now(timezone.utc)
     golden = identity.applies(registry)
@@ -623,7 +629,14 @@ def build_core(
                     missing_key = [k for k in entity.key if k not in present]
                     if missing_key:
                         raise BuildError(f"entity {name}: key column(s) {missing_key} absent from every std file")
+                    if captured is not None and not rebuilt and table in marts_module.GROUPED_TABLES:
+                        marts_module.capture_changed_keys(con, table, entity.key, seq_table.column("path").to_pylist())
+                        captured.add(table)
                     result = apply_entity(con, entity, schema, seq_table, present, last, history=history)
+                    if table in (captured or ()) and result.changes and _scalar(
+                            con, f"SELECT count(*) FROM core.{key_changes.KEY_CHANGES} WHERE entity = ? "
+                                 f"AND {CHANGE_VERSION} > ?", [table, last]):
+                        captured.discard(table)  # a rename took a key the files lack out of core: marts whole
                     changes = result.changes
                     if changes:
                         first_version = last + 1 if first_version is None else first_version

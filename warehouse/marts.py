@@ -5,11 +5,18 @@ per column and its SQL); the build creates and COMMENTs it from that declaration
 dictionary renders the same declaration, so the documentation cannot drift from the table.
 
 Marts read whatever core holds: every core table always exists (empty when no source sends
-that entity yet), so an empty input gives an empty mart, never an error. Marts are small
-aggregates; rebuilding them is a scan of core, which DuckDB does in well under a second at a
-million rows, so they are recomputed rather than maintained incrementally; a build recomputes
+that entity yet), so an empty input gives an empty mart, never an error. A build recomputes
 only the marts whose inputs it changed (:func:`build_marts`). A per-row mart (``report_status``)
 is a view instead, computed when read, so no build copies a whole entity into ``marts``.
+
+The marts over the big entities (projects, reports) are kept group by group (:class:`Groups`):
+before the builder applies new files it captures the keys they carry and those keys' rows as
+they were (:func:`capture_changed_keys`), and the mart's rows of every group a changed row was
+in before or is in after are replaced. Why not recompute them whole, as the small ones are: at
+1M projects + 1M reports that was 0.43 s of every incremental build (a join of both tables and a
+time-zone conversion per report), the largest fixed cost left once core was applied from the
+change only. Why not add and subtract deltas: ``count(DISTINCT …)``, ``avg`` and ``any_value``
+do not subtract, and a group recomputed from its own rows equals a full rebuild by construction.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-__all__ = ["INDICATORS", "MARTS", "Indicator", "Mart", "build_marts", "build_ref"]
+__all__ = ["GROUPED_TABLES", "INDICATORS", "MARTS", "Groups", "Indicator", "Mart", "build_marts", "build_ref",
+           "capture_changed_keys", "drop_changed_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,35 @@ def _ident(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _same(columns: tuple[str, ...], a: str, b: str) -> str:
+    """NULL-safe equality of ``columns`` between aliases ``a`` and ``b`` (a NULL is a group too)."""
+    return " AND ".join(f"{a}.{_ident(c)} IS NOT DISTINCT FROM {b}.{_ident(c)}" for c in columns)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """How an aggregate mart is kept group by group: which groups a change of core rows touches.
+
+    ``key``: the mart's columns naming one group (a NULL is a group of its own). ``columns``: per
+    core table the mart reads (directly or through a view), the columns besides the natural key
+    that ``touched`` reads from ``_prior_<table>``. ``touched``: a SELECT of ``key`` values that
+    holds every group a changed row was in before the build and is in after it (more is harmless:
+    such a group is recomputed to the same rows); it reads ``_touched_<table>`` (the keys the new
+    files carry), ``_prior_<table>`` (those keys' rows before the build) and core.
+    ``only``: per core table, the rows the mart reads for the groups in ``_groups`` (a SELECT,
+    as ``_only_<table>``); the mart's SQL runs over those instead of the whole table.
+    """
+
+    key: tuple[str, ...]
+    columns: dict[str, tuple[str, ...]]
+    touched: str
+    only: dict[str, str]
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(self.columns)
 
 
 @dataclass(frozen=True)
@@ -51,6 +88,8 @@ class Mart:
     #: entity on every build (report_status at 1M reports: ~5 s of every build, even one with
     #: nothing new); the aggregates that read it compute their small answer once per build.
     view: bool = False
+    #: Maintained group by group in an incremental build (:func:`build_marts`); None: recomputed whole.
+    groups: Groups | None = None
 
     @property
     def comment(self) -> str:
@@ -284,6 +323,14 @@ MARTS: tuple[Mart, ...] = (
         LEFT JOIN ref.codes AS i ON i.code_list = 'lingang_industry' AND i.code = p.industry_code
         GROUP BY ALL
         """,
+        groups=Groups(
+            ("district_code", "category", "industry_code"), {"project": ("district_code", "category", "industry_code")},
+            "SELECT district_code, category, industry_code FROM _prior_project UNION ALL "
+            "SELECT district_code, category, industry_code FROM core.project SEMI JOIN _touched_project "
+            "USING (_source, project_id)",
+            {"project": "SELECT * FROM core.project AS x SEMI JOIN _groups AS g ON "
+                        + _same(("district_code", "category", "industry_code"), "x", "g")},
+        ),
     ),
     Mart(
         "talent_balance_by_major", "人才供需（按专业）", "talent demand against supply by major",
@@ -408,6 +455,7 @@ MARTS: tuple[Mart, ...] = (
             "reports_missing": "缺报 / missing",
             "reports_pending": "未到期 / not yet due",
             "on_time_rate": "按时率 / on time ÷ (on time + late + missing)",
+            "lead_org_key": "牵头单位键 / the group: lead organisation USCC, else its id, else its name",
         },
         """
         SELECT any_value(lead_org_uscc) AS lead_org_uscc, any_value(lead_org_name) AS lead_org_name,
@@ -417,10 +465,45 @@ MARTS: tuple[Mart, ...] = (
                count(*) FILTER (WHERE timeliness = 'missing') AS reports_missing,
                count(*) FILTER (WHERE timeliness = 'pending') AS reports_pending,
                count(*) FILTER (WHERE timeliness = 'on_time')
-                 / nullif(count(*) FILTER (WHERE timeliness <> 'pending'), 0) AS on_time_rate
+                 / nullif(count(*) FILTER (WHERE timeliness <> 'pending'), 0) AS on_time_rate,
+               coalesce(lead_org_uscc, lead_org_id, lead_org_name) AS lead_org_key
         FROM marts.report_status
         GROUP BY coalesce(lead_org_uscc, lead_org_id, lead_org_name)
         """,
+        groups=Groups(
+            ("lead_org_key",), {"project": ("lead_org_uscc", "lead_org_id", "lead_org_name"),
+                                "project_report": ("project_id",)},
+            # A report's group is its project's lead organisation. The projects whose reports may have
+            # moved: those of changed reports (before and after), and changed projects that have reports
+            # (their lead organisation may have changed, or the project come or gone: the NULL group).
+            # Each is looked up after the build (core) and, when it changed, before it (_prior_project;
+            # no prior row: it did not exist, the NULL group).
+            """
+            WITH r AS (
+                SELECT _source, project_id FROM _prior_project_report
+                UNION SELECT _source, project_id FROM core.project_report  -- one scan of the reports
+                      WHERE (_source, report_id) IN (SELECT _source, report_id FROM _touched_project_report)
+                         OR (_source, project_id) IN (SELECT _source, project_id FROM _touched_project)
+            )
+            SELECT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name) AS lead_org_key
+            FROM r LEFT JOIN (SELECT * FROM core.project SEMI JOIN r USING (_source, project_id)) AS p
+              USING (_source, project_id)
+            UNION ALL
+            SELECT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name)
+            FROM (SELECT * FROM r SEMI JOIN _touched_project USING (_source, project_id)) AS r
+            LEFT JOIN _prior_project AS p USING (_source, project_id)
+            """,
+            {"project": "SELECT * FROM core.project AS x SEMI JOIN _groups AS g "
+                        "ON coalesce(x.lead_org_uscc, x.lead_org_id, x.lead_org_name) IS NOT DISTINCT FROM g.lead_org_key",
+             # the reports of those projects, and (NULL group only) the reports whose project is unknown
+             "project_report": "SELECT r.* FROM core.project_report AS r SEMI JOIN _only_project AS p "
+                               "ON p._source = r._source AND p.project_id = r.project_id "
+                               "UNION ALL SELECT r.* FROM (SELECT * FROM core.project_report "
+                               "WHERE EXISTS (SELECT 1 FROM _groups WHERE lead_org_key IS NULL)) AS r "
+                               "ANTI JOIN (SELECT _source, project_id FROM core.project "
+                               "WHERE EXISTS (SELECT 1 FROM _groups WHERE lead_org_key IS NULL)) AS p "
+                               "ON p._source = r._source AND p.project_id = r.project_id"},
+        ),
     ),
     Mart(
         "annual_report_school", "院校年度协同育人报告", "yearly collaborative-education report per school (年度报告)",
@@ -536,6 +619,116 @@ def build_ref(con: duckdb.DuckDBPyConnection, state: dict[str, tuple[str, Any]] 
     return True
 
 
+#: Core tables read by a mart kept group by group: the builder captures their changed keys.
+GROUPED_TABLES: frozenset[str] = frozenset(t for m in MARTS if m.groups for t in m.groups.tables)
+#: Per such table, the columns the marts' ``touched`` read from its prior rows.
+GROUPED_COLUMNS: dict[str, frozenset[str]] = {
+    t: frozenset(c for m in MARTS if m.groups for c in m.groups.columns.get(t, ())) for t in GROUPED_TABLES}
+_TABLE_REF = re.compile(r"\b(core|marts)\.([a-z_]+)\b")
+
+
+def capture_changed_keys(con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...] | list[str],
+                         paths: list[str]) -> None:
+    """Before new files are applied to ``core.<table>``: the keys they carry, and those keys' rows.
+
+    ``_touched_<table>`` holds every natural key of the files (a superset of the changed keys: a
+    re-sent identical row only makes its group recomputed); ``_prior_<table>`` those keys' core
+    rows as they were before the build, in the columns the marts' groups read, so a mart can find
+    the groups rows leave (an update moving a row, a delete), not only the ones they join. Reads
+    only the key columns of the new files and scans core once for their keys. A rename takes a key
+    that is not in the files out of core: the builder then drops the capture (the marts over that
+    table are recomputed whole), see :func:`warehouse.build.build_core`.
+    """
+    t = _ident(table)
+    keys = ", ".join(_ident(k) for k in key)
+    wanted = ", ".join([keys, *(_ident(c) for c in sorted(GROUPED_COLUMNS.get(table, ())) if c not in key)])
+    listing = "[" + ", ".join(_literal(p) for p in paths) + "]"
+    source = (f"SELECT DISTINCT {keys} FROM read_parquet({listing}, union_by_name = true)" if paths else
+              f"SELECT {keys} FROM core.{t} WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_touched_' + table)} AS {source}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_prior_' + table)} AS SELECT {wanted} FROM core.{t} "
+                f"SEMI JOIN {_ident('_touched_' + table)} USING ({keys})")
+
+
+def drop_changed_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what :func:`capture_changed_keys` and the group updates left in the connection."""
+    for table in GROUPED_TABLES:
+        for prefix in ("_prior_", "_touched_"):
+            con.execute(f"DROP TABLE IF EXISTS {_ident(prefix + table)}")
+
+
+def _by_groups(mart: Mart, changed: set[tuple[str, str]], unchanged: set[tuple[str, str]] | frozenset[tuple[str, str]],
+               captured: set[str] | frozenset[str]) -> bool:
+    """Whether this build can keep ``mart`` group by group: every core table it reads (through views
+    too) either took no change or had its changed keys captured, and nothing else it reads changed."""
+    if mart.groups is None:
+        return False
+    by_name = {m.name: m for m in MARTS}
+    inputs, todo = set(), list(mart.inputs)
+    while todo:
+        schema, name = todo.pop()
+        if schema == "marts" and name in by_name and by_name[name].view:
+            todo.extend(by_name[name].inputs)  # a view reads its inputs when the mart does
+        else:
+            inputs.add((schema, name))
+    for schema, name in inputs:
+        if schema == "core":
+            if name not in captured and (schema, name) not in unchanged:
+                return False
+            if name not in mart.groups.tables and (schema, name) not in unchanged:
+                return False
+        elif (schema, name) in changed:
+            return False
+    return True
+
+
+def _update_groups(con: duckdb.DuckDBPyConnection, mart: Mart, captured: set[str] | frozenset[str]) -> int:
+    """Replace the mart's rows of the groups the changed keys touch (before and after); returns how many."""
+    groups = mart.groups
+    assert groups is not None
+    from schemas import get_entity
+
+    for table in groups.tables:
+        if table not in captured:  # took no change in this build: nothing touched
+            t = _ident(table)
+            key = get_entity(table).key
+            keys = ", ".join(_ident(k) for k in key)
+            wanted = ", ".join([keys, *(_ident(c) for c in sorted(GROUPED_COLUMNS[table]) if c not in key)])
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_touched_' + table)} AS SELECT {keys} FROM core.{t} "
+                        "WHERE false")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_prior_' + table)} AS SELECT {wanted} FROM core.{t} "
+                        "WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _groups AS SELECT DISTINCT * FROM ({groups.touched})")
+    made: list[str] = []
+    try:
+        n = int(con.execute("SELECT count(*) FROM _groups").fetchall()[0][0])
+        table = f"marts.{_ident(mart.name)}"
+        if n == 0:
+            return 0
+        subs: dict[tuple[str, str], str] = {}
+        for name, sql in groups.only.items():
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {_ident('_only_' + name)} AS {sql}")
+            made.append("_only_" + name)
+            subs[("core", name)] = _ident("_only_" + name)
+        for view in (m for m in MARTS if m.view and ("marts", m.name) in mart.inputs):
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {_ident('_only_' + view.name)} AS {_substitute(view.sql, subs)}")
+            made.append("_only_" + view.name)
+            subs[("marts", view.name)] = _ident("_only_" + view.name)
+        con.execute(f"DELETE FROM {table} AS m WHERE EXISTS (SELECT 1 FROM _groups AS g WHERE "
+                    f"{_same(groups.key, 'm', 'g')})")
+        con.execute(f"INSERT INTO {table} SELECT * FROM ({_substitute(mart.sql, subs)})")
+        return n
+    finally:
+        for view in reversed(made):
+            con.execute(f"DROP VIEW IF EXISTS {_ident(view)}")
+        con.execute("DROP TABLE IF EXISTS _groups")
+
+
+def _substitute(sql: str, subs: dict[tuple[str, str], str]) -> str:
+    """``sql`` reading the relations in ``subs`` instead of the tables they name."""
+    return _TABLE_REF.sub(lambda m: subs.get((m.group(1), m.group(2)), m.group(0)), sql)
+
+
 def _signature(mart: Mart) -> str:
     return _digest(mart.name, mart.sql, mart.view, mart.comment, mart.columns)
 
@@ -550,7 +743,8 @@ def clock_dependent(marts: tuple[Mart, ...] = ()) -> set[str]:
 
 
 def build_marts(con: duckdb.DuckDBPyConnection,
-                unchanged: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()) -> dict[str, int]:
+                unchanged: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+                captured: set[str] | frozenset[str] = frozenset()) -> dict[str, int]:
     """Bring every mart up to date with core; returns row counts by mart.
 
     Incremental: a mart is recomputed only when something it reads may have changed. ``unchanged``
@@ -560,6 +754,12 @@ def build_marts(con: duckdb.DuckDBPyConnection,
     turns from pending to missing overnight) when it was last computed on another day. An input
     mart that was recomputed makes its readers stale too. A recomputed table keeps its comments
     (its rows are replaced in place), so only a new or redeclared mart is COMMENTed again.
+
+    Group by group: a mart declaring :class:`Groups` whose changed core inputs all had their
+    changed keys captured (``captured``: :func:`capture_changed_keys`, called by the builder
+    before it applies new files) has only the touched groups' rows replaced, the groups the
+    changed rows were in before the build as well as after it; a full build, a new day for a
+    clock-reading mart, a changed code list or a redeclared mart still recompute it whole.
     """
     state = _ensure_state(con)
     today = con.execute("SELECT current_date").fetchall()[0][0]
@@ -597,6 +797,12 @@ def build_marts(con: duckdb.DuckDBPyConnection,
             counts[mart.name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
             continue
         changed.add(here)
+        if declared and not stale_day and _by_groups(mart, changed, unchanged, captured):
+            touched = _update_groups(con, mart, captured)
+            recomputed.append(f"{mart.name} ({touched} groups)")
+            _record(con, mart.name, signature, today)
+            counts[mart.name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+            continue
         recomputed.append(mart.name)
         if declared:
             con.execute(f"DELETE FROM {table}")
@@ -623,5 +829,5 @@ def build_marts(con: duckdb.DuckDBPyConnection,
         if not mart.view:
             counts[mart.name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
     log.info("marts recomputed: %s; up to date: %s", ", ".join(recomputed) or "none",
-             ", ".join(sorted(set(counts) - set(recomputed))) or "none")
+             ", ".join(sorted(set(counts) - {r.split(" ")[0] for r in recomputed})) or "none")
     return counts
