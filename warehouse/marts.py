@@ -481,9 +481,10 @@ MARTS: tuple[Mart, ...] = (
             """
             WITH r AS (
                 SELECT _source, project_id FROM _prior_project_report
-                UNION SELECT _source, project_id FROM core.project_report  -- one scan of the reports
-                      WHERE (_source, report_id) IN (SELECT _source, report_id FROM _touched_project_report)
-                         OR (_source, project_id) IN (SELECT _source, project_id FROM _touched_project)
+                UNION SELECT _source, project_id FROM core.project_report SEMI JOIN _touched_project_report
+                      USING (_source, report_id)
+                UNION SELECT _source, project_id FROM core.project_report SEMI JOIN _touched_project
+                      USING (_source, project_id)
             )
             SELECT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name) AS lead_org_key
             FROM r LEFT JOIN (SELECT * FROM core.project SEMI JOIN r USING (_source, project_id)) AS p
@@ -624,6 +625,8 @@ GROUPED_TABLES: frozenset[str] = frozenset(t for m in MARTS if m.groups for t in
 #: Per such table, the columns the marts' ``touched`` read from its prior rows.
 GROUPED_COLUMNS: dict[str, frozenset[str]] = {
     t: frozenset(c for m in MARTS if m.groups for c in m.groups.columns.get(t, ())) for t in GROUPED_TABLES}
+#: A mart whose touched groups are at least this share of its rows is recomputed whole.
+WHOLE_SHARE = 0.5
 _TABLE_REF = re.compile(r"\b(core|marts)\.([a-z_]+)\b")
 
 
@@ -705,6 +708,12 @@ def _update_groups(con: duckdb.DuckDBPyConnection, mart: Mart, captured: set[str
         table = f"marts.{_ident(mart.name)}"
         if n == 0:
             return 0
+        if n >= WHOLE_SHARE * int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]):
+            # most groups touched (a change spread over a coarse mart): filtering the input to them
+            # costs more than it saves, so the mart is recomputed whole
+            con.execute(f"DELETE FROM {table}")
+            con.execute(f"INSERT INTO {table} SELECT * FROM ({mart.sql})")
+            return n
         subs: dict[tuple[str, str], str] = {}
         for name, sql in groups.only.items():
             con.execute(f"CREATE OR REPLACE TEMP VIEW {_ident('_only_' + name)} AS {sql}")
