@@ -12,17 +12,7 @@ from hypothesis import strategies as st
 
 from connectors.files import chunks
 from connectors.files.readers import ParsedFile, Unreadable, read_csv
-from connectors.files.spec import FileStreamSpec
-
-HEADER = "项目编号,项目名称,开始日期,金额(万元)"
-
-
-def spec(**kw) -> FileStreamSpec:
-    base = dict(entity="project", primary_key="项目编号", mapping={"fields": {}, "deleted": {"from": "_deleted"}},
-                pattern="*.csv", format="csv", header={"find": "项目编号"}, note_lines="^\\s*注",
-                skip=[{"column": "项目编号", "matches": "^合计"}], text_columns=["项目编号"])
-    base.update(kw)
-    return FileStreamSpec.model_validate(base)
+from tests.unit.connectors.files.test_file_readers import HEADER, spec
 
 
 def ranges(monkeypatch: pytest.MonkeyPatch, n: int, block: int = 5) -> None:
