@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,7 +87,7 @@ def pull(home: Path, store: LakeStore, *, keep: int | None = None) -> str | None
 
 
 def follow(home: Path, store: LakeStore, every: float, stop: threading.Event,
-           on_error: callable | None = None) -> None:  # type: ignore[valid-type]
+           on_error: Callable[[Exception], None] | None = None) -> None:
     """Pull every ``every`` seconds until ``stop`` is set; errors go to ``on_error`` and the loop goes on."""
     while not stop.is_set():
         try:
