@@ -22,7 +22,8 @@ examples:
   .venv/bin/python -m bench S1 S6              # full scales, 3 repeats
   .venv/bin/python -m bench S3 --scale 200000 --repeat 5
 
-Sources are prepared once and cached under bench/.work/ (git-ignored; delete it to start afresh).
+Sources are prepared once and cached under bench/.work/ (git-ignored; delete it to start afresh), or under
+$IEHUB_BENCH_WORK when set.
 PostgreSQL scenarios use 127.0.0.1:5432 (or IEHUB_BENCH_PG_URL); a missing server fails them by name.
 """
 

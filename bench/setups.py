@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 from bench.runner import REPO, Measure, child_env, run_measure
 
-WORK = REPO / "bench" / ".work"
+#: prepared sources and run folders; IEHUB_BENCH_WORK points elsewhere (e.g. one folder per concurrent run)
+WORK = Path(os.environ["IEHUB_BENCH_WORK"]) if os.environ.get("IEHUB_BENCH_WORK") else REPO / "bench" / ".work"
 PG_URL_ENV = "IEHUB_BENCH_PG_URL"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SETUP_TIMEOUT = 7200.0
