@@ -201,123 +201,147 @@ def apply_rows(
     table = f"core.{ident(name)}"
     hist = f"core.{ident(name + '_history')}"
     key = list(entity.key)
-    keys = ", ".join(ident(k) for k in key)
     columns = list(schema.names)
     surrogate = "_source_key" in columns and "_source_key" not in key
-    extra = ", _source_key" if surrogate else ""
     row_key = [] if positioned else key  # the columns besides (_seq, _row) that name an _in row
+    # One transaction: the change numbers and the rows they number commit together, and no checkpoint
+    # can run in between, so the row ids read into ``_cur`` / ``_open`` still name the same rows when
+    # the DELETE and the history UPDATE use them (a checkpoint may compact a table and renumber them).
+    con.execute("BEGIN TRANSACTION")
     try:
-        # The touched keys' state before this build: live (hash) or deleted (tombstone). An entity
-        # with no rows and no tombstones yet (a first load, a rebuild) has no state to look up:
-        # the lookups are skipped, which saves two DISTINCTs over the input.
-        has_tombs = _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM core.{TOMBSTONES} "
-                                 f"WHERE entity = {literal(name)} LIMIT 1)") > 0
-        has_rows = _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)") > 0
-        has_history = history and _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {hist} LIMIT 1)") > 0
-        # The record hash is compared as DuckDB's 64-bit hash() of it: a fixed 8 bytes in the windows'
-        # sorts instead of a 64-character string (a false "unchanged" needs a 2^-64 collision).
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {keys}, _seq, _row, hash(_record_hash) AS _hash, "
-                    f"_del, _at{extra} FROM _in")
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _tomb AS
-            SELECT * FROM (
-                SELECT t.natural_key, {_key_from_json(schema, key, "t.natural_key")}
-                FROM core.{TOMBSTONES} AS t WHERE t.entity = {literal(name)}
-            ) SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})
-            {"" if has_tombs else "WHERE false"}
-            """
-        )
-        if has_history:  # the touched keys' open history rows, before this apply adds any
-            con.execute(
-                f"""
-                CREATE OR REPLACE TEMP TABLE _open AS
-                SELECT {", ".join(f"h.{ident(k)}" for k in key)}, h.valid_from
-                FROM {hist} AS h SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})
-                WHERE h.valid_to IS NULL
-                """
-            )
-        live = (f"FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})" if has_rows
-                else f"FROM {table} AS c WHERE false")
-        seed_extra = ", NULL::VARCHAR AS _source_key" if surrogate else ""
-        # One window (per key, in merge order) gives: each key's last change (_final), and for
-        # history the running maximum of event times and the next change's time (the interval).
-        per_key = f"PARTITION BY {keys} ORDER BY _seq, _row"
-        intervals = (f", max(_at) OVER (PARTITION BY {keys} ORDER BY _seq, _row ROWS BETWEEN UNBOUNDED PRECEDING "
-                     f"AND CURRENT ROW) AS _run_at, lead(_at) OVER ({per_key}) AS _next_at" if history else "")
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _changed AS
-            WITH steps AS (
-                SELECT {", ".join(f"c.{ident(k)}" for k in key)}, 0::BIGINT AS _seq, -1::BIGINT AS _row,
-                       hash(c._record_hash) AS _hash, false AS _del, NULL::TIMESTAMPTZ AS _at{seed_extra}
-                {live}
-                UNION ALL
-                SELECT {keys}, 0, -1, NULL, true, NULL{seed_extra} FROM _tomb
-                UNION ALL
-                SELECT {keys}, _seq, _row, _hash, _del, _at{extra} FROM _new
-            ), compared AS (
-                SELECT *, lag(_hash) OVER w AS _prev_hash, lag(_del) OVER w AS _prev_del
-                FROM steps WINDOW w AS ({per_key})
-            ), changed AS (
-                SELECT {keys}, _seq, _row, _del, _at{extra} FROM compared
-                WHERE _seq > 0 AND (
-                    _prev_del IS NULL
-                    OR (_del AND NOT _prev_del)
-                    OR (NOT _del AND (_prev_del OR _hash IS DISTINCT FROM _prev_hash))
-                )
-            )
-            SELECT *, _last AS _final FROM (
-                SELECT *, {last_version} + row_number() OVER (ORDER BY {keys}, _seq, _row) AS {CHANGE_VERSION},
-                       lead(_seq) OVER ({per_key}) IS NULL AS _last{intervals}
-                FROM changed
-            )
-            """
-        )
-        con.execute("DROP TABLE _new")
-        changes = _scalar(con, "SELECT count(*) FROM _changed")
-        if changes == 0:
-            return Applied(0, 0, 0, last_version)
-        from warehouse.key_changes import apply_renames, close_renamed_history  # imports this module
-
-        # A surrogate under a new natural key: a rename.
-        apply_renames(con, entity, schema, table, core_empty=not has_rows)
-        if has_tombs:
-            con.execute(
-                f"""
-                DELETE FROM core.{TOMBSTONES} WHERE entity = {literal(name)} AND natural_key IN (
-                    SELECT natural_key FROM _tomb SEMI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys}))
-                """
-            )
-        deletes, upserts, last = con.execute(
-            f"SELECT count(*) FILTER (WHERE _final AND _del), count(*) FILTER (WHERE _final AND NOT _del), "
-            f"max({CHANGE_VERSION}) FROM _changed"
-        ).fetchall()[0]
-        if deletes:
-            _insert_tombstones(con, name, schema, key, table, row_key)
-        key_match = " AND ".join(f"{table}.{ident(k)} = f.{ident(k)}" for k in key)
-        if has_rows:
-            con.execute(f"DELETE FROM {table} USING (SELECT {keys} FROM _changed WHERE _final) AS f WHERE {key_match}")
-        col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
-        if history:
-            _apply_history(con, name, key, columns, has_history, row_key)
-            close_renamed_history(con, entity)
-            # Core's rows are the history rows just written for each key's final live change:
-            # read back from there (native columns) rather than from the files a second time.
-            source = (f"SELECT {col_list} FROM {hist} WHERE {CHANGE_VERSION} > {last_version} AND {CHANGE_VERSION} "
-                      f"IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)")
-        else:
-            source = (f"SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, c.{CHANGE_VERSION} "
-                      f"FROM (SELECT * FROM _changed WHERE _final AND NOT _del) AS c JOIN _in AS i ON {_row_match('c', 'i', row_key)}")
-        # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
-        # then touch one row group by its min/max, not half the table.
-        con.execute(f"INSERT INTO {table} ({col_list}) SELECT * FROM ({source}) ORDER BY {CHANGE_VERSION}")
-        return Applied(changes, int(upserts), int(deletes), int(last))
+        applied = _apply_rows(con, entity, schema, last_version, history=history, table=table, hist=hist, key=key,
+                              columns=columns, surrogate=surrogate, row_key=row_key)
+        con.execute("COMMIT")
+        return applied
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     finally:
-        for temp in ("_new", "_tomb", "_changed", "_open", "_gone", "_renames", "_states"):
+        for temp in ("_new", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
         if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_in'").fetchall()[0][0]:
             con.execute("DROP TABLE _in")  # a caller's temp table (the golden rows); a view is its caller's to drop
+
+
+def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, last_version: int, *,
+                history: bool, table: str, hist: str, key: list[str], columns: list[str], surrogate: bool,
+                row_key: list[str]) -> Applied:
+    """:func:`apply_rows` inside its transaction."""
+    name = entity.name
+    keys = ", ".join(ident(k) for k in key)
+    extra = ", _source_key" if surrogate else ""
+    # The touched keys' state before this build: live (hash) or deleted (tombstone). An entity
+    # with no rows and no tombstones yet (a first load, a rebuild) has no state to look up:
+    # the lookups are skipped, which saves two DISTINCTs over the input.
+    has_tombs = _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM core.{TOMBSTONES} "
+                             f"WHERE entity = {literal(name)} LIMIT 1)") > 0
+    has_rows = _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)") > 0
+    has_history = history and _scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {hist} LIMIT 1)") > 0
+    # The record hash is compared as DuckDB's 64-bit hash() of it: a fixed 8 bytes in the windows'
+    # sorts instead of a 64-character string (a false "unchanged" needs a 2^-64 collision).
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {keys}, _seq, _row, hash(_record_hash) AS _hash, "
+                f"_del, _at{extra} FROM _in")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _tomb AS
+        SELECT * FROM (
+            SELECT t.natural_key, {_key_from_json(schema, key, "t.natural_key")}
+            FROM core.{TOMBSTONES} AS t WHERE t.entity = {literal(name)}
+        ) SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})
+        {"" if has_tombs else "WHERE false"}
+        """
+    )
+    if has_history:  # the touched keys' open history rows, before this apply adds any
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _open AS
+            SELECT h.rowid AS _rid, {", ".join(f"h.{ident(k)}" for k in key)}, h.valid_from
+            FROM {hist} AS h SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})
+            WHERE h.valid_to IS NULL
+            """
+        )
+    if has_rows:
+        # The touched keys' live rows, read once: their hash seeds the comparison and their row id
+        # deletes the replaced ones below without a second join of core on the key's strings.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS SELECT c.rowid AS _rid, "
+                    f"{', '.join(f'c.{ident(k)}' for k in key)}, hash(c._record_hash) AS _hash FROM {table} AS c "
+                    f"SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})")
+    live = ("FROM _cur AS c" if has_rows
+            else f"FROM (SELECT {keys}, hash(_record_hash) AS _hash FROM {table} WHERE false) AS c")
+    seed_extra = ", NULL::VARCHAR AS _source_key" if surrogate else ""
+    # One window (per key, in merge order) gives: each key's last change (_final), and for
+    # history the running maximum of event times and the next change's time (the interval).
+    per_key = f"PARTITION BY {keys} ORDER BY _seq, _row"
+    intervals = (f", max(_at) OVER (PARTITION BY {keys} ORDER BY _seq, _row ROWS BETWEEN UNBOUNDED PRECEDING "
+                 f"AND CURRENT ROW) AS _run_at, lead(_at) OVER ({per_key}) AS _next_at" if history else "")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _changed AS
+        WITH steps AS (
+            SELECT {", ".join(f"c.{ident(k)}" for k in key)}, 0::BIGINT AS _seq, -1::BIGINT AS _row,
+                   c._hash, false AS _del, NULL::TIMESTAMPTZ AS _at{seed_extra}
+            {live}
+            UNION ALL
+            SELECT {keys}, 0, -1, NULL, true, NULL{seed_extra} FROM _tomb
+            UNION ALL
+            SELECT {keys}, _seq, _row, _hash, _del, _at{extra} FROM _new
+        ), compared AS (
+            SELECT *, lag(_hash) OVER w AS _prev_hash, lag(_del) OVER w AS _prev_del
+            FROM steps WINDOW w AS ({per_key})
+        ), changed AS (
+            SELECT {keys}, _seq, _row, _del, _at{extra} FROM compared
+            WHERE _seq > 0 AND (
+                _prev_del IS NULL
+                OR (_del AND NOT _prev_del)
+                OR (NOT _del AND (_prev_del OR _hash IS DISTINCT FROM _prev_hash))
+            )
+        )
+        SELECT *, _last AS _final FROM (
+            SELECT *, {last_version} + row_number() OVER (ORDER BY {keys}, _seq, _row) AS {CHANGE_VERSION},
+                   lead(_seq) OVER ({per_key}) IS NULL AS _last{intervals}
+            FROM changed
+        )
+        """
+    )
+    con.execute("DROP TABLE _new")
+    changes = _scalar(con, "SELECT count(*) FROM _changed")
+    if changes == 0:
+        return Applied(0, 0, 0, last_version)
+    from warehouse.key_changes import apply_renames, close_renamed_history  # imports this module
+
+    # A surrogate under a new natural key: a rename.
+    apply_renames(con, entity, schema, table, core_empty=not has_rows)
+    if has_tombs:
+        con.execute(
+            f"""
+            DELETE FROM core.{TOMBSTONES} WHERE entity = {literal(name)} AND natural_key IN (
+                SELECT natural_key FROM _tomb SEMI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys}))
+            """
+        )
+    deletes, upserts, last = con.execute(
+        f"SELECT count(*) FILTER (WHERE _final AND _del), count(*) FILTER (WHERE _final AND NOT _del), "
+        f"max({CHANGE_VERSION}) FROM _changed"
+    ).fetchall()[0]
+    if deletes:
+        _insert_tombstones(con, name, schema, key, table, row_key)
+    if has_rows:
+        con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT c._rid FROM _cur AS c "
+                    f"SEMI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys}))")
+    col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
+    if history:
+        _apply_history(con, name, key, columns, has_history, row_key)
+        close_renamed_history(con, entity)
+        # Core's rows are the history rows just written for each key's final live change:
+        # read back from there (native columns) rather than from the files a second time.
+        source = (f"SELECT {col_list} FROM {hist} WHERE {CHANGE_VERSION} > {last_version} AND {CHANGE_VERSION} "
+                  f"IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)")
+    else:
+        source = (f"SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, c.{CHANGE_VERSION} "
+                  f"FROM (SELECT * FROM _changed WHERE _final AND NOT _del) AS c JOIN _in AS i ON {_row_match('c', 'i', row_key)}")
+    # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
+    # then touch one row group by its min/max, not half the table.
+    con.execute(f"INSERT INTO {table} ({col_list}) SELECT * FROM ({source}) ORDER BY {CHANGE_VERSION}")
+    return Applied(changes, int(upserts), int(deletes), int(last))
 
 
 def _row_match(changed: str, rows: str, key: list[str]) -> str:
@@ -387,16 +411,17 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
     """
     hist = f"core.{ident(name + '_history')}"
     keys = ", ".join(ident(k) for k in key)
-    on_keys = " AND ".join(f"h.{ident(k)} = f.{ident(k)}" for k in key)
     open_from, open_join = "NULL::TIMESTAMPTZ", ""
     if has_history:
         # An open row closes where the key's first change starts (never before its own start).
+        # By row id (read into _open in this transaction): no second join of history on the key's strings.
         con.execute(
             f"""
             UPDATE {hist} AS h SET valid_to = f.first_from
-            FROM (SELECT {keys}, greatest(arg_min(c._at, c.{CHANGE_VERSION}), any_value(o.valid_from)) AS first_from
-                  FROM _changed AS c JOIN _open AS o USING ({keys}) GROUP BY ALL) AS f
-            WHERE h.valid_to IS NULL AND {on_keys}
+            FROM (SELECT o._rid, k.first_from FROM _open AS o JOIN (
+                      SELECT {keys}, greatest(arg_min(c._at, c.{CHANGE_VERSION}), any_value(o.valid_from)) AS first_from
+                      FROM _changed AS c JOIN _open AS o USING ({keys}) GROUP BY ALL) AS k USING ({keys})) AS f
+            WHERE h.rowid = f._rid
             """
         )
         on_open = " AND ".join(f"o.{ident(k)} = c.{ident(k)}" for k in key)
