@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from bench.outcome import CaseOutcome, Measured, Summary
 from bench.runner import Measure, RunResult, run_measure
-from bench.scenarios import Goal, Scenario
+from bench.scenarios import Goal, Scenario, at_rank
 from bench.setups import WORK, Context, ServerPool
 
 Log = Callable[[str], None]
@@ -143,15 +143,6 @@ class Harness:
                 else:
                     outcome.peers[peer.label] = self.measure(peer.measure, peer.label, case.once)
             run.cases.append(outcome)
-        by_id = {c.case_id: c for c in run.cases}
-        for goal in scenario.goals:
-            try:
-                value = goal.figure(by_id)
-            except Exception as exc:  # noqa: BLE001 - a figure that cannot be computed is a MISS with the reason
-                self.log(f"  goal {goal.id}: cannot compute ({exc})")
-                value = None
-            run.goals.append(GoalResult(goal, value, goal.verdict(value),
-                                       int(round(scale * goal.scale_multiple))))
         run.seconds = time.perf_counter() - t0
         return run
 
@@ -162,7 +153,25 @@ class Harness:
         with ExitStack() as stack:
             servers = ServerPool(stack)
             for scenario in scenarios:
-                for scale in scales[scenario.id]:
-                    result.runs.append(self.run_scenario(scenario, scale, servers))
+                runs = [self.run_scenario(scenario, scale, servers) for scale in scales[scenario.id]]
+                decide_goals(scenario, runs, self.log)
+                result.runs += runs
         result.seconds = time.perf_counter() - t0
         return result
+
+
+def decide_goals(scenario: Scenario, runs: list[ScenarioRun], log: Log = _stderr) -> None:
+    """Decide each goal of `scenario` once, in the run at its scale_rank (the last run when fewer ran), from that
+    run's cases (plain ids) and every run's (``at_rank(case, rank)``); its result goes to that run's goals."""
+    if not runs:
+        return
+    every = {at_rank(c.case_id, rank): c for rank, r in enumerate(runs) for c in r.cases}
+    for goal in scenario.goals:
+        run = runs[min(goal.scale_rank, len(runs) - 1)]
+        outcomes = {**every, **{c.case_id: c for c in run.cases}}
+        try:
+            value = goal.figure(outcomes)
+        except Exception as exc:  # noqa: BLE001 - a figure that cannot be computed is a MISS with the reason
+            log(f"  goal {goal.id}: cannot compute ({exc})")
+            value = None
+        run.goals.append(GoalResult(goal, value, goal.verdict(value), int(round(run.scale * goal.scale_multiple))))

@@ -9,7 +9,9 @@ fresh process after one warm-up (bench/harness.py).
 
 Scale is the row count of the scenario's main source (Excel: a tenth of it; S6 also runs five
 times it). Goals are set at the sizes the issues name (1M rows…); a run at another scale still
-prints the figure and says at which scale it was measured.
+prints the figure and says at which scale it was measured. A scenario that runs at two scales
+(S1: 1M and 5M) decides each goal once, at the scale its ``scale_rank`` names, and a figure
+across scales reads the other scale's cases by ``at_rank`` (bench/harness.py decide_goals).
 """
 from __future__ import annotations
 
@@ -43,10 +45,15 @@ class Goal:
     nominal_scale: int | None = None
     #: the figure is measured at this multiple of the scenario's scale (S6's big run: 5 × N; Excel: N / 10)
     scale_multiple: float = 1
+    #: which of the scenario's scales decides the goal, by position in its list (S1: 0 is 1M, 1 is 5M; --quick:
+    #: 50k and 250k); a run at fewer scales (--scale N) decides it at its last one and the report says where
+    scale_rank: int = 0
 
     def __post_init__(self) -> None:
         if self.op not in (">=", "<=", "=="):
             raise ValueError(f"goal {self.id}: op must be >=, <= or ==, not {self.op!r}")
+        if self.scale_rank < 0:
+            raise ValueError(f"goal {self.id}: scale_rank counts from 0, not {self.scale_rank}")
 
     def verdict(self, value: float | None) -> str:
         if value is None:
@@ -127,6 +134,12 @@ def _peer_ratio(case: str, peer: str) -> Callable[[Outcomes], float | None]:
     return lambda o: o[case].ratio(peer) if case in o else None
 
 
+def at_rank(case: str, rank: int) -> str:
+    """The key of `case` as measured at the scenario's `rank`-th scale: a goal's outcomes hold every scale's cases
+    under these keys (besides its own scale's under their plain ids), for figures across scales."""
+    return f"{case}@{rank}"
+
+
 # ------------------------------------------------------------------------------------------ S1
 PEER_CX = "dlt sql_table connectorx → duckdb"
 #: sources above this many rows are measured once (Case.once)
@@ -150,16 +163,93 @@ def municipal_cases(ctx: Context, dialects: tuple[str, ...] | None = None) -> li
     return cases
 
 
+FLOOR_CASES = tuple(f"municipal-floor-{reader}" for reader in ("adbc", "connectorx"))
+
+
+def floor_cases(ctx: Context) -> list[Case]:
+    """The floor of the PostgreSQL full sync (bench/floors.py), one case per reader; the goals take the faster."""
+    db = municipal_db(ctx, "postgresql", ctx.scale)
+    how = {"adbc": "ADBC, streamed", "connectorx": "connectorx, 2 key ranges in parallel"}
+    return [Case(case_id, f"floor: PostgreSQL → Arrow ({how[reader]}) → Parquet → DuckDB table "
+                          "(no mapping, gate or versioning)",
+                 Measure("floor_sql", {"url": db["url"], "reader": reader, "source_bytes": db["source_bytes"]}),
+                 once=ctx.scale > BIG_ROWS)
+            for case_id, reader in zip(FLOOR_CASES, ("adbc", "connectorx"))]
+
+
+def s1_cases(ctx: Context) -> list[Case]:
+    return [*municipal_cases(ctx), *floor_cases(ctx)]
+
+
+def _rate(o: Outcomes, case: str) -> float | None:
+    c = o.get(case)
+    if c is None or c.hub.summary is None or c.hub.summary.rows_per_s is None:
+        return None
+    return c.hub.summary.rows_per_s.median
+
+
+def _floor(o: Outcomes) -> str | None:
+    """The faster floor case measured (by rows/s), or None when neither was."""
+    rates = {case: r for case in FLOOR_CASES if (r := _rate(o, case))}
+    return max(rates, key=lambda case: rates[case]) if rates else None
+
+
+def _floor_seconds(o: Outcomes) -> float | None:
+    case = _floor(o)
+    return None if case is None else o[case].hub.summary.seconds.median  # type: ignore[union-attr]
+
+
+def _hub_over_floor(o: Outcomes) -> float | None:
+    """Hub time / floor time on the same table (by throughput, so a different row count is not flattering)."""
+    case, hub = _floor(o), _rate(o, "municipal-postgresql")
+    return None if case is None or not hub else _rate(o, case) / hub  # type: ignore[operator]
+
+
+def _dlt_over_floor(o: Outcomes) -> float | None:
+    """dlt connectorx's time / the floor's: the most any pipeline loading this table could reach against dlt here."""
+    case, c = _floor(o), o.get("municipal-postgresql")
+    peer = None if c is None else c.peers.get(PEER_CX)
+    if case is None or peer is None or peer.summary is None or not peer.summary.rows_per_s:
+        return None
+    return _rate(o, case) / peer.summary.rows_per_s.median  # type: ignore[operator]
+
+
+def _build_ratio(o: Outcomes) -> float | None:
+    """The PostgreSQL full sync's build stage at the second scale (5M) over the first (1M)."""
+    builds = [_summary_value(o, at_rank("municipal-postgresql", rank), lambda s: _median(s.stage("build")))
+              for rank in (1, 0)]
+    return None if None in builds or not builds[1] else builds[0] / builds[1]  # type: ignore[operator]
+
+
+def _s1_floor_goals(rank: int, scale: int, label: str) -> tuple[Goal, ...]:
+    return (Goal(f"municipal_{label}_floor_seconds", f"S1 floor at {label.upper()} (read + Parquet + DuckDB, the "
+                 "faster of ADBC and connectorx)", "<=", None, "s", _floor_seconds, nominal_scale=scale,
+                 scale_rank=rank),
+            Goal(f"municipal_{label}_hub_over_floor", f"hub / floor at {label.upper()}: the hub's full sync time over "
+                 "the floor's", "<=", None, "×", _hub_over_floor, nominal_scale=scale, scale_rank=rank),
+            Goal(f"municipal_{label}_dlt_over_floor", f"dlt connectorx / floor at {label.upper()}: the most any "
+                 "pipeline could reach against dlt here", ">=", None, "×", _dlt_over_floor, nominal_scale=scale,
+                 scale_rank=rank))
+
+
 S1 = Scenario(
     "S1", "municipal database full sync",
     "The municipal project database (projects table) read in full from PostgreSQL and from SQLite (--quick: "
     "PostgreSQL only), "
     "standardised, gated, landed as Parquet and built into DuckDB; dlt's sql_table (connectorx and pyarrow "
-    "backends) loads the same table into DuckDB, without validation.",
-    full_scales=(1_000_000, 5_000_000), quick_scales=(50_000,), plan=municipal_cases,
+    "backends) loads the same table into DuckDB, without validation. The floor (bench/floors.py) reads the "
+    "same PostgreSQL table with ADBC and with connectorx into Arrow, writes Parquet and loads a DuckDB table.",
+    full_scales=(1_000_000, 5_000_000), quick_scales=(50_000, 250_000), plan=s1_cases,
     goals=(Goal("municipal_1m_vs_dlt", "PostgreSQL → Parquet → DuckDB throughput vs dlt sql_table connectorx "
                 "(hub with its quality gate, dlt without)", ">=", 1.2, "× dlt",
-                _peer_ratio("municipal-postgresql", PEER_CX), nominal_scale=1_000_000),),
+                _peer_ratio("municipal-postgresql", PEER_CX), nominal_scale=1_000_000),
+           *_s1_floor_goals(0, 1_000_000, "1m"),
+           Goal("municipal_5m_vs_dlt", "PostgreSQL → Parquet → DuckDB throughput vs dlt sql_table connectorx at 5M "
+                "(hub with its quality gate, dlt without)", ">=", 1.2, "× dlt",
+                _peer_ratio("municipal-postgresql", PEER_CX), nominal_scale=5_000_000, scale_rank=1),
+           Goal("build_ratio_5m_1m", "PostgreSQL full sync: build stage at 5M / build stage at 1M", "<=", 5.5, "×",
+                _build_ratio, nominal_scale=5_000_000, scale_rank=1),
+           *_s1_floor_goals(1, 5_000_000, "5m")),
 )
 
 
@@ -184,6 +274,8 @@ S2 = Scenario(
     "auth and paging writes the same records as Parquet load files into DuckDB.",
     full_scales=(1_000_000,), quick_scales=(50_000,),
     plan=lambda ctx: [lingang_case(ctx, 0.01, "lingang", "Lingang platform, 6 modules, HTTP → DuckDB", True)],
+    goals=(Goal("lingang_vs_dlt", "Lingang API 1M full sync vs dlt RESTClient → Parquet (hub with its quality gate, "
+                "dlt without)", ">=", 2.0, "× dlt", _peer_ratio("lingang", PEER_REST), nominal_scale=1_000_000),),
 )
 
 
@@ -303,6 +395,10 @@ S5 = Scenario(
                                                    lambda s: s.seconds.median), nominal_scale=1_000_000),
            Goal("nochange_share", "sync with nothing changed, share of the full sync's time", "<=", None, "share",
                 lambda o: _ratio_of_cases(o, "municipal-nochange", "municipal-full", lambda s: s.seconds.median)),
+           Goal("incremental_over_nochange", "incremental sync after 1% changed / sync with nothing changed (the "
+                "fixed cost's multiple)", "<=", None, "×",
+                lambda o: _ratio_of_cases(o, "municipal-incremental", "municipal-nochange",
+                                          lambda s: s.seconds.median)),
            Goal("snapshot_diff_seconds", "snapshot diff 2 × 1M rows, 1% changed", "<=", 3.0, "s",
                 lambda o: _summary_value(o, "yangpu-diff", lambda s: s.seconds.median), nominal_scale=1_000_000)),
 )
@@ -447,7 +543,9 @@ SCENARIOS: dict[str, Scenario] = {s.id: s for s in (S1, S2, S3, S4, S5, S6, S7, 
 
 #: every figure the issues name, by goal id: the registry test checks each is decided by some scenario
 REQUIRED_GOALS = (
-    "municipal_1m_vs_dlt", "incremental_share", "rss_5m_mb", "rss_ratio_5m_1m", "lingang_validation_share",
+    "municipal_1m_vs_dlt", "municipal_5m_vs_dlt", "build_ratio_5m_1m", "lingang_vs_dlt",
+    "municipal_1m_floor_seconds", "municipal_1m_hub_over_floor", "municipal_5m_floor_seconds",
+    "municipal_5m_hub_over_floor", "incremental_share", "rss_5m_mb", "rss_ratio_5m_1m", "lingang_validation_share",
     "csv_1m_rows_per_s", "excel_100k_rows_per_s", "snapshot_diff_seconds", "warehouse_incremental_share",
     "feed_p95_1_client_ms", "feed_p95_8_clients_ms", "feed_errors", "feed_ratio_to_floor", "lake_drift_rows",
     "delivery_publish_to_last_ack_s",

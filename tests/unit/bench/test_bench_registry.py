@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 
 from bench import scenarios
-from bench.runner import Measure
-from bench.scenarios import REQUIRED_GOALS, SCENARIOS, Goal, Peer
+from bench.harness import ScenarioRun, decide_goals
+from bench.outcome import CaseOutcome, Measured, Summary
+from bench.runner import Measure, RunResult
+from bench.scenarios import PEER_CX, PEER_REST, REQUIRED_GOALS, SCENARIOS, Goal, Peer
 
 
 def test_the_scenarios_are_registered_in_order() -> None:
@@ -36,7 +38,10 @@ def test_the_issue_thresholds_are_the_registered_ones() -> None:
                 "rss_ratio_5m_1m": ("<=", 1.1), "lingang_validation_share": ("<=", 0.25),
                 "csv_1m_rows_per_s": (">=", 500_000), "excel_100k_rows_per_s": (">=", 50_000),
                 "snapshot_diff_seconds": ("<=", 3.0), "warehouse_incremental_share": ("<=", 0.10),
-                "feed_p95_1_client_ms": ("<=", 50), "feed_p95_8_clients_ms": ("<=", 250), "feed_errors": ("==", 0)}
+                "feed_p95_1_client_ms": ("<=", 50), "feed_p95_8_clients_ms": ("<=", 250), "feed_errors": ("==", 0),
+                "municipal_5m_vs_dlt": (">=", 1.2), "lingang_vs_dlt": (">=", 2.0), "build_ratio_5m_1m": ("<=", 5.5),
+                "municipal_1m_floor_seconds": ("<=", None), "municipal_1m_hub_over_floor": ("<=", None),
+                "municipal_5m_floor_seconds": ("<=", None), "municipal_5m_hub_over_floor": ("<=", None)}
     assert {k: (goals[k].op, goals[k].threshold) for k in expected} == expected
 
 
@@ -92,3 +97,61 @@ def test_each_goal_says_the_scale_it_was_measured_at() -> None:
     assert int(round(1_000_000 * goals["excel_100k_rows_per_s"].scale_multiple)) == 100_000
     assert int(round(1_000_000 * goals["rss_5m_mb"].scale_multiple)) == 5_000_000
     assert goals["csv_1m_rows_per_s"].scale_multiple == 1
+
+
+# ------------------------------------------------------------------ goals decided from the right case and scale
+def _measured(seconds: float, rows: int, build: float | None = None) -> Measured:
+    stages = {"extract": seconds / 4} | ({"build": build} if build is not None else {})
+    return Measured(Summary([RunResult(seconds=seconds, rows=rows, bytes=None, stages=stages, peak_rss_mb=100.0)]))
+
+
+def _s1_run(scale: int, hub: float, build: float, dlt: float, adbc: float, cx: float) -> ScenarioRun:
+    """S1's cases at one scale: the PostgreSQL hub with its dlt peer, SQLite (1M only) and the two floors."""
+    cases = [CaseOutcome("municipal-postgresql", "pg", _measured(hub, scale, build), {PEER_CX: _measured(dlt, scale)}),
+             CaseOutcome("municipal-floor-adbc", "floor adbc", _measured(adbc, scale)),
+             CaseOutcome("municipal-floor-connectorx", "floor cx", _measured(cx, scale))]
+    if scale <= 1_000_000:  # SQLite: a different time, which no PostgreSQL goal may read
+        cases.insert(1, CaseOutcome("municipal-sqlite", "sqlite", _measured(99.0, scale, 99.0),
+                                    {PEER_CX: _measured(1.0, scale)}))
+    return ScenarioRun(SCENARIOS["S1"], scale, cases)
+
+
+def test_s1_goals_are_decided_from_the_run_at_their_own_scale() -> None:
+    """The 1M goals from the 1M run, the 5M ones from the 5M run, the build ratio across both; floors the faster."""
+    runs = [_s1_run(1_000_000, hub=10.0, build=4.0, dlt=8.0, adbc=4.0, cx=5.0),
+            _s1_run(5_000_000, hub=60.0, build=30.0, dlt=30.0, adbc=25.0, cx=20.0)]
+    decide_goals(SCENARIOS["S1"], runs, log=lambda m: None)
+    at_1m = {g.goal.id: (pytest.approx(g.value), g.verdict, g.scale) for g in runs[0].goals}
+    at_5m = {g.goal.id: (pytest.approx(g.value), g.verdict, g.scale) for g in runs[1].goals}
+    assert at_1m == {"municipal_1m_vs_dlt": (0.8, "MISS", 1_000_000),
+                     "municipal_1m_floor_seconds": (4.0, "figure", 1_000_000),       # ADBC, the faster at 1M
+                     "municipal_1m_hub_over_floor": (2.5, "figure", 1_000_000),
+                     "municipal_1m_dlt_over_floor": (2.0, "figure", 1_000_000)}
+    assert at_5m == {"municipal_5m_vs_dlt": (0.5, "MISS", 5_000_000),
+                     "build_ratio_5m_1m": (7.5, "MISS", 5_000_000),                  # 30 s / 4 s
+                     "municipal_5m_floor_seconds": (20.0, "figure", 5_000_000),      # connectorx, the faster at 5M
+                     "municipal_5m_hub_over_floor": (3.0, "figure", 5_000_000),
+                     "municipal_5m_dlt_over_floor": (1.5, "figure", 5_000_000)}
+    assert all(g.goal.nominal_scale == g.scale for r in runs for g in r.goals)  # no "(at …; goal set at …)" note
+
+
+def test_a_run_at_one_scale_decides_every_goal_there_and_no_ratio_across_scales() -> None:
+    (run,) = runs = [_s1_run(50_000, hub=2.0, build=1.0, dlt=1.0, adbc=0.5, cx=0.8)]
+    decide_goals(SCENARIOS["S1"], runs, log=lambda m: None)
+    goals = {g.goal.id: g for g in run.goals}
+    assert len(goals) == len(SCENARIOS["S1"].goals) and {g.scale for g in goals.values()} == {50_000}
+    assert goals["municipal_5m_vs_dlt"].value == goals["municipal_1m_vs_dlt"].value == 0.5
+    assert goals["build_ratio_5m_1m"].value is None and goals["build_ratio_5m_1m"].verdict == "MISS (not measured)"
+
+
+def test_lingang_is_decided_against_dlt_rest() -> None:
+    case = CaseOutcome("lingang", "lingang", _measured(10.0, 1_000_000), {PEER_REST: _measured(25.0, 1_000_000)})
+    run = ScenarioRun(SCENARIOS["S2"], 1_000_000, [case])
+    decide_goals(SCENARIOS["S2"], [run], log=lambda m: None)
+    (goal,) = run.goals
+    assert (goal.goal.id, goal.value, goal.verdict) == ("lingang_vs_dlt", 2.5, "PASS")
+
+
+def test_a_goal_rank_counts_from_zero() -> None:
+    with pytest.raises(ValueError, match="scale_rank"):
+        Goal("g", "a goal", "<=", 1.0, "s", lambda o: None, scale_rank=-1)

@@ -1,0 +1,97 @@
+"""Floors: the least work that moves a source where the hub moves it, measured beside the hub.
+
+Why: a goal set against a peer (S1: the hub ≥ 1.2× dlt) may be out of reach on this machine
+whatever the hub does. The floor is the same table read with a fast reader into Arrow, written
+as one Parquet file (zstd, as the lake writes) and loaded into a DuckDB table: no mapping, no
+quality gate, no versioning, no history. Its time says how far the hub is from the least
+possible work (hub / floor), and dlt's time against it says how much faster than dlt anything
+could be here (dlt / floor: if that is below 1.2, so is every hub).
+
+Two readers, each a case of its own (the goals take the faster): ADBC's PostgreSQL driver
+streaming record batches over COPY (what the hub's SQL kind uses), and connectorx split in two
+ranges of the primary key read in parallel (its fastest mode on two cores).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+READERS = ("adbc", "connectorx")
+
+
+def _adbc_batches(uri: str, sql: str) -> Iterator[Any]:
+    import adbc_driver_postgresql.dbapi as driver
+
+    conn = driver.connect(uri)
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+            yield from cur.fetch_record_batch()
+        finally:
+            cur.close()
+    finally:
+        conn.close()
+
+
+def _connectorx_batches(uri: str, sql: str, key: str) -> Iterator[Any]:
+    import connectorx as cx
+
+    # the whole result as Arrow, two key ranges read at once (connectorx materialises the result)
+    table = cx.read_sql(uri, sql, return_type="arrow", partition_on=key, partition_num=2)
+    yield from table.to_batches()
+
+
+def floor_sql(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """PostgreSQL table → Arrow (`reader`) → one Parquet file → a DuckDB table; stages extract, land, build."""
+    t = time.perf_counter()
+    import duckdb
+    import pyarrow.parquet as pq
+
+    reader = params["reader"]
+    if reader == "adbc":
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+    elif reader == "connectorx":
+        import connectorx  # noqa: F401
+    else:
+        raise ValueError(f"floor_sql: unknown reader {reader!r} (one of {', '.join(READERS)})")
+    imports = time.perf_counter() - t
+
+    uri = params["url"].replace("postgresql+psycopg://", "postgresql://")
+    table, key = params.get("table", "projects"), params.get("key", "project_id")
+    sql = f"SELECT * FROM {table}"
+    path, db = scratch / f"{table}.parquet", scratch / "floor.duckdb"
+    batches = _adbc_batches(uri, sql) if reader == "adbc" else _connectorx_batches(uri, sql, key)
+    stages = {"extract": 0.0, "land": 0.0, "build": 0.0}
+    writer = None
+    t0 = time.perf_counter()
+    try:
+        while True:
+            t = time.perf_counter()
+            batch = next(batches, None)
+            stages["extract"] += time.perf_counter() - t
+            if batch is None:
+                break
+            t = time.perf_counter()
+            writer = writer or pq.ParquetWriter(path, batch.schema, compression="zstd")
+            writer.write_batch(batch)
+            stages["land"] += time.perf_counter() - t
+    finally:
+        if writer is not None:
+            t = time.perf_counter()
+            writer.close()
+            stages["land"] += time.perf_counter() - t
+    if writer is None:
+        raise RuntimeError(f"floor_sql: {table} returned no rows")
+    t = time.perf_counter()
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet('{path}')")
+        rows = int(con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+    finally:
+        con.close()  # the checkpoint that makes the table durable is part of the load
+    stages["build"] = time.perf_counter() - t
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "rows": rows, "bytes": params.get("source_bytes"), "stages": stages,
+            "imports_seconds": imports, "extra": {"reader": reader, "parquet_bytes": path.stat().st_size}}
