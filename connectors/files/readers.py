@@ -403,11 +403,12 @@ def _text_column(values: list[Any]) -> tuple[pa.Array, pa.Array]:
         return _group_text(values)
     cells = np.empty(n, dtype=object)
     cells[:] = values
-    types = np.empty(n, dtype=object)
-    types[:] = list(map(type, values))
+    # each cell's kind as a small integer (an object array of types costs ~0.6 s per million cells)
+    code = {kind: i for i, kind in enumerate(kinds)}
+    codes = np.fromiter(map(code.__getitem__, map(type, values)), dtype=np.int16, count=n)
     texts, numeric, order = [], [], []
-    for kind in kinds:
-        rows = np.flatnonzero(types == kind)
+    for i, kind in enumerate(kinds):
+        rows = np.flatnonzero(codes == i)
         t, m = _group_text(cells[rows].tolist())
         texts.append(t)
         numeric.append(m)
