@@ -240,7 +240,7 @@ S1 = Scenario(
     "backends) loads the same table into DuckDB, without validation. The floor (bench/floors.py) reads the "
     "same PostgreSQL table with ADBC and with connectorx into Arrow, writes Parquet and loads a DuckDB table.",
     full_scales=(1_000_000, 5_000_000), quick_scales=(50_000, 250_000), plan=s1_cases,
-    goals=(Goal("municipal_1m_vs_dlt", "PostgreSQL → Parquet → DuckDB throughput vs dlt sql_table connectorx "
+    goals=(Goal("municipal_1m_vs_dlt", "PostgreSQL → Parquet → DuckDB throughput vs dlt sql_table connectorx at 1M "
                 "(hub with its quality gate, dlt without)", ">=", 1.2, "× dlt",
                 _peer_ratio("municipal-postgresql", PEER_CX), nominal_scale=1_000_000),
            *_s1_floor_goals(0, 1_000_000, "1m"),
