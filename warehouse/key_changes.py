@@ -36,7 +36,8 @@ from warehouse.versions import CHANGE_VERSION, ident, literal, natural_key_sql
 if TYPE_CHECKING:
     from schemas import Entity
 
-__all__ = ["COLUMN_DOCS", "KEY_CHANGES", "TABLE_DOC", "apply_renames", "close_renamed_history", "ensure_table", "supports_key_changes"]
+__all__ = ["COLUMN_DOCS", "KEY_CHANGES", "TABLE_DOC", "apply_renames", "close_renamed_history", "ensure_table",
+           "has_foreign_surrogates", "supports_key_changes"]
 
 KEY_CHANGES = "_key_changes"
 TABLE_DOC = ("主键变更 / natural-key changes (renames) recognised through a stable source surrogate, for feeds' "
@@ -68,8 +69,19 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def has_foreign_surrogates(con: duckdb.DuckDBPyConnection, entity: Entity, relation: str, where: str = "true") -> bool:
+    """Whether a row of ``relation`` (matching ``where``) carries a ``_source_key`` other than its own key's id.
+
+    The default surrogate (:func:`schemas.lineage.add_lineage`) is the key's id itself; only a spec
+    whose ``primary_key`` is another column gives rows a foreign one, and only such rows can be renamed.
+    """
+    own = " || '|' || ".join(f"CAST({ident(k)} AS VARCHAR)" for k in entity.key if k != "_source")
+    return bool(con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {relation} WHERE ({where}) AND "
+                            f"_source_key IS NOT NULL AND _source_key IS DISTINCT FROM {own} LIMIT 1)").fetchall()[0][0])
+
+
 def apply_renames(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, table: str,
-                  *, core_empty: bool = False) -> int:
+                  *, core_empty: bool = False, core_own_keyed: bool = False) -> int:
     """Record the renames among ``_changed`` and take the old keys out of ``table``; returns how many.
 
     ``_changed`` (see apply_rows) holds the apply's changes with ``_final`` marking each key's
@@ -79,20 +91,19 @@ def apply_renames(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Sch
     of it. The old keys' final rows in ``_changed`` stop being final, so they are neither inserted
     nor tombstoned.
 
-    ``core_empty`` (a first load, a rebuild): when moreover every final row's ``_source_key`` is
-    its own key (the default surrogate, :func:`schemas.lineage.add_lineage`), two rows cannot share
-    a surrogate under different keys, so the ranking over every row is skipped.
+    ``core_empty`` (a first load, a rebuild) or ``core_own_keyed`` (every row ever applied to core
+    carried its own key as ``_source_key``, which the builder keeps in ``ops.build_state``): when
+    moreover every final row's ``_source_key`` is its own key (the default surrogate,
+    :func:`schemas.lineage.add_lineage`), two rows cannot share a surrogate under different keys,
+    so nothing is looked up: no scan of core by surrogate, no ranking.
     """
     if not supports_key_changes(entity):
         return 0
     ensure_table(con)
     key = list(entity.key)
     keys = ", ".join(ident(k) for k in key)
-    if core_empty:
-        own = " || '|' || ".join(f"CAST({ident(k)} AS VARCHAR)" for k in key if k != "_source")
-        if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _changed WHERE _final AND NOT _del AND "
-                           f"_source_key IS NOT NULL AND _source_key IS DISTINCT FROM {own} LIMIT 1)").fetchall()[0][0]:
-            return 0
+    if (core_empty or core_own_keyed) and not has_foreign_surrogates(con, entity, "_changed", "_final AND NOT _del"):
+        return 0
     extra = [c for c in ("district_code", "project_id") if c in schema.names]
     con.execute(
         f"""

@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 
 __all__ = ["GROUPED_TABLES", "INDICATORS", "MARTS", "Groups", "Indicator", "Mart", "build_marts", "build_ref",
-           "capture_changed_keys", "drop_changed_keys"]
+           "capture_changed_keys", "drop_changed_keys", "prior_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -630,27 +630,36 @@ WHOLE_SHARE = 0.5
 _TABLE_REF = re.compile(r"\b(core|marts)\.([a-z_]+)\b")
 
 
+def prior_columns(table: str, key: tuple[str, ...] | list[str]) -> list[str]:
+    """The columns of ``_prior_<table>``: the natural key, then those the marts' groups read."""
+    return [*key, *(c for c in sorted(GROUPED_COLUMNS.get(table, ())) if c not in key)]
+
+
 def capture_changed_keys(con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...] | list[str],
-                         paths: list[str]) -> None:
+                         paths: list[str], *, prior: bool = True) -> str:
     """Before new files are applied to ``core.<table>``: the keys they carry, and those keys' rows.
 
     ``_touched_<table>`` holds every natural key of the files (a superset of the changed keys: a
     re-sent identical row only makes its group recomputed); ``_prior_<table>`` those keys' core
-    rows as they were before the build, in the columns the marts' groups read, so a mart can find
-    the groups rows leave (an update moving a row, a delete), not only the ones they join. Reads
-    only the key columns of the new files and scans core once for their keys. A rename takes a key
-    that is not in the files out of core: the builder then drops the capture (the marts over that
-    table are recomputed whole), see :func:`warehouse.build.build_core`.
+    rows as they were before the build, in the columns the marts' groups read (:func:`prior_columns`),
+    so a mart can find the groups rows leave (an update moving a row, a delete), not only the ones
+    they join. Reads only the key columns of the new files. ``prior=False``: the caller has the
+    apply write ``_prior_<table>`` from the scan of core it makes anyway (the builder passes the
+    returned name to :func:`warehouse.versions.apply_entity`), so core is not scanned a second time.
+    A rename takes a key that is not in the files out of core: the builder then drops the capture
+    (the marts over that table are recomputed whole), see :func:`warehouse.build.build_core`.
     """
     t = _ident(table)
     keys = ", ".join(_ident(k) for k in key)
-    wanted = ", ".join([keys, *(_ident(c) for c in sorted(GROUPED_COLUMNS.get(table, ())) if c not in key)])
+    wanted = ", ".join(_ident(c) for c in prior_columns(table, key))
     listing = "[" + ", ".join(_literal(p) for p in paths) + "]"
     source = (f"SELECT DISTINCT {keys} FROM read_parquet({listing}, union_by_name = true)" if paths else
               f"SELECT {keys} FROM core.{t} WHERE false")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_touched_' + table)} AS {source}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_prior_' + table)} AS SELECT {wanted} FROM core.{t} "
-                f"SEMI JOIN {_ident('_touched_' + table)} USING ({keys})")
+    if prior:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_prior_' + table)} AS SELECT {wanted} FROM core.{t} "
+                    f"SEMI JOIN {_ident('_touched_' + table)} USING ({keys})")
+    return "_prior_" + table
 
 
 def drop_changed_keys(con: duckdb.DuckDBPyConnection) -> None:

@@ -92,6 +92,9 @@ class Applied:
     upserts: int
     deletes: int
     last_version: int
+    #: Whether a row this apply made live carries a ``_source_key`` other than its own key's id
+    #: (:func:`warehouse.key_changes.has_foreign_surrogates`); the builder keeps it per entity.
+    foreign_surrogates: bool = False
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -107,6 +110,8 @@ def apply_entity(
     last_version: int,
     *,
     history: bool,
+    prior: tuple[str, list[str]] | None = None,
+    core_own_keyed: bool = False,
 ) -> Applied:
     """Apply the rows of ``files`` (columns ``path``, ``landed_seq``) to core; see the module doc.
 
@@ -141,7 +146,8 @@ def apply_entity(
         """
     )
     try:
-        return apply_rows(con, entity, schema, last_version, history=history, positioned=True)
+        return apply_rows(con, entity, schema, last_version, history=history, positioned=True, prior=prior,
+                          core_own_keyed=core_own_keyed)
     finally:
         con.execute("DROP VIEW IF EXISTS _in")
         con.execute("DROP TABLE IF EXISTS _files")
@@ -184,6 +190,8 @@ def apply_rows(
     *,
     history: bool,
     positioned: bool = False,
+    prior: tuple[str, list[str]] | None = None,
+    core_own_keyed: bool = False,
 ) -> Applied:
     """Apply ``_in`` to ``core.<entity.name>``: steps 2-6 of the module doc.
 
@@ -196,6 +204,12 @@ def apply_rows(
     ``positioned``: (``_seq``, ``_row``) alone names an ``_in`` row (a file and its row number), so
     the wide rows are joined on those two integers, not on the key's strings as well: at 5M rows
     the smaller hash table is what keeps that join within the memory limit.
+
+    ``prior`` (a temp table's name and columns, the natural key first): keep the touched keys' core
+    rows as they were before this apply in that table, from the same scan of core that seeds the
+    comparison (the marts kept group by group read it, :func:`warehouse.marts.capture_changed_keys`).
+    ``core_own_keyed``: every row in core carries its own key as ``_source_key`` (see
+    :func:`warehouse.key_changes.apply_renames`); renames are then looked for only when new rows do not.
     """
     name = entity.name
     table = f"core.{ident(name)}"
@@ -210,7 +224,8 @@ def apply_rows(
     con.execute("BEGIN TRANSACTION")
     try:
         applied = _apply_rows(con, entity, schema, last_version, history=history, table=table, hist=hist, key=key,
-                              columns=columns, surrogate=surrogate, row_key=row_key)
+                              columns=columns, surrogate=surrogate, row_key=row_key, prior=prior,
+                              core_own_keyed=core_own_keyed)
         con.execute("COMMIT")
         return applied
     except BaseException:
@@ -225,7 +240,7 @@ def apply_rows(
 
 def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, last_version: int, *,
                 history: bool, table: str, hist: str, key: list[str], columns: list[str], surrogate: bool,
-                row_key: list[str]) -> Applied:
+                row_key: list[str], prior: tuple[str, list[str]] | None, core_own_keyed: bool) -> Applied:
     """:func:`apply_rows` inside its transaction."""
     name = entity.name
     keys = ", ".join(ident(k) for k in key)
@@ -260,12 +275,16 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
             WHERE h.valid_to IS NULL
             """
         )
+    kept = [c for c in (prior[1] if prior else []) if c not in key]
     if has_rows:
         # The touched keys' live rows, read once: their hash seeds the comparison and their row id
         # deletes the replaced ones below without a second join of core on the key's strings.
         con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS SELECT c.rowid AS _rid, "
-                    f"{', '.join(f'c.{ident(k)}' for k in key)}, hash(c._record_hash) AS _hash FROM {table} AS c "
-                    f"SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})")
+                    f"{', '.join(f'c.{ident(k)}' for k in [*key, *kept])}, hash(c._record_hash) AS _hash "
+                    f"FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})")
+    if prior:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(prior[0])} AS SELECT "
+                    f"{', '.join(ident(c) for c in [*key, *kept])} FROM {'_cur' if has_rows else table + ' WHERE false'}")
     live = ("FROM _cur AS c" if has_rows
             else f"FROM (SELECT {keys}, hash(_record_hash) AS _hash FROM {table} WHERE false) AS c")
     seed_extra = ", NULL::VARCHAR AS _source_key" if surrogate else ""
@@ -307,10 +326,13 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     changes = _scalar(con, "SELECT count(*) FROM _changed")
     if changes == 0:
         return Applied(0, 0, 0, last_version)
-    from warehouse.key_changes import apply_renames, close_renamed_history  # imports this module
+    from warehouse.key_changes import (  # imports this module
+        apply_renames, close_renamed_history, has_foreign_surrogates, supports_key_changes)
 
+    foreign = surrogate and supports_key_changes(entity) and has_foreign_surrogates(
+        con, entity, "_changed", "_final AND NOT _del")
     # A surrogate under a new natural key: a rename.
-    apply_renames(con, entity, schema, table, core_empty=not has_rows)
+    apply_renames(con, entity, schema, table, core_empty=not has_rows, core_own_keyed=core_own_keyed)
     if has_tombs:
         con.execute(
             f"""
@@ -341,7 +363,7 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
     # then touch one row group by its min/max, not half the table.
     con.execute(f"INSERT INTO {table} ({col_list}) SELECT * FROM ({source}) ORDER BY {CHANGE_VERSION}")
-    return Applied(changes, int(upserts), int(deletes), int(last))
+    return Applied(changes, int(upserts), int(deletes), int(last), bool(foreign))
 
 
 def _row_match(changed: str, rows: str, key: list[str]) -> str:
