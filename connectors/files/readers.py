@@ -16,6 +16,8 @@ rows and cells (`limits:`) are checked before a file is expanded: a CSV's lines 
 directory before any cell is. A large CSV is decoded and parsed in byte ranges, one per core
 (connectors/files/chunks.py), with the same outcome and line numbers as one sequential parse;
 the few non-data rows are then dropped by zero-copy slices (`drop_rows`), not a copying filter.
+A large worksheet is likewise read in row parts, one per core (connectors/files/sheet_parts.py),
+with the rows and row numbers of reading it whole.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from connectors.files.chunks import (
     plan_ranges,
     range_count,
 )
+from connectors.files.sheet_parts import PartRows, SheetParts
 from connectors.files.spec import FileLimits, FileStreamSpec, HeaderRule
 
 FILE_ROW = "_file_row"       # 1-based row (Excel) or physical line (CSV) number in the file
@@ -451,10 +454,11 @@ def _column_number(letters: bytes) -> int:
     return n
 
 
-def _check_workbook_caps(path: Path, spec: FileStreamSpec) -> None:
+def _check_workbook_caps(path: Path, spec: FileStreamSpec) -> tuple[str, str] | None:
     """Refuse a workbook bomb from its zip directory, before a cell is expanded: the parts'
     uncompressed size against limits.max_bytes, the sheet's declared dimension against the row
-    and cell caps. (A workbook that declares nothing is still capped while reading: nrows.)"""
+    and cell caps. (A workbook that declares nothing is still capped while reading: nrows.)
+    Returns the chosen sheet's (name, zip part) when the directory names them."""
     import html
 
     limits = spec.limits
@@ -467,7 +471,7 @@ def _check_workbook_caps(path: Path, spec: FileStreamSpec) -> None:
                                  f"{limits.max_bytes}; refused before reading: split the workbook or raise the limit")
             names = {i.filename for i in infos}
             if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
-                return
+                return None
             sheets = [(html.unescape(t.get(b"name", b"").decode("utf-8", "replace")), t.get(b"r:id"))
                       for t in _tags(zf.read("xl/workbook.xml"), b"sheet")]
             rels = {t.get(b"Id"): t.get(b"Target", b"") for t in _tags(zf.read("xl/_rels/workbook.xml.rels"),
@@ -476,27 +480,53 @@ def _check_workbook_caps(path: Path, spec: FileStreamSpec) -> None:
             chosen = sheets[want] if isinstance(want, int) and want < len(sheets) else \
                 next((s for s in sheets if s[0] == want), None)
             if chosen is None or chosen[1] not in rels:
-                return
+                return None
             target = rels[chosen[1]].decode()
             part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
             if part not in names:
-                return
+                return None
             with zf.open(part) as fh:
                 start = fh.read(64 << 10)
     except zipfile.BadZipFile:
-        return  # calamine says what is wrong (a half-written archive waits)
+        return None  # calamine says what is wrong (a half-written archive waits)
     found = _DIMENSION.search(start)
     if found is None:
-        return
+        return chosen[0], part
     rows = int(found.group(4) or found.group(2))
     cols = _column_number(found.group(3) or found.group(1) or b"A")
     _check_caps(rows, cols, limits, f"sheet '{chosen[0]}' (by its declared size)", workbook=True)
+    return chosen[0], part
+
+
+def _columns_text(body: list[list[Any]], width: int) -> tuple[list[pa.Array], list[pa.Array]]:
+    """Rows of cells → `width` text columns and which cells were not text (see `_text_column`)."""
+    if body and min(map(len, body)) < width:  # calamine's rows are as wide as the sheet; others pad
+        body = [r + [None] * (width - len(r)) for r in body]
+    columns = list(zip(*body))[:width] if body else [()] * width
+    pairs = [_text_column(list(values)) for values in columns]
+    return [t for t, _ in pairs], [m for _, m in pairs]
+
+
+def _sheet_parts(path: Path, located: tuple[str, str] | None, sheet_name: str, spec: FileStreamSpec) -> SheetParts | None:
+    """The sheet cut into row ranges read on every core, when it is large enough (sheet_parts.py)."""
+    if located is None or located[0] != sheet_name:
+        return None
+    try:
+        parts = SheetParts(path, located[1], sheet_name, after_row=spec.header.search_rows + spec.header.rows,
+                           max_rows=spec.limits.max_rows, max_cells=spec.limits.max_workbook_cells,
+                           columns_of=_columns_text)
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return None  # read whole: calamine says what is wrong, if anything
+    if parts.first_path is None:
+        parts.close()
+        return None
+    return parts
 
 
 def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
     from python_calamine import CalamineError, CalamineWorkbook
 
-    _check_workbook_caps(path, spec)
+    located = _check_workbook_caps(path, spec)
     try:
         wb = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
@@ -512,15 +542,39 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
             sheet_name = want
         else:
             raise Unreadable(f"has no sheet '{want}' (sheets: {', '.join(names)}); fix `sheet` in the spec")
+    finally:
+        wb.close()
+    parts = _sheet_parts(path, located, sheet_name, spec)
+    try:
+        return _read_sheet(path, parts, sheet_name, spec)
+    finally:
+        if parts is not None:
+            parts.close()
+
+
+def _read_sheet(path: Path, parts: SheetParts | None, sheet_name: str, spec: FileStreamSpec) -> ParsedFile:
+    from python_calamine import CalamineError, CalamineWorkbook
+
+    later: list[PartRows] = []
+    try:
+        wb = CalamineWorkbook.from_path(str(parts.first_path if parts else path))
+    except (CalamineError, OSError, ValueError) as exc:
+        raise Incomplete(f"not a readable workbook ({type(exc).__name__})") from None
+    try:
         sheet = wb.get_sheet_by_name(sheet_name)
+        width = sheet.width
         # rows become Python objects here (~160 bytes a cell): read no further than the caps allow
-        limit = min(spec.limits.max_rows, spec.limits.max_workbook_cells // max(sheet.width, 1))
+        limit = min(spec.limits.max_rows, spec.limits.max_workbook_cells // max(width, 1))
         rows = sheet.to_python(skip_empty_area=False, nrows=limit + 1)
-        if len(rows) > limit:
-            raise Unreadable(f"sheet '{sheet_name}' has more than {limit} rows of {sheet.width} columns "
+        merged = _merged_ranges(path, sheet, sheet_name)
+        if parts is not None:
+            later = parts.collect()
+            width = max([width, *(p.width for p in later)])
+            limit = min(spec.limits.max_rows, spec.limits.max_workbook_cells // max(width, 1))
+        if max([len(rows), *(p.reached for p in later)]) > limit:
+            raise Unreadable(f"sheet '{sheet_name}' has more than {limit} rows of {width} columns "
                              f"(limits.max_rows = {spec.limits.max_rows}, limits.max_workbook_cells = "
                              f"{spec.limits.max_workbook_cells}); refused: split the workbook or raise the limit")
-        merged = _merged_ranges(path, sheet, sheet_name)
     except CalamineError as exc:
         raise Incomplete(f"sheet cannot be read ({type(exc).__name__})") from None
     finally:
@@ -528,7 +582,7 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
     start = _find_header([[c if isinstance(c, str) else "" for c in r] for r in rows[:spec.header.search_rows]],
                          spec.header)
     end = start + spec.header.rows
-    grid = [[_cell_text(c) or "" for c in r] for r in rows[start:end]]
+    grid = [[_cell_text(c) or "" for c in r] + [""] * (width - len(r)) for r in rows[start:end]]
     for (r0, c0), (r1, c1) in merged:  # a merged header cell names every column under it
         if r1 < start or r0 >= end:
             continue
@@ -540,15 +594,18 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
                 row[c] = _cell_text(top) or ""
     names = unique_names(_compose_header(grid, spec.header.joiner))
     body = rows[end:]
-    width = len(names)
-    if body and min(map(len, body)) < width:  # calamine's rows are as wide as the sheet; others pad
-        body = [r + [None] * (width - len(r)) for r in body]
-    columns = list(zip(*body))[:width] if body else [()] * width
-    arrays, numeric = {}, {}
-    for name, values in zip(names, columns):
-        arrays[name], numeric[name] = _text_column(list(values))
+    if parts is not None:  # the first part's rows stop where the next part's begin
+        body = body[:parts.first_end - end]
+        body.extend([[""] * width for _ in range(parts.first_end - end - len(body))])
+    texts, flags = _columns_text(body, len(names))
+    for part in later:  # columns past a part's width are blank in it
+        texts = [pa.concat_arrays([t, part.texts[i] if i < part.width else pa.nulls(part.rows, pa.string())])
+                 for i, t in enumerate(texts)]
+        flags = [pa.concat_arrays([m, part.numeric[i] if i < part.width else pa.repeat(_ALL_FALSE, part.rows)])
+                 for i, m in enumerate(flags)]
+    arrays, numeric = dict(zip(names, texts)), dict(zip(names, flags))
     table = pa.table(arrays) if names else pa.table({})
-    table = table.append_column(FILE_ROW, row_numbers(end + 1, len(body)))
+    table = table.append_column(FILE_ROW, row_numbers(end + 1, len(body) + sum(p.rows for p in later)))
     numeric_table = pa.table(numeric) if numeric else None
     skipped: dict[str, int] = {}
     empty = _blank_rows(table, names)

@@ -1,0 +1,106 @@
+"""A worksheet read in row parts on several processes reads exactly as the whole sheet: the same
+rows, row numbers, text, number flags, blank rows and skipped totals, with blank rows before a
+cut, a part wider than the header, and parts that reach no further than their last data row; a
+sheet whose rows carry no numbers is read whole; a failing part raises and leaves no file."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+
+from connectors.files import readers, sheet_parts
+from connectors.files.readers import ROW_ERROR, read_excel
+from connectors.files.sheet_parts import SheetParts, plan_parts
+from tests.unit.connectors.files.test_file_readers import spec
+
+SPEC = dict(format="excel", sheet="项目", header={"find": "项目编号", "rows": 2})
+
+
+def _workbook(path: Path, rows: int) -> None:
+    """Title, a two-row merged header, then data rows each followed by a blank row (so every cut
+    falls after rows the part before it does not reach), IDs sometimes stored as numbers, dates,
+    amounts, text in the date column, a cell past the header's width late on, and a 合计 row."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "项目"
+    ws.append(["闵行区产教融合项目月报（2024年3月）"])
+    ws.append(["项目编号", "项目周期", None, "经费(万元)", None])
+    ws.append([None, "开始日期", "结束日期", "财政", "小计"])
+    for rng in ("A1:E1", "A2:A3", "B2:C2", "D2:E2"):
+        ws.merge_cells(rng)
+    for i in range(rows):
+        ident: object = 310110199001011234 + i if i % 97 == 5 else f"MH-{i:05d}"
+        start: object = "2024.02.30" if i % 50 == 3 else dt.datetime(2024, 1 + i % 12, 1 + i % 28)
+        extra = ["备注"] if i == rows - 10 else []
+        ws.append([ident, start, dt.datetime(2025, 2, 28) if i % 3 else None, i / 4, i * 2, *extra])
+        ws.append([])
+    ws.append(["合计", None, None, 13.5, 22])
+    wb.save(path)
+
+
+def _parts(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    monkeypatch.setattr(sheet_parts, "range_count", lambda size: n)
+    monkeypatch.setattr(sheet_parts, "PART_MIN_BYTES", 1)
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_sheet_read_in_parts_reads_as_the_whole_sheet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        parts: int) -> None:
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 400)
+    whole = read_excel(path, spec(**SPEC))
+    collected: list[int] = []
+    collect = SheetParts.collect
+
+    def counting(self: SheetParts) -> list:
+        found = collect(self)
+        collected.append(len(found))
+        return found
+
+    monkeypatch.setattr(SheetParts, "collect", counting)
+    _parts(monkeypatch, parts)
+    split = read_excel(path, spec(**SPEC))
+    assert collected == [parts - 1]  # the sheet was read in parts
+    assert split.table.equals(whole.table) and split.skipped == whole.skipped
+    assert whole.skipped == {"blank rows": 400, "项目编号~^合计": 1}
+    assert "column_6" in whole.table.column_names  # the cell past the header's width, late in the sheet
+    assert whole.table[ROW_ERROR].to_pylist().count(None) == 400 - 5  # IDs stored as numbers
+
+
+def test_rows_without_numbers_are_not_cut() -> None:
+    xml = b"<worksheet><sheetData>" + b"<row><c><v>1</v></c></row>" * 50 + b"</sheetData></worksheet>"
+    assert plan_parts(xml, 2, 0) is None
+    numbered = b"".join(b'<row r="%d"><c><v>1</v></c></row>' % (i + 1) for i in range(50))
+    data_start, data_end, cuts = plan_parts(b"<worksheet><sheetData>" + numbered + b"</sheetData></worksheet>", 2, 30)
+    assert len(cuts) == 1 and cuts[0].row > 30  # never among the rows the header may be in
+
+
+def test_a_failing_part_raises_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 200)
+    _parts(monkeypatch, 2)
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    monkeypatch.setattr(sheet_parts, "_shared_dir", lambda size: str(shared))
+
+    def failing(body: list, width: int) -> tuple[list, list]:
+        raise ValueError("conversion failed")
+
+    parts = SheetParts(path, "xl/worksheets/sheet1.xml", "项目", after_row=10, max_rows=10**6, max_cells=10**8,
+                       columns_of=failing)
+    assert parts.first_path is not None
+    with pytest.raises(ValueError, match="conversion failed"):
+        parts.collect()
+    parts.close()
+    assert not list(shared.iterdir())
+
+
+def test_a_sheet_over_the_row_cap_is_refused_when_read_in_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 300)
+    _parts(monkeypatch, 2)
+    monkeypatch.setattr(readers, "_check_workbook_caps", lambda p, s: ("项目", "xl/worksheets/sheet1.xml"))
+    with pytest.raises(readers.Unreadable, match="more than 500 rows"):
+        read_excel(path, spec(**SPEC, limits={"max_rows": 500}))
