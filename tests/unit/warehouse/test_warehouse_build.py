@@ -349,3 +349,23 @@ def test_ops_tables_are_refreshed_in_place_with_their_comments(home: Path, catal
     assert comments == [("落地序号 / merge order: later landings win",)]
     assert query(home, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = 'batches'")[0][0] \
         .startswith("批次台账")
+
+
+def test_the_checkpoint_compacts_deleted_rows_only_past_a_share(tmp_path: Path) -> None:
+    # A 1% change leaves its deleted rows in place (no whole-table rewrite per build); past the
+    # share (or a row group's worth) the checkpoint compacts them, and a wholly deleted row group goes anyway.
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        con.execute("CREATE TABLE t AS SELECT range AS i FROM range(400000)")
+        con.execute("CREATE TABLE small AS SELECT range AS i FROM range(1000)")
+        con.execute("CHECKPOINT")
+        con.execute("DELETE FROM small WHERE i < 900")  # a small table's dead rows never trigger it
+        assert not build_module.needs_vacuum(con)
+        con.execute("DELETE FROM t WHERE i % 100 = 0")  # 1%
+        assert not build_module.needs_vacuum(con)
+        con.execute("SET max_vacuum_tasks = 0")
+        con.execute("CHECKPOINT")
+        con.execute("DELETE FROM t WHERE i % 100 BETWEEN 1 AND 10")  # now 11% of the stored rows are dead
+        assert build_module.needs_vacuum(con)
+    finally:
+        con.close()

@@ -181,3 +181,27 @@ def test_a_rename_inside_the_first_build_is_recorded_like_one_across_builds(tmp_
         ("JD-2024-001", "JD-2025-101")]
     assert tombstones == [(0,)]
     assert history == [("JD-2024-001", False), ("JD-2024-002", True), ("JD-2025-101", True)]
+
+
+def test_a_rename_is_found_when_core_held_only_own_keyed_rows(tmp_path: Path) -> None:
+    """``ops.build_state.own_keyed`` lets a build skip the surrogate scan of core only while every row,
+    old and new, carries its own key as ``_source_key``: the first row that does not is still a rename."""
+    from tests.unit.feeds.feed_fixtures import land_rows, project
+
+    home = tmp_path / "home"
+    catalog = Catalog.for_home(home)
+    try:
+        old = {**project(1, "310114"), "project_id": "JD-2024-001", "internal": "JD-2024-001"}
+        land_rows(home, catalog, "district_jiading", "project", "w1", [old], source_key="internal")
+        build(home, catalog, registry={"project": PROJECT})
+        assert rows(home, "SELECT own_keyed FROM ops.build_state WHERE entity = 'project'") == [(True,)]
+        # renumbered at the source: the new key arrives under the old key's id as its surrogate
+        land_rows(home, catalog, "district_jiading", "project", "w2",
+                  [{**old, "project_id": "JD-2025-101"}], source_key="internal")
+        build(home, catalog, registry={"project": PROJECT})
+    finally:
+        catalog.dispose()
+    assert rows(home, "SELECT project_id FROM core.project") == [("JD-2025-101",)]
+    assert [(json.loads(o)["project_id"], json.loads(n)["project_id"])
+            for o, n in rows(home, "SELECT old_key, new_key FROM core._key_changes")] == [("JD-2024-001", "JD-2025-101")]
+    assert rows(home, "SELECT own_keyed FROM ops.build_state WHERE entity = 'project'") == [(False,)]
