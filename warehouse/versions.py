@@ -232,7 +232,7 @@ def apply_rows(
         con.execute("ROLLBACK")
         raise
     finally:
-        for temp in ("_new", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states"):
+        for temp in ("_new", "_cur_ids", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
         if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_in'").fetchall()[0][0]:
             con.execute("DROP TABLE _in")  # a caller's temp table (the golden rows); a view is its caller's to drop
@@ -279,9 +279,16 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     if has_rows:
         # The touched keys' live rows, read once: their hash seeds the comparison and their row id
         # deletes the replaced ones below without a second join of core on the key's strings.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS SELECT c.rowid AS _rid, "
-                    f"{', '.join(f'c.{ident(k)}' for k in [*key, *kept])}, hash(c._record_hash) AS _hash "
+        # Found by the key columns alone, then read by row id: a join reads every row's projected
+        # columns before it filters, so the hash and the marts' columns are read for the touched rows
+        # only (at 1M projects: 0.096 -> 0.052 CPU-seconds).
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur_ids AS SELECT c.rowid AS _rid, "
+                    f"{', '.join(f'c.{ident(k)}' for k in key)} "
                     f"FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS SELECT i.*, "
+                    f"{''.join(f'c.{ident(k)}, ' for k in kept)}hash(c._record_hash) AS _hash "
+                    f"FROM {table} AS c JOIN _cur_ids AS i ON c.rowid = i._rid")
+        con.execute("DROP TABLE _cur_ids")
     if prior:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(prior[0])} AS SELECT "
                     f"{', '.join(ident(c) for c in [*key, *kept])} FROM {'_cur' if has_rows else table + ' WHERE false'}")
