@@ -129,14 +129,19 @@ def _read_part(conn: Any, path: str, sheet_part: str, pieces: list[memoryview], 
         wb = CalamineWorkbook.from_path(str(book))
         try:
             sheet = wb.get_sheet_by_name(sheet_name)
-            width = sheet.width
+            width = sheet.end[1] + 1 if sheet.end else 0  # from column A, as the whole read's rows are
             limit = min(max_rows, max_cells // max(width, 1))  # the caller checks the whole sheet's
-            rows = sheet.to_python(skip_empty_area=False, nrows=limit + 1)
+            # from the part's first cell, not A1: the rows of the parts before it would be empty lists
+            top, left = sheet.start or (first, 0)
+            rows = sheet.to_python(skip_empty_area=True, nrows=max(limit + 1 - top, 1)) if sheet.start else []
         finally:
             wb.close()
         book.unlink()
-        reached = len(rows)
-        body = rows[first:last]
+        reached = top + len(rows)
+        if left:
+            rows = [[""] * left + r for r in rows]
+        body = [[""] * width for _ in range(max(top - first, 0))]  # the part's first rows are empty
+        body.extend(rows[max(first - top, 0):None if last is None else max(last - top, 0)])
         if last is not None and len(body) < last - first:  # trailing empty rows of the part
             body.extend([[""] * width for _ in range(last - first - len(body))])
         texts, numeric = columns_of(body, width)

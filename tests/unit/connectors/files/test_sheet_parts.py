@@ -104,3 +104,20 @@ def test_a_sheet_over_the_row_cap_is_refused_when_read_in_parts(tmp_path: Path, 
     monkeypatch.setattr(readers, "_check_workbook_caps", lambda p, s: ("项目", "xl/worksheets/sheet1.xml"))
     with pytest.raises(readers.Unreadable, match="more than 500 rows"):
         read_excel(path, spec(**SPEC, limits={"max_rows": 500}))
+
+
+def test_a_part_whose_first_column_is_empty_reads_as_the_whole_sheet(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.xlsx"
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "项目"
+    ws.append(["项目编号", "项目名称", "金额"])
+    for i in range(300):  # after the first rows column A is empty: a later part starts at column B
+        ws.append([f"MH-{i}" if i < 20 else None, f"项目{i}", i * 1.5])
+    wb.save(path)
+    whole = read_excel(path, spec(format="excel", header={"find": "项目编号"}))
+    _parts(monkeypatch, 3)
+    split = read_excel(path, spec(format="excel", header={"find": "项目编号"}))
+    assert split.table.equals(whole.table)
+    assert whole.table["项目名称"].to_pylist()[-1] == "项目299" and whole.table["项目编号"].null_count == 280
