@@ -312,16 +312,21 @@ MARTS: tuple[Mart, ...] = (
             "budget_amount": "经费合计(元) / total budget, yuan",
             "avg_budget_amount": "平均经费(元) / average budget per project with a budget, yuan",
         },
+        # Aggregated first, named after: a code names one row of ref.codes (a code list is a mapping),
+        # so the groups are the same, and the 1M-row join and the wider grouping keys are not paid
+        # (whole recompute at 1M projects: 0.25 -> 0.14 CPU-seconds).
         """
         SELECT p.district_code, d.zh AS district_name, p.category, p.industry_code, i.zh AS industry_name,
-               count(*) AS project_count,
-               count(DISTINCT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name)) AS lead_org_count,
-               coalesce(sum(p.budget_amount), 0)::DECIMAL(18,2) AS budget_amount,
-               avg(p.budget_amount)::DECIMAL(18,2) AS avg_budget_amount
-        FROM core.project AS p
+               p.project_count, p.lead_org_count, p.budget_amount, p.avg_budget_amount
+        FROM (
+            SELECT district_code, category, industry_code, count(*) AS project_count,
+                   count(DISTINCT coalesce(lead_org_uscc, lead_org_id, lead_org_name)) AS lead_org_count,
+                   coalesce(sum(budget_amount), 0)::DECIMAL(18,2) AS budget_amount,
+                   avg(budget_amount)::DECIMAL(18,2) AS avg_budget_amount
+            FROM core.project GROUP BY district_code, category, industry_code
+        ) AS p
         LEFT JOIN ref.codes AS d ON d.code_list = 'district' AND d.code = p.district_code
         LEFT JOIN ref.codes AS i ON i.code_list = 'lingang_industry' AND i.code = p.industry_code
-        GROUP BY ALL
         """,
         groups=Groups(
             ("district_code", "category", "industry_code"), {"project": ("district_code", "category", "industry_code")},
