@@ -1134,7 +1134,7 @@ def _build_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batches: pa.Ta
             )
         finally:
             con.unregister("_qfiles")
-    else:
+    elif not _empty_quarantine(con):
         con.execute("DROP TABLE IF EXISTS ops.quarantine")
         con.register("_qempty", QUARANTINE_SCHEMA.empty_table())
         try:
@@ -1162,6 +1162,14 @@ def _build_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batches: pa.Ta
         "Grain: one row per rejected row and failed rule.",
         {c: d for c, d in docs.items() if c in present},
     )
+
+
+def _empty_quarantine(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``ops.quarantine`` is already the empty table with the pipeline's columns (kept, comments and all)."""
+    if not _table_exists(con, "ops", "quarantine"):
+        return False
+    names = [c for c, _ in _columns(con, _current_db(con), "ops", "quarantine")]
+    return names == QUARANTINE_SCHEMA.names and not _scalar(con, "SELECT count(*) FROM ops.quarantine")
 
 
 def _append_quarantine(con: duckdb.DuckDBPyConnection, paths: list[str], entities: list[str],
