@@ -113,7 +113,7 @@ def _best(label: str, repeat: int, work: Callable[[], Any]) -> Any:
         value = work()
         runs.append((time.perf_counter() - t, _cpu() - c, value))
     wall, cpu, value = min(runs, key=lambda r: r[0])
-    print(f"  {label:<44} {wall:6.2f} s wall {cpu:6.2f} s CPU")
+    print(f"  {label:<52} {wall:6.2f} s wall {cpu:6.2f} s CPU")
     return value, wall
 
 
