@@ -59,7 +59,8 @@ class Groups:
     that ``touched`` reads from ``_prior_<table>``. ``touched``: a SELECT of ``key`` values that
     holds every group a changed row was in before the build and is in after it (more is harmless:
     such a group is recomputed to the same rows); it reads ``_touched_<table>`` (the keys the new
-    files carry), ``_prior_<table>`` (those keys' rows before the build) and core.
+    files carry), ``_prior_<table>`` (those keys' rows before the build), ``_now_<table>`` (the
+    rows the build wrote for them, and ``_del`` for those it deleted) and core.
     ``only``: per core table, the rows the mart reads for the groups in ``_groups`` (a SELECT,
     as ``_only_<table>``); the mart's SQL runs over those instead of the whole table.
     """
@@ -479,16 +480,23 @@ MARTS: tuple[Mart, ...] = (
             ("lead_org_key",), {"project": ("lead_org_uscc", "lead_org_id", "lead_org_name"),
                                 "project_report": ("project_id",)},
             # A report's group is its project's lead organisation. The projects whose reports may have
-            # moved: those of changed reports (before and after), and changed projects that have reports
-            # (their lead organisation may have changed, or the project come or gone: the NULL group).
+            # moved: those of changed reports (before: _prior_project_report, after: the rows the apply
+            # wrote, _now_project_report, not a scan of core), and changed projects that have reports
+            # and whose lead organisation changed, or that came or went (the NULL group).
             # Each is looked up after the build (core) and, when it changed, before it (_prior_project;
             # no prior row: it did not exist, the NULL group).
             """
-            WITH r AS (
+            WITH moved AS (
+                -- changed projects whose lead organisation columns (or existence) changed: only their
+                -- reports need finding in core (a scan skipped when there are none)
+                SELECT _source, project_id FROM _now_project AS n LEFT JOIN _prior_project AS p
+                       USING (_source, project_id)
+                WHERE n._del OR p.project_id IS NULL OR n.lead_org_uscc IS DISTINCT FROM p.lead_org_uscc
+                      OR n.lead_org_id IS DISTINCT FROM p.lead_org_id OR n.lead_org_name IS DISTINCT FROM p.lead_org_name
+            ), r AS (
                 SELECT _source, project_id FROM _prior_project_report
-                UNION SELECT _source, project_id FROM core.project_report SEMI JOIN _touched_project_report
-                      USING (_source, report_id)
-                UNION SELECT _source, project_id FROM core.project_report SEMI JOIN _touched_project
+                UNION SELECT _source, project_id FROM _now_project_report WHERE NOT _del
+                UNION SELECT _source, project_id FROM core.project_report SEMI JOIN moved
                       USING (_source, project_id)
             )
             SELECT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name) AS lead_org_key
@@ -641,36 +649,34 @@ def prior_columns(table: str, key: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def capture_changed_keys(con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...] | list[str],
-                         paths: list[str], *, prior: bool = True) -> str:
+                         paths: list[str]) -> str:
     """Before new files are applied to ``core.<table>``: the keys they carry, and those keys' rows.
 
     ``_touched_<table>`` holds every natural key of the files (a superset of the changed keys: a
     re-sent identical row only makes its group recomputed); ``_prior_<table>`` those keys' core
     rows as they were before the build, in the columns the marts' groups read (:func:`prior_columns`),
     so a mart can find the groups rows leave (an update moving a row, a delete), not only the ones
-    they join. Reads only the key columns of the new files. ``prior=False``: the caller has the
-    apply write ``_prior_<table>`` from the scan of core it makes anyway (the builder passes the
-    returned name to :func:`warehouse.versions.apply_entity`), so core is not scanned a second time.
+    they join. Reads only the key columns of the new files. The caller has the apply write
+    ``_prior_<table>`` from the scan of core it makes anyway (the builder passes the returned name
+    to :func:`warehouse.versions.apply_entity`), so core is not scanned a second time, and
+    ``_now_<table>``: the rows it wrote and the keys it deleted (a touched key not there kept its
+    prior row), so a mart finds the groups rows join without a scan of core either.
     A rename takes a key that is not in the files out of core: the builder then drops the capture
     (the marts over that table are recomputed whole), see :func:`warehouse.build.build_core`.
     """
     t = _ident(table)
     keys = ", ".join(_ident(k) for k in key)
-    wanted = ", ".join(_ident(c) for c in prior_columns(table, key))
     listing = "[" + ", ".join(_literal(p) for p in paths) + "]"
     source = (f"SELECT DISTINCT {keys} FROM read_parquet({listing}, union_by_name = true)" if paths else
               f"SELECT {keys} FROM core.{t} WHERE false")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_touched_' + table)} AS {source}")
-    if prior:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_prior_' + table)} AS SELECT {wanted} FROM core.{t} "
-                    f"SEMI JOIN {_ident('_touched_' + table)} USING ({keys})")
     return "_prior_" + table
 
 
 def drop_changed_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Drop what :func:`capture_changed_keys` and the group updates left in the connection."""
     for table in GROUPED_TABLES:
-        for prefix in ("_prior_", "_touched_"):
+        for prefix in ("_prior_", "_now_", "_touched_"):
             con.execute(f"DROP TABLE IF EXISTS {_ident(prefix + table)}")
 
 
@@ -715,6 +721,8 @@ def _update_groups(con: duckdb.DuckDBPyConnection, mart: Mart, captured: set[str
                         "WHERE false")
             con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_prior_' + table)} AS SELECT {wanted} FROM core.{t} "
                         "WHERE false")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_now_' + table)} AS SELECT {wanted}, false AS _del "
+                        f"FROM core.{t} WHERE false")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _groups AS SELECT DISTINCT * FROM ({groups.touched})")
     made: list[str] = []
     try:

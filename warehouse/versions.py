@@ -51,6 +51,7 @@ __all__ = [
     "duck_type",
     "event_time_sql",
     "natural_key_sql",
+    "now_table",
     "tombstone_district_sql",
 ]
 
@@ -207,7 +208,8 @@ def apply_rows(
 
     ``prior`` (a temp table's name and columns, the natural key first): keep the touched keys' core
     rows as they were before this apply in that table, from the same scan of core that seeds the
-    comparison (the marts kept group by group read it, :func:`warehouse.marts.capture_changed_keys`).
+    comparison (the marts kept group by group read it, :func:`warehouse.marts.capture_changed_keys`),
+    and the rows the apply left for them in :func:`now_table` (``_now_<table>``: written, or deleted).
     ``core_own_keyed``: every row in core carries its own key as ``_source_key`` (see
     :func:`warehouse.key_changes.apply_renames`); renames are then looked for only when new rows do not.
     """
@@ -332,6 +334,8 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     con.execute("DROP TABLE _new")
     changes = _scalar(con, "SELECT count(*) FROM _changed")
     if changes == 0:
+        if prior:
+            _write_now(con, prior, key, kept, table, last_version, changed=False)
         return Applied(0, 0, 0, last_version)
     from warehouse.key_changes import (  # imports this module
         apply_renames, close_renamed_history, has_foreign_surrogates, supports_key_changes)
@@ -370,7 +374,33 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
     # then touch one row group by its min/max, not half the table.
     con.execute(f"INSERT INTO {table} ({col_list}) SELECT * FROM ({source}) ORDER BY {CHANGE_VERSION}")
+    if prior:
+        _write_now(con, prior, key, kept, table, last_version, changed=True)
     return Applied(changes, int(upserts), int(deletes), int(last), bool(foreign))
+
+
+def now_table(prior_table: str) -> str:
+    """The name of the table :func:`apply_rows` writes beside ``prior``: ``_prior_x`` -> ``_now_x``."""
+    return "_now_" + prior_table.removeprefix("_prior_")
+
+
+def _write_now(con: duckdb.DuckDBPyConnection, prior: tuple[str, list[str]], key: list[str], kept: list[str],
+               table: str, last_version: int, *, changed: bool) -> None:
+    """The touched keys this apply changed, as it left them: the rows it wrote (``_del`` false, the
+    prior's columns) and the keys it deleted (``_del`` true, NULL columns). A touched key not here
+    kept its prior row. Read back from core by change version (the rows just written sit at the
+    end of the table, in change-version order: the zone maps skip the rest)."""
+    cols = ", ".join(ident(c) for c in [*key, *kept])
+    if not changed:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(now_table(prior[0]))} AS SELECT {cols}, false AS _del "
+                    f"FROM {table} WHERE false")
+        return
+    keys = ", ".join(ident(k) for k in key)
+    nulls = "".join(f", NULL AS {ident(c)}" for c in kept)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ident(now_table(prior[0]))} AS "
+        f"SELECT {cols}, false AS _del FROM {table} WHERE {CHANGE_VERSION} > {last_version} "
+        f"UNION ALL BY NAME SELECT {keys}{nulls}, true AS _del FROM _changed WHERE _final AND _del")
 
 
 def _row_match(changed: str, rows: str, key: list[str]) -> str:

@@ -308,6 +308,15 @@ def test_marts_kept_by_group_equal_a_full_rebuild(home: Path, catalog: Catalog, 
              "district_code": "310110", "industry_code": "EQUIPMENT"},
             {"project_id": "P404", "title": "迟到的项目", "category": "A", "lead_org_uscc": U1, "lead_org_name": "上海电机学院",
              "district_code": "310115", "industry_code": "IC"}]),
+        # P1 re-titled (its lead organisation unchanged: its report is not looked for); P5's lead
+        # organisation renamed under the same id (its group's name changes: its report is)
+        ("project", [
+            {"project_id": "P1", "title": "集成电路订单班（二期）", "category": "C", "lead_org_uscc": U3,
+             "lead_org_name": "上海海事大学", "district_code": "310110", "industry_code": "EQUIPMENT",
+             "budget_amount": Decimal("5.00")},
+            {"project_id": "P5", "title": "新能源汽车产业学院", "category": "A", "lead_org_id": "L5",
+             "lead_org_name": "上海理工大学（新）", "district_code": "310115", "industry_code": "IC",
+             "budget_amount": Decimal("7.00")}]),
         # a project with a surrogate of its own, then renamed (same surrogate, new project id) into
         # another group: the old key leaves core without being in the new file
         ("project", [{"project_id": "P7", "_sk": "SK7", "title": "改名前", "category": "D", "lead_org_id": "L7",
@@ -330,3 +339,5 @@ def test_marts_kept_by_group_equal_a_full_rebuild(home: Path, catalog: Catalog, 
     # R2 with P1 (now U3), R3 with P5 (L5), R4 of the deleted P2 (NULL), R5 with P404 (U1)
     assert q(home, "SELECT lead_org_key, reports_total FROM marts.report_timeliness_by_lead_org ORDER BY ALL") == [
         (U1, 1), (U3, 1), ("L5", 1), (None, 1)]
+    assert q(home, "SELECT lead_org_name FROM marts.report_timeliness_by_lead_org WHERE lead_org_key = 'L5'") == [
+        ("上海理工大学（新）",)]
