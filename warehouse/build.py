@@ -773,16 +773,16 @@ def _build_golden(
     con.execute("INSERT OR REPLACE INTO ops.build_state (entity, applied_seq, signature) VALUES (?, ?, ?)",
                 [identity.ORGANIZATION, None, signature])
     extra_docs = {name: tuple(doc.split(" / ", 1)) for name, (_, doc) in identity.GOLDEN_COLUMNS.items()}
-    _comment_entity(con, entity, schema, {f.name: (f.zh, f.en) for f in LINEAGE_FIELDS} | extra_docs, True)
-    _comment_table(
-        con, f"core.{identity.ORGANIZATION}",
-        f"{entity.zh} / {entity.en}, one row per organisation across all sources: organisation rows and "
-        "organisations only mentioned by other entities, matched on USCC, else on the normalised full name "
-        "(core.organization_match says how each was matched; ops.organization_unmatched lists what was not). "
-        "Per-source rows: core.organization_source. Deletes in core._tombstones.",
-        {},
+    # Read once: an unchanged comment costs no catalog lookup (two per table) and no write.
+    known = _known_comments(con, "core")
+    _comment_entity(
+        con, entity, schema, {f.name: (f.zh, f.en) for f in LINEAGE_FIELDS} | extra_docs, True, known,
+        text=f"{entity.zh} / {entity.en}, one row per organisation across all sources: organisation rows and "
+             "organisations only mentioned by other entities, matched on USCC, else on the normalised full name "
+             "(core.organization_match says how each was matched; ops.organization_unmatched lists what was not). "
+             "Per-source rows: core.organization_source. Deletes in core._tombstones.",
     )
-    identity.comment_tables(con, _comment_table)
+    identity.comment_tables(con, lambda c, table, text, columns: _comment_table(c, table, text, columns, known))
     rows = _scalar(con, f"SELECT count(*) FROM core.{identity.ORGANIZATION}")
     tombstones = _scalar(con, f"SELECT count(*) FROM core.{TOMBSTONES} WHERE entity = ?", [identity.ORGANIZATION])
     base = source_build or EntityBuild(0, 0, 0.0)
@@ -857,6 +857,8 @@ def _comment_table(con: duckdb.DuckDBPyConnection, table: str, text: str, column
             statements.append(f"COMMENT ON COLUMN {table}.{_ident(column)} IS {_literal(doc)}")
     if statements:
         con.execute(";\n".join(statements))
+        if known is not None:  # as the catalog now says
+            known[(schema, name)] = (text, {**existing, **columns})
 
 
 #: (schema, table) -> (table comment, {column: comment}) as read from the catalog.
@@ -912,9 +914,12 @@ def _comment_entity(
     lineage: Mapping[str, tuple[str, str]],
     history: bool,
     known: Comments | None = None,
+    *,
+    text: str | None = None,
 ) -> None:
-    """Table and column comments from the schema docs: ``zh / en``, PII grade, the grain."""
-    text = (
+    """Table and column comments from the schema docs: ``zh / en``, PII grade, the grain (``text``:
+    the table's comment instead of the one said from the entity)."""
+    text = text or (
         f"{entity.zh} / {entity.en}. Grain: {entity.grain}. "
         f"Natural key: ({', '.join(entity.key)}). Latest version per key across sources; deletes in core._tombstones."
     )

@@ -297,7 +297,6 @@ def _check_new_usccs(con: duckdb.DuckDBPyConnection) -> int:
 # -- resolution and the golden table --------------------------------------------------------
 
 _RESOLVE = """
-CREATE OR REPLACE TABLE core.{match} AS
 WITH m AS MATERIALIZED (
     SELECT m.*, CASE WHEN u.uscc IS NOT NULL AND u.reason IS NULL THEN u.uscc END AS valid_uscc
     FROM core.{mentions} AS m LEFT JOIN core.{uscc_table} AS u ON u.uscc = m.uscc_text
@@ -404,6 +403,24 @@ FROM core.{ORGANIZATION} WHERE org_id NOT IN (SELECT org_id FROM golden)
 """
 
 
+def _write_match(con: duckdb.DuckDBPyConnection, select: str) -> None:
+    """``core.organization_match`` := ``select``. A table with the same columns is kept and its rows
+    replaced (its comments stay, so a build does not write them again); otherwise it is created."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _match AS {select}")
+    try:
+        shapes = con.execute(
+            "SELECT database_name, list((column_name, data_type) ORDER BY column_index) FROM duckdb_columns() "
+            "WHERE (database_name = 'temp' AND table_name = '_match') OR (database_name = current_database() "
+            f"AND schema_name = 'core' AND table_name = {literal(MATCH_TABLE)}) GROUP BY database_name").fetchall()
+        if len(shapes) == 2 and shapes[0][1] == shapes[1][1]:
+            con.execute(f"DELETE FROM core.{MATCH_TABLE}")
+            con.execute(f"INSERT INTO core.{MATCH_TABLE} SELECT * FROM _match")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE core.{MATCH_TABLE} AS SELECT * FROM _match")
+    finally:
+        con.execute("DROP TABLE IF EXISTS _match")
+
+
 def build_golden(
     con: duckdb.DuckDBPyConnection,
     entity: Entity,
@@ -417,8 +434,7 @@ def build_golden(
     version); the caller has created the table (and its history) and re-read the mentions.
     """
     _check_new_usccs(con)
-    con.execute(_RESOLVE.format(
-        match=MATCH_TABLE, mentions=MENTIONS_TABLE, uscc_table=USCC_TABLE, org=ORGANIZATION))
+    _write_match(con, _RESOLVE.format(mentions=MENTIONS_TABLE, uscc_table=USCC_TABLE, org=ORGANIZATION))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _in AS {_golden_select(schema, now)}")
     return apply_rows(con, entity, schema, last_version, history=True)
 

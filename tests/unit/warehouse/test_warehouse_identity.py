@@ -289,3 +289,46 @@ def test_the_golden_row_does_not_depend_on_which_stream_landed_first(tmp_path: P
     assert first == second
     # the form two rows give beats the form one row gives, whichever landed last
     assert first[0][:2] == (JITA, "上海积塔半导体有限公司")
+
+
+def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Catalog) -> None:
+    """Updates, inserts and deletes that move mentions between organisations: after every incremental
+    build the mentions, the match table and the golden rows equal those a full rebuild computes, and
+    the match table (kept, its rows replaced) keeps its comments."""
+    steps: list[tuple[str, str, list[dict[str, Any]]]] = [
+        ("cooperation", "district_jiading", [
+            {"cooperation_id": "C1", "school_name": "上海电机学院", "enterprise_name": "上海积塔半导体有限公司",
+             "district_code": "310114"},
+            {"cooperation_id": "C2", "school_name": "上海电机学院", "enterprise_name": "上海商汤智能科技有限公司",
+             "enterprise_uscc": SENSETIME, "district_code": "310114"}]),
+        # the unmatched 积塔 mention folds into the USCC row that arrives
+        ("organization", "municipal_projects", [
+            {"org_id": JITA, "uscc": JITA, "name": "上海积塔半导体有限责任公司", "district_code": "310115"}]),
+        # C1's enterprise moves to 商汤 by name (no USCC of its own); a new cooperation with another USCC
+        ("cooperation", "district_jiading", [
+            {"cooperation_id": "C1", "school_name": "上海电机学院", "enterprise_name": "上海商汤智能科技有限责任公司",
+             "district_code": "310114"},
+            {"cooperation_id": "C3", "school_name": "上海海事大学", "enterprise_name": "其他公司",
+             "enterprise_uscc": OTHER, "district_code": "310115"}]),
+        # C2 (商汤's only USCC mention) deleted: C1's mention is left unmatched
+        ("cooperation", "district_jiading", [{"cooperation_id": "C2", "_is_deleted": True}]),
+    ]
+    tables = {
+        "core._organization_mentions": "SELECT * FROM core._organization_mentions ORDER BY ALL",
+        "core.organization_match": "SELECT * FROM core.organization_match ORDER BY ALL",
+        # an unchanged golden row keeps the version, and so the batch and extraction time, it was written with
+        "core.organization": "SELECT * EXCLUDE (change_version, _batch_id, _extracted_at) FROM core.organization "
+                             "ORDER BY ALL",
+    }
+    for step, (entity, source, items) in enumerate(steps):
+        put(home, catalog, source, f"w{step + 1}", entity, items,
+            extracted=datetime(2025, 3, 1 + step, 8, 0, tzinfo=UTC))
+        build(home, catalog)
+        incremental = {name: q(home, sql) for name, sql in tables.items()}
+        assert q(home, "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'organization_match' "
+                       "AND comment IS NULL") == [(0,)]
+        build(home, catalog, full=True)
+        assert {name: q(home, sql) for name, sql in tables.items()} == incremental, (step, entity)
+    assert q(home, "SELECT org_id, match_rule FROM core.organization_match WHERE entity = 'cooperation' "
+                   "AND role = 'enterprise' ORDER BY ALL") == [
+        (OTHER, "uscc"), ("name:上海商汤智能科技有限公司", "unmatched")]
