@@ -309,6 +309,20 @@ def test_a_build_runs_at_a_lower_priority_and_so_do_duckdbs_workers(monkeypatch)
     assert nice_of(threading.get_native_id()) == caller
 
 
+def test_memory_freed_before_a_build_is_released_on_the_callers_thread(monkeypatch) -> None:
+    """The Arrow pool (mimalloc) returns only the calling thread's freed pages: the release must run
+    on the thread that synced, before the build's own thread starts."""
+    import threading
+
+    from warehouse import build as b
+
+    released: list[str] = []
+    monkeypatch.setattr(b, "_release_memory", lambda: released.append(threading.current_thread().name))
+    monkeypatch.setenv("IEHUB_BUILD_NICE", "7")
+    assert b.at_build_priority(lambda *a, **k: "built")(Path("/nonexistent"), None) == "built"
+    assert released == [threading.current_thread().name]
+
+
 def test_a_failing_build_raises_in_the_callers_thread_and_a_bad_nice_is_named(monkeypatch) -> None:
     from warehouse import build as b
 
