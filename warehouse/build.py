@@ -608,8 +608,11 @@ def build_core(
     now = now or datetime.now(timezone.utc)
     golden = identity.applies(registry)
     _ensure_state(con)
-    _comment_tombstones(con)
-    _comment_table(con, f"core.{key_changes.KEY_CHANGES}", key_changes.TABLE_DOC, key_changes.COLUMN_DOCS)
+    # Read once: core's comments (each lookup is two catalog queries, and an incremental build visits
+    # every entity, most of them unchanged).
+    known = _known_comments(con, "core")
+    _comment_tombstones(con, known)
+    _comment_table(con, f"core.{key_changes.KEY_CHANGES}", key_changes.TABLE_DOC, key_changes.COLUMN_DOCS, known)
     ledger: dict[str, list[BatchRow]] = {}
     for batch in catalog.landed_batches():
         ledger.setdefault(batch.entity, []).append(batch)
@@ -633,12 +636,10 @@ def build_core(
     lineage_docs = {f.name: (f.zh, f.en) for f in LINEAGE_FIELDS}
     out: dict[str, EntityBuild] = {}
     touched: set[str] = set()
-    # Read once: which core tables exist and their comments (each lookup is a catalog query, and
-    # an incremental build visits every entity, most of them unchanged).
+    # Read once: which core tables exist.
     core_tables = {t for (t,) in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = 'core'").fetchall()}
-    known = _known_comments(con, "core")
     applied_state: list[tuple[str, int, str, bool | None]] = []
     for name, canonical in registry.items():
         t0 = time.perf_counter()
@@ -884,7 +885,7 @@ _CHANGE_VERSION_DOC = ("变更版本 / change version: from the hub-wide sequenc
                        "feeds return changes after a version")
 
 
-def _comment_tombstones(con: duckdb.DuckDBPyConnection) -> None:
+def _comment_tombstones(con: duckdb.DuckDBPyConnection, known: Comments | None = None) -> None:
     _comment_table(
         con,
         f"core.{TOMBSTONES}",
@@ -904,6 +905,7 @@ def _comment_tombstones(con: duckdb.DuckDBPyConnection) -> None:
                              "their project's (core.project, same _source and project_id); NULL when the entity has "
                              "none or it was unknown",
         },
+        known,
     )
 
 
@@ -1044,6 +1046,7 @@ def build_ops(
          "signature": "列签名 / the core columns the entity was built with; a change rebuilds the entity",
          "own_keyed": "自有主键 / every row applied to core carried its own natural key's id as _source_key (so no "
                       "rename can involve a core row unless a new row carries another; NULL: not known yet)"},
+        known,
     )
     _comment_table(
         con, f"ops.{marts_module.MART_STATE}",
@@ -1051,11 +1054,13 @@ def build_ops(
         {"mart": "集市 / mart name (ref.codes for the code lists)",
          "signature": "定义签名 / digest of its declaration (SQL, columns, docs); a change recreates it",
          "built_on": "计算日期 / the date it was last computed (marts reading the clock are recomputed daily)"},
+        known,
     )
     _comment_table(
         con, "ops.change_sequence",
         "变更序列 / the hub-wide change-version sequence. Grain: one row.",
         {"last_change_version": "最新变更版本 / the last change version given out"},
+        known,
     )
 
     merged = sorted(n for n, e in result.entities.items() if not e.carried_over)
@@ -1103,6 +1108,7 @@ def build_ops(
             "last_change_version": "最新变更版本 / the sequence's value after this build",
             "snapshot_version": "快照版本 / the published snapshot (published/<version>)",
         },
+        known,
     )
 
 
