@@ -13,6 +13,8 @@ pass each chunk is mapped, checked and written while its raw rows are in memory.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import logging
 import os
@@ -237,6 +239,7 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
     from it and the window, so only a rerun of the same run replaces an earlier batch.
     """
     settings.ensure()
+    _limit_malloc_arenas()
     spec = spec or load_spec(source)
     if stream not in spec.streams:
         raise PipelineError(f"source {source} has no stream '{stream}' (streams: {', '.join(spec.streams)})")
@@ -361,6 +364,29 @@ def _release_pool() -> None:
     """
     pa.default_memory_pool().release_unused()
 
+
+#: glibc malloc arenas a sync process may use (glibc's default is 8 per core).
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # mallopt's parameter number, glibc's malloc.h
+
+
+@functools.cache
+def _limit_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas for this process (once; False where libc has no ``mallopt``).
+
+    Arrow's reader and writer threads, DuckDB's and the sink's each get an arena of their own, and
+    a thread arena keeps the freed top of its heap (glibc trims only the main arena's): at 5M rows
+    the process held ~250 MB of such free memory in 14 arenas and the standardise peak grew with
+    the batch (1,258 MB against 980 MB with two arenas, measured in one process after the extract;
+    CPU time the same, the threads allocate big blocks rarely enough not to contend). A fixed
+    ``M_MMAP_THRESHOLD`` bounded it as well but cost ~1.5 s more system time per 5M rows.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    mallopt = getattr(libc, "mallopt", None)
+    return bool(mallopt is not None and mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 class QualityGateError(PipelineError):
@@ -638,6 +664,8 @@ def standardise_and_validate(settings: Settings, manifest: dict[str, Any], *, sp
     from quality.policy import policy_for
     from quality.store import record
     from quality.suites import rule_ids
+
+    _limit_malloc_arenas()
 
     source, stream, batch_id = manifest["source"], manifest["stream"], manifest["batch_id"]
     spec = spec or load_spec(source)
