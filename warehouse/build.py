@@ -66,7 +66,8 @@ from warehouse.catalog import BatchRow, Catalog
 from warehouse.landing import fsync_dir
 from warehouse.layout import Lake
 from warehouse.publish import Snapshot, new_version, publish
-from warehouse.versions import CHANGE_VERSION, DELETED, HISTORY_ENTITIES, TOMBSTONES, apply_entity, duck_type
+from warehouse.versions import (CHANGE_VERSION, DELETED, HISTORY_ENTITIES, TOMBSTONES, apply_entity, duck_type,
+                                now_table)
 
 if TYPE_CHECKING:
     from schemas import Entity
@@ -709,8 +710,12 @@ def build_core(
     out = _with_counts(con, out, {name: (identity.SOURCE_TABLE if golden and name == identity.ORGANIZATION else name)
                                   for name in out})
     if golden:
+        # the changed keys' rows before and after, where the marts' capture holds every mention column
+        delta = {t: (f"_prior_{t}", now_table(f"_prior_{t}")) for t in sorted(captured or ())
+                 if t in registry and identity.mention_columns(t)
+                 and identity.mention_columns(t) <= set(marts_module.prior_columns(t, registry[t].key))}
         out[identity.ORGANIZATION], first_version, last = _build_golden(
-            con, registry, out.get(identity.ORGANIZATION), touched, first_version, last, now)
+            con, registry, out.get(identity.ORGANIZATION), touched, first_version, last, now, delta)
     con.execute("DELETE FROM ops.change_sequence")
     con.execute("INSERT INTO ops.change_sequence VALUES (?)", [last])
     return out, first_version, last
@@ -738,8 +743,12 @@ def _build_golden(
     first_version: int | None,
     last: int,
     now: datetime,
+    delta: Mapping[str, tuple[str, str]] | None = None,
 ) -> tuple[EntityBuild, int | None, int]:
-    """``core.organization`` across sources: re-read changed mentions, resolve, version the difference."""
+    """``core.organization`` across sources: re-read changed mentions, resolve, version the difference.
+
+    ``delta``: see :func:`warehouse.identity.refresh_mentions` (the changed keys' rows the marts'
+    capture keeps, before and after the apply)."""
     t0 = time.perf_counter()
     entity = registry[identity.ORGANIZATION]
     schema = identity.golden_schema(_core_schema(entity))
@@ -760,7 +769,7 @@ def _build_golden(
         # Their hashes are of other content: every row is compared (and versioned) afresh.
         con.execute(f"UPDATE core.{identity.ORGANIZATION} SET _record_hash = NULL")
         touched = set(registry)
-    refreshed = identity.refresh_mentions(con, registry, touched)
+    refreshed = identity.refresh_mentions(con, registry, touched, delta)
     changes = 0
     if refreshed:
         try:

@@ -221,15 +221,26 @@ def _mention_select(role: OrgRole, table: str, columns: set[str]) -> str | None:
     )
 
 
+def mention_columns(entity: str) -> set[str]:
+    """The columns of ``entity`` its organisation mentions read."""
+    return {c for r in ORG_ROLES if r.entity == entity for c in (r.name_column, r.uscc_column, r.id_column) if c}
+
+
 def refresh_mentions(
     con: duckdb.DuckDBPyConnection,
     registry: Mapping[str, Entity],
     changed: Iterable[str],
+    delta: Mapping[str, tuple[str, str]] | None = None,
 ) -> set[str]:
     """Re-read the distinct mentions of the entities that changed (all of them the first time).
 
     Mentions are kept per entity in ``core._organization_mentions``, so a build re-reads only
     the core tables it changed (a DISTINCT over the mention columns), not the warehouse.
+    ``delta``: per changed entity, the temp tables holding its changed keys' rows before the build
+    and as the build left them (``_prior_<table>``, ``_now_<table>`` with ``_del``, see
+    :func:`warehouse.versions.now_table`), each with ``_source`` and every column of
+    :func:`mention_columns`: only the mentions those rows were or are in are re-read (every row of
+    core in such a mention, so the counts and latest lineage equal a whole re-read).
     Returns the entities re-read.
     """
     everything = _ensure_tables(con)
@@ -250,31 +261,80 @@ def refresh_mentions(
             columns = {c for (c,) in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
                 "AND schema_name = 'core' AND table_name = ?", [entity]).fetchall()}
+            if delta and entity in delta and not everything:
+                _refresh_touched(con, entity, [r for r in roles[entity] if r.name_column in columns],
+                                 columns, *delta[entity])
+                continue
             selects = [_mention_select(r, table, columns) for r in roles[entity]]
         union = " UNION ALL ".join(s for s in selects if s) or (
             f"SELECT * EXCLUDE (normalised_name, uscc_text) FROM core.{MENTIONS_TABLE} WHERE false")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _mentions AS {union}")
-        # Normalise each distinct name once: names already known (any entity) keep their form
-        # (so a change to normalised_name_sql takes effect with `iehub build --full`).
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _names AS
-            WITH wanted AS (SELECT DISTINCT name FROM _mentions WHERE name IS NOT NULL),
-            known AS (SELECT k.name, any_value(k.normalised_name) AS normalised_name
-                      FROM core.{MENTIONS_TABLE} AS k SEMI JOIN wanted USING (name) GROUP BY k.name)
-            SELECT * FROM known
-            UNION ALL
-            SELECT name, {normalised_name_sql("name")} FROM wanted ANTI JOIN known USING (name)
-            """
-        )
+        _normalise_mentions(con)
         con.execute(f"DELETE FROM core.{MENTIONS_TABLE} WHERE entity = ?", [entity])
-        con.execute(
-            f"INSERT INTO core.{MENTIONS_TABLE} BY NAME SELECT m.*, n.normalised_name, "
-            f"{_uscc_text_sql('m.uscc')} AS uscc_text FROM _mentions AS m LEFT JOIN _names AS n USING (name)"
-        )
+        _insert_mentions(con)
     con.execute("DROP TABLE IF EXISTS _mentions")
     con.execute("DROP TABLE IF EXISTS _names")
     return todo
+
+
+def _normalise_mentions(con: duckdb.DuckDBPyConnection) -> None:
+    """``_names``: each distinct name of ``_mentions`` normalised once; names already known (any
+    entity) keep their form (so a change to normalised_name_sql takes effect with `iehub build --full`)."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _names AS
+        WITH wanted AS (SELECT DISTINCT name FROM _mentions WHERE name IS NOT NULL),
+        known AS (SELECT k.name, any_value(k.normalised_name) AS normalised_name
+                  FROM core.{MENTIONS_TABLE} AS k SEMI JOIN wanted USING (name) GROUP BY k.name)
+        SELECT * FROM known
+        UNION ALL
+        SELECT name, {normalised_name_sql("name")} FROM wanted ANTI JOIN known USING (name)
+        """
+    )
+
+
+def _insert_mentions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"INSERT INTO core.{MENTIONS_TABLE} BY NAME SELECT m.*, n.normalised_name, "
+        f"{_uscc_text_sql('m.uscc')} AS uscc_text FROM _mentions AS m LEFT JOIN _names AS n USING (name)"
+    )
+
+
+def _refresh_touched(con: duckdb.DuckDBPyConnection, entity: str, roles: list[OrgRole], columns: set[str],
+                     prior: str, now: str) -> None:
+    """Re-read the mentions of ``entity`` the rows in ``prior`` and ``now`` were or are in."""
+    rows = f"(SELECT * FROM {ident(prior)} UNION ALL BY NAME SELECT * EXCLUDE (_del) FROM {ident(now)} WHERE NOT _del)"
+    selects = []
+    for i, role in enumerate(roles):
+        name = f"nullif(trim({ident(role.name_column)}), '')"
+        uscc = ident(role.uscc_column) if role.uscc_column and role.uscc_column in columns else "NULL::VARCHAR"
+        org_id = ident(role.id_column) if role.id_column and role.id_column in columns else "NULL::VARCHAR"
+        keys = f"_mention_keys_{i}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {keys} AS SELECT DISTINCT _source, {org_id} AS source_org_id, "
+                    f"{name} AS name, {uscc} AS uscc FROM {rows} WHERE {name} IS NOT NULL OR {uscc} IS NOT NULL")
+        con.execute(f"DELETE FROM core.{MENTIONS_TABLE} AS m WHERE m.entity = {literal(entity)} AND m.role = "
+                    f"{literal(role.role)} AND EXISTS (SELECT 1 FROM {keys} AS k WHERE m._source = k._source AND "
+                    "m.source_org_id IS NOT DISTINCT FROM k.source_org_id AND m.name IS NOT DISTINCT FROM k.name "
+                    "AND m.uscc IS NOT DISTINCT FROM k.uscc)")
+        same = [f"c.{ident(column)} IS NOT DISTINCT FROM k.{target}"
+                for column, target in ((role.id_column, "source_org_id"), (role.uscc_column, "uscc"))
+                if column and column in columns]
+        same += [f"k.{target} IS NULL" for column, target in ((role.id_column, "source_org_id"),
+                                                            (role.uscc_column, "uscc")) if not column or column not in columns]
+        table = (f"(SELECT c.* FROM core.{ident(entity)} AS c SEMI JOIN {keys} AS k ON c._source = k._source "
+                 f"AND nullif(trim(c.{ident(role.name_column)}), '') IS NOT DISTINCT FROM k.name AND "
+                 f"{' AND '.join(same)})")
+        select = _mention_select(role, table, columns)
+        assert select is not None
+        selects.append(select)
+    try:
+        if selects:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _mentions AS {' UNION ALL '.join(selects)}")
+            _normalise_mentions(con)
+            _insert_mentions(con)
+    finally:
+        for i in range(len(roles)):
+            con.execute(f"DROP TABLE IF EXISTS _mention_keys_{i}")
 
 
 def _check_new_usccs(con: duckdb.DuckDBPyConnection) -> int:

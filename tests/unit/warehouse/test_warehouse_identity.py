@@ -312,13 +312,27 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
              "enterprise_uscc": OTHER, "district_code": "310115"}]),
         # C2 (商汤's only USCC mention) deleted: C1's mention is left unmatched
         ("cooperation", "district_jiading", [{"cooperation_id": "C2", "_is_deleted": True}]),
+        # projects (whose changed keys the marts capture: their mentions are re-read for those keys only)
+        ("project", "municipal_projects", [
+            {"project_id": "P1", "title": "一", "lead_org_id": "L1", "lead_org_name": "上海积塔半导体有限公司"},
+            {"project_id": "P2", "title": "二", "lead_org_id": "L1", "lead_org_name": "上海积塔半导体有限公司"},
+            {"project_id": "P3", "title": "三", "lead_org_name": "上海商汤智能科技有限公司", "lead_org_uscc": SENSETIME}]),
+        # P1 moves to another lead organisation (L1's mention counts one), P4 joins P3's
+        ("project", "municipal_projects", [
+            {"project_id": "P1", "title": "一", "lead_org_id": "L2", "lead_org_name": "上海电机学院"},
+            {"project_id": "P4", "title": "四", "lead_org_name": "上海商汤智能科技有限公司", "lead_org_uscc": SENSETIME}]),
+        # P2 (L1's last mention) and P3 deleted; P4 re-titled (its mention unchanged)
+        ("project", "municipal_projects", [
+            {"project_id": "P2", "_is_deleted": True}, {"project_id": "P3", "_is_deleted": True},
+            {"project_id": "P4", "title": "肆", "lead_org_name": "上海商汤智能科技有限公司", "lead_org_uscc": SENSETIME}]),
     ]
     tables = {
         "core._organization_mentions": "SELECT * FROM core._organization_mentions ORDER BY ALL",
         "core.organization_match": "SELECT * FROM core.organization_match ORDER BY ALL",
-        # an unchanged golden row keeps the version, and so the batch and extraction time, it was written with
-        "core.organization": "SELECT * EXCLUDE (change_version, _batch_id, _extracted_at) FROM core.organization "
-                             "ORDER BY ALL",
+        # an unchanged golden row keeps the version, and so the lineage (source, key, batch, extraction
+        # time), it was written with
+        "core.organization": "SELECT * EXCLUDE (change_version, _source, _source_key, _batch_id, _extracted_at) "
+                             "FROM core.organization ORDER BY ALL",
     }
     for step, (entity, source, items) in enumerate(steps):
         put(home, catalog, source, f"w{step + 1}", entity, items,
@@ -330,5 +344,6 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
         build(home, catalog, full=True)
         assert {name: q(home, sql) for name, sql in tables.items()} == incremental, (step, entity)
     assert q(home, "SELECT org_id, match_rule FROM core.organization_match WHERE entity = 'cooperation' "
-                   "AND role = 'enterprise' ORDER BY ALL") == [
-        (OTHER, "uscc"), ("name:上海商汤智能科技有限公司", "unmatched")]
+                   "AND role = 'enterprise' ORDER BY ALL") == [(SENSETIME, "name"), (OTHER, "uscc")]
+    assert q(home, "SELECT source_org_id, name, mentions FROM core._organization_mentions WHERE entity = 'project' "
+                   "ORDER BY ALL") == [("L2", "上海电机学院", 1), (None, "上海商汤智能科技有限公司", 1)]
