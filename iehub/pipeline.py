@@ -334,6 +334,9 @@ def _record_extract_failure(settings: Settings, batch_id: str, source: str, enti
 # -------------------------------------------------------------- standardise and validate
 RAW_ROW = "_raw_row"  # a mapped row's position in the staged raw file, so quarantine keeps the raw record
 CHUNK_ROWS = 250_000  # raw rows mapped and checked at a time (whole row groups): per-chunk costs vanish
+#: Quarantine rows carry their raw record: written in smaller row groups, so the refused rows held
+#: between chunks do not grow with the batch (at 5M rows they reached 60 MB of the 64 MB default).
+QUARANTINE_ROW_GROUP_BYTES = 16 << 20
 
 
 def _quarantine_table(raw: pa.Table, positions: pa.Array, *, source: str, batch_id: str, kind: type,
@@ -592,7 +595,8 @@ def _one_pass(batch: _Batch, std_path: Path, q_path: Path, repeats: Any,
     from quality.runner import validate_table
 
     entity = batch.entity
-    p = _Pass(PipelinedSink(ParquetSink(std_path, entity.arrow_schema())), ParquetSink(q_path, QUARANTINE_SCHEMA))
+    p = _Pass(PipelinedSink(ParquetSink(std_path, entity.arrow_schema())),
+              ParquetSink(q_path, QUARANTINE_SCHEMA, row_group_bytes=QUARANTINE_ROW_GROUP_BYTES))
     has_updated = "updated_at" in entity.arrow_schema().names
     try:
         for start, raw in batch.chunks():

@@ -106,9 +106,12 @@ class ParquetSink:
     not already, and the result is then in :attr:`landed`.
     """
 
-    def __init__(self, final_path: Path, schema: pa.Schema, *, use_dictionary: bool = True) -> None:
+    def __init__(self, final_path: Path, schema: pa.Schema, *, use_dictionary: bool = True,
+                 row_group_bytes: int | None = None) -> None:
         """``use_dictionary=False`` for files of mostly distinct values (staged raw rows): Parquet's
-        dictionary pages then cost time to build and to decode and save no space."""
+        dictionary pages then cost time to build and to decode and save no space. Rows are held
+        until ``row_group_bytes`` (default ROW_GROUP_BYTES) or ROW_GROUP_ROWS of them gather."""
+        self.row_group_bytes = row_group_bytes or ROW_GROUP_BYTES
         self.final_path = Path(final_path)
         self.schema = schema
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +140,7 @@ class ParquetSink:
         self._pending_rows += table.num_rows
         self._pending_bytes += table.nbytes
         self.rows += table.num_rows
-        if self._pending_bytes >= ROW_GROUP_BYTES:
+        if self._pending_bytes >= self.row_group_bytes:
             # Wide rows (a quarantine row carries its raw record): a smaller row group rather than
             # memory that grows with the batch while 128k of them gather.
             self._flush(final=True)

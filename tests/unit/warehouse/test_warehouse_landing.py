@@ -188,3 +188,15 @@ def test_a_sink_of_wide_rows_flushes_by_bytes_before_the_row_count(tmp_path: Pat
             assert sink._pending_bytes < 2 << 20  # never more than the bound plus one write
     meta = pq.ParquetFile(tmp_path / "q.parquet").metadata
     assert meta.num_rows == 500 and meta.num_row_groups >= 4
+
+
+def test_a_sink_given_a_smaller_row_group_bound_holds_no_more_than_it(tmp_path: Path) -> None:
+    """The pipeline's quarantine sink: refused rows carry their raw record, held rows stay bounded."""
+    schema = pa.schema([("record", pa.string())])
+    wide = pa.table({"record": ["x" * 10_000] * 50}, schema=schema)  # ~0.5 MB per write
+    with ParquetSink(tmp_path / "q.parquet", schema, row_group_bytes=1 << 20) as sink:
+        for _ in range(10):
+            sink.write(wide)
+            assert sink._pending_bytes < 1 << 20
+    meta = pq.ParquetFile(tmp_path / "q.parquet").metadata
+    assert meta.num_rows == 500 and meta.num_row_groups >= 4
