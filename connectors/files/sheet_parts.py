@@ -23,7 +23,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from connectors.files.chunks import range_count
+from connectors.files.chunks import _shared_dir, range_count
 
 _SHEET_DATA = re.compile(rb"<((?:\w+:)?)sheetData\b[^>]*?(/?)>")
 _ROW_NUMBER = re.compile(rb'\sr="(\d+)"')
@@ -96,15 +95,6 @@ def _part_workbook(source: zipfile.ZipFile, sheet_part: str, pieces: list[memory
             else:
                 data = source.read(name)
             target.writestr(zipfile.ZipInfo(name, info.date_time), data)
-
-
-def _shared_dir(size: int) -> str | None:
-    try:
-        if shutil.disk_usage("/dev/shm").free > 4 * size:
-            return "/dev/shm"
-    except OSError:
-        pass
-    return None
 
 
 def _temp_path(size: int, suffix: str) -> Path:
