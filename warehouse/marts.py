@@ -331,9 +331,10 @@ MARTS: tuple[Mart, ...] = (
         """,
         groups=Groups(
             ("district_code", "category", "industry_code"), {"project": ("district_code", "category", "industry_code")},
+            # after: the rows the apply wrote (a touched key it did not write kept its prior row), not
+            # a scan of core for the touched keys (at 1M projects: 0.04 CPU-seconds of each build)
             "SELECT district_code, category, industry_code FROM _prior_project UNION ALL "
-            "SELECT district_code, category, industry_code FROM core.project SEMI JOIN _touched_project "
-            "USING (_source, project_id)",
+            "SELECT district_code, category, industry_code FROM _now_project WHERE NOT _del",
             {"project": "SELECT * FROM core.project AS x SEMI JOIN _groups AS g ON "
                         + _same(("district_code", "category", "industry_code"), "x", "g")},
         ),
