@@ -298,7 +298,11 @@ def _read_csv_as(path: Path, head: bytes, encoding: str, spec: FileStreamSpec) -
         skipped["note lines"] = notes
     blank = sum(p.empty + p.other for p in parts)  # lines of nothing
     table = table.append_column(FILE_ROW, line_numbers)
-    table = table.append_column(ROW_ERROR, pa.chunked_array([p.not_text for p in parts], pa.string()))
+    # each part's flags as chunks (a ChunkedArray handed to pa.chunked_array would be converted
+    # value by value in Python: 0.2 s per million rows)
+    flags = [c for p in parts for c in (p.not_text.chunks if isinstance(p.not_text, pa.ChunkedArray)
+                                        else [p.not_text])]
+    table = table.append_column(ROW_ERROR, pa.chunked_array(flags, pa.string()))
     # a row made only of blanks and delimiters is an empty line
     empty = _blank_rows(table, names)
     if empty is not None:
@@ -552,10 +556,41 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
             parts.close()
 
 
+def _first_part_columns(rows: list[list[Any]], first_end: int, rule: HeaderRule
+                        ) -> tuple[int, int, list[pa.Array], list[pa.Array]] | None:
+    """The first part's body as columns, made before the later parts are collected: (row where the
+    body starts, its rows, text columns, numeric flags), as wide as its longest row (`_widen`
+    fits them to the header once the later parts' widths are known). None when no header is found
+    here: the read raises that after the sheet's caps are checked, as it did before."""
+    try:
+        end = _find_header([[c if isinstance(c, str) else "" for c in r] for r in rows[:rule.search_rows]],
+                           rule) + rule.rows
+    except Unreadable:
+        return None
+    if end > first_end:
+        return None
+    body = rows[end:first_end]  # rows the read did not reach are blank: padded by _widen
+    n = max(map(len, body), default=0)
+    texts, flags = _columns_text(body, n)
+    short = max(first_end - end - len(body), 0)
+    if short:
+        texts = [pa.concat_arrays([t, pa.nulls(short, pa.string())]) for t in texts]
+        flags = [pa.concat_arrays([m, pa.repeat(_ALL_FALSE, short)]) for m in flags]
+    return end, len(body) + short, texts, flags
+
+
+def _widen(texts: list[pa.Array], flags: list[pa.Array], rows: int, width: int) -> tuple[list[pa.Array], list[pa.Array]]:
+    """Columns cut or padded (with blank, not-numeric cells) to `width`, as `_columns_text` makes them."""
+    extra = max(width - len(texts), 0)
+    return (texts[:width] + [pa.nulls(rows, pa.string())] * extra,
+            flags[:width] + [pa.repeat(_ALL_FALSE, rows)] * extra)
+
+
 def _read_sheet(path: Path, parts: SheetParts | None, sheet_name: str, spec: FileStreamSpec) -> ParsedFile:
     from python_calamine import CalamineError, CalamineWorkbook
 
     later: list[PartRows] = []
+    first: tuple[int, int, list[pa.Array], list[pa.Array]] | None = None
     try:
         wb = CalamineWorkbook.from_path(str(parts.first_path if parts else path))
     except (CalamineError, OSError, ValueError) as exc:
@@ -568,6 +603,8 @@ def _read_sheet(path: Path, parts: SheetParts | None, sheet_name: str, spec: Fil
         rows = sheet.to_python(skip_empty_area=False, nrows=limit + 1)
         merged = _merged_ranges(path, sheet, sheet_name)
         if parts is not None:
+            # the first part's rows become columns while the later parts are still being read
+            first = _first_part_columns(rows, parts.first_end, spec.header)
             later = parts.collect()
             width = max([width, *(p.width for p in later)])
             limit = min(spec.limits.max_rows, spec.limits.max_workbook_cells // max(width, 1))
@@ -593,11 +630,16 @@ def _read_sheet(path: Path, parts: SheetParts | None, sheet_name: str, spec: Fil
             for c in range(c0, c1 + 1):
                 row[c] = _cell_text(top) or ""
     names = unique_names(_compose_header(grid, spec.header.joiner))
-    body = rows[end:]
-    if parts is not None:  # the first part's rows stop where the next part's begin
-        body = body[:parts.first_end - end]
-        body.extend([[""] * width for _ in range(parts.first_end - end - len(body))])
-    texts, flags = _columns_text(body, len(names))
+    if first is not None and first[0] == end:
+        rows_read = first[1]
+        texts, flags = _widen(first[2], first[3], rows_read, len(names))
+    else:
+        body = rows[end:]
+        if parts is not None:  # the first part's rows stop where the next part's begin
+            body = body[:parts.first_end - end]
+            body.extend([[""] * width for _ in range(parts.first_end - end - len(body))])
+        rows_read = len(body)
+        texts, flags = _columns_text(body, len(names))
     for part in later:  # columns past a part's width are blank in it
         texts = [pa.concat_arrays([t, part.texts[i] if i < part.width else pa.nulls(part.rows, pa.string())])
                  for i, t in enumerate(texts)]
@@ -605,7 +647,7 @@ def _read_sheet(path: Path, parts: SheetParts | None, sheet_name: str, spec: Fil
                  for i, m in enumerate(flags)]
     arrays, numeric = dict(zip(names, texts)), dict(zip(names, flags))
     table = pa.table(arrays) if names else pa.table({})
-    table = table.append_column(FILE_ROW, row_numbers(end + 1, len(body) + sum(p.rows for p in later)))
+    table = table.append_column(FILE_ROW, row_numbers(end + 1, rows_read + sum(p.rows for p in later)))
     numeric_table = pa.table(numeric) if numeric else None
     skipped: dict[str, int] = {}
     empty = _blank_rows(table, names)

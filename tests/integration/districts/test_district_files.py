@@ -45,6 +45,27 @@ def test_yangpu_snapshots_become_inserts_updates_and_deletes(iehub_home: Path, d
     assert third["rows_in"] == 0 and third["http"]["files_duplicate"] == 1
 
 
+def test_snapshot_digests_left_as_parquet_by_an_older_version_still_diff(iehub_home: Path,
+                                                                        drops: DistrictDrops) -> None:
+    """Digests are kept as Arrow IPC; a Parquet file an earlier version left is read, then replaced."""
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    sync(iehub_home, "district_yangpu")
+    folder = iehub_home / "staging" / "district_yangpu" / "projects" / "snapshot_digests"
+    (saved,) = folder.glob("*.arrow")
+    pq.write_table(feather.read_table(saved), saved.with_suffix(".parquet"))
+    saved.unlink()
+    drops.mutate(changed=0.05)
+    age(drops.yangpu)
+    second = sync(iehub_home, "district_yangpu")["projects"]
+    assert 0 < second["rows_in"] < len(drops.projects("YP")) / 2  # unchanged rows known from the Parquet file
+    (newest,) = folder.glob("*.arrow")
+    assert newest.stem != saved.stem
+    sync(iehub_home, "district_yangpu")  # the next pass keeps only the last snapshot's digests
+    assert list(folder.iterdir()) == [newest]
+
+
 def test_half_written_and_undecodable_files(iehub_home: Path, drops: DistrictDrops) -> None:
     sync(iehub_home, "district_yangpu")
     drops.mutate(changed=0.02)
