@@ -121,3 +121,33 @@ def test_a_part_whose_first_column_is_empty_reads_as_the_whole_sheet(tmp_path: P
     split = read_excel(path, spec(format="excel", header={"find": "项目编号"}))
     assert split.table.equals(whole.table)
     assert whole.table["项目名称"].to_pylist()[-1] == "项目299" and whole.table["项目编号"].null_count == 280
+
+
+def test_the_first_part_becomes_columns_before_the_later_parts_are_collected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent turns its own rows into columns while the other parts are still read (the work
+    overlaps), and the table is the whole read's."""
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 300)
+    whole = read_excel(path, spec(**SPEC))
+    calls: list[str] = []
+    columns_text, collect = readers._columns_text, SheetParts.collect
+    monkeypatch.setattr(readers, "_columns_text", lambda body, width: (calls.append("columns"),
+                                                                        columns_text(body, width))[1])
+    monkeypatch.setattr(SheetParts, "collect", lambda self: (calls.append("collect"), collect(self))[1])
+    _parts(monkeypatch, 2)
+    split = read_excel(path, spec(**SPEC))
+    assert calls == ["columns", "collect"]
+    assert split.table.equals(whole.table) and split.skipped == whole.skipped
+
+
+def test_a_sheet_without_its_header_read_in_parts_fails_as_a_whole_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 300)
+    wrong = {**SPEC, "header": {"find": "学员编号", "rows": 2}}
+    with pytest.raises(readers.Unreadable, match="no header row holding '学员编号'"):
+        read_excel(path, spec(**wrong))
+    _parts(monkeypatch, 2)
+    with pytest.raises(readers.Unreadable, match="no header row holding '学员编号'"):
+        read_excel(path, spec(**wrong))
