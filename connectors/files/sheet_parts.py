@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -95,6 +96,29 @@ def _part_workbook(source: zipfile.ZipFile, sheet_part: str, pieces: list[memory
             else:
                 data = source.read(name)
             target.writestr(zipfile.ZipInfo(name, info.date_time), data)
+
+
+def _inflate(path: Path, source: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """The part's bytes in one zlib call into a buffer of its declared size, CRC checked: ZipFile.read
+    inflates in small chunks and joins them (0.13-0.19 s against 0.08 s for a 64 MB sheet, all of it
+    before any part is read). Encrypted or not deflated parts go through ZipFile.read."""
+    if info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & 0x1:
+        return source.read(info)
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+        fh.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                + int.from_bytes(local[28:30], "little"))
+        raw = fh.read(info.compress_size)
+    try:
+        data = zlib.decompress(raw, -zlib.MAX_WBITS, max(info.file_size, 1))
+    except zlib.error as exc:
+        raise zipfile.BadZipFile(f"{info.filename} does not inflate: {exc}") from None
+    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+        raise zipfile.BadZipFile(f"{info.filename} is not the size or CRC its directory states")
+    return data
 
 
 def _temp_path(size: int, suffix: str) -> Path:
@@ -176,7 +200,7 @@ class SheetParts:
             parts = min(range_count(info.file_size), max(1, info.file_size // PART_MIN_BYTES))
             if parts < 2:
                 return
-            xml = source.read(sheet_part)
+            xml = _inflate(path, source, info)
             plan = plan_parts(xml, parts, after_row)
             if plan is None:
                 return

@@ -151,3 +151,27 @@ def test_a_sheet_without_its_header_read_in_parts_fails_as_a_whole_read(
     _parts(monkeypatch, 2)
     with pytest.raises(readers.Unreadable, match="no header row holding '学员编号'"):
         read_excel(path, spec(**wrong))
+
+
+def test_a_sheet_is_inflated_as_zipfile_reads_it_and_a_damaged_one_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 50)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("xl/worksheets/sheet1.xml")
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+        assert sheet_parts._inflate(path, zf, info) == zf.read(info)
+    stored = tmp_path / "stored.xlsx"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as out:
+        for item in src.infolist():
+            out.writestr(item.filename, src.read(item))
+    with zipfile.ZipFile(stored) as zf, zipfile.ZipFile(path) as original:
+        assert sheet_parts._inflate(stored, zf, zf.getinfo(info.filename)) == original.read(info.filename)
+    damaged = bytearray(path.read_bytes())  # one byte of the sheet's compressed data changed
+    at = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
+    damaged[at] ^= 0xFF
+    bad = tmp_path / "bad.xlsx"
+    bad.write_bytes(bytes(damaged))
+    with zipfile.ZipFile(bad) as zf, pytest.raises(zipfile.BadZipFile):
+        sheet_parts._inflate(bad, zf, zf.getinfo(info.filename))
