@@ -175,3 +175,48 @@ def test_a_sheet_is_inflated_as_zipfile_reads_it_and_a_damaged_one_is_refused(tm
     bad.write_bytes(bytes(damaged))
     with zipfile.ZipFile(bad) as zf, pytest.raises(zipfile.BadZipFile):
         sheet_parts._inflate(bad, zf, zf.getinfo(info.filename))
+
+
+def test_a_parts_merged_cells_stand_before_its_rows_and_are_the_sheets(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """calamine finds a part's merges without a second pass over its rows, and finds the same ones."""
+    import zipfile
+
+    from python_calamine import CalamineWorkbook
+
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 300)
+    _parts(monkeypatch, 2)
+    parts = SheetParts(path, "xl/worksheets/sheet1.xml", "项目", after_row=10, max_rows=10**6, max_cells=10**8,
+                       columns_of=readers._columns_text)
+    try:
+        assert parts.first_path is not None
+        with zipfile.ZipFile(parts.first_path) as zf:
+            xml = zf.read("xl/worksheets/sheet1.xml")
+        assert xml.index(b"<mergeCells") < xml.index(b"<sheetData") and xml.count(b"<mergeCells") == 1
+        whole = CalamineWorkbook.from_path(str(path)).get_sheet_by_name("项目")
+        first = CalamineWorkbook.from_path(str(parts.first_path)).get_sheet_by_name("项目")
+        assert sorted(first.merged_cell_ranges) == sorted(whole.merged_cell_ranges) and len(whole.merged_cell_ranges) == 4
+        rows = first.to_python(skip_empty_area=False)  # narrower than the whole sheet, which widens late
+        assert 0 < len(rows) <= parts.first_end
+        assert rows == [r[:len(rows[0])] for r in whole.to_python(skip_empty_area=False)[:len(rows)]]
+        assert len(parts.collect()) == 1
+    finally:
+        parts.close()
+
+
+@pytest.mark.parametrize(("tail", "moved", "left"), [
+    (b'</sheetData><mergeCells count="1"><mergeCell ref="A1:B1"/></mergeCells><pageMargins/></worksheet>',
+     b'<mergeCells count="1"><mergeCell ref="A1:B1"/></mergeCells>', b"</sheetData><pageMargins/></worksheet>"),
+    (b"</sheetData><pageMargins/></worksheet>", b"<mergeCells></mergeCells>", b"</sheetData><pageMargins/></worksheet>"),
+    (b"</sheetData><mergeCells/></worksheet>", b"<mergeCells></mergeCells>", b"</sheetData></worksheet>"),
+])
+def test_merges_are_moved_before_the_rows(tail: bytes, moved: bytes, left: bytes) -> None:
+    head = b'<worksheet><dimension ref="A1:B3"/><sheetData>'
+    xml = head + b'<row r="1"><c r="A1"><v>1</v></c></row>' + tail
+    front, rest = sheet_parts._merges_first(xml, len(head), xml.index(b"</sheetData>"))
+    assert b"".join(front) == b'<worksheet><dimension ref="A1:B3"/>' + moved + b"<sheetData>"
+    assert rest == left
+    prefixed = b'<x:worksheet><x:sheetData><x:row r="1"/></x:sheetData></x:worksheet>'
+    front, _ = sheet_parts._merges_first(prefixed, prefixed.index(b"<x:row"), prefixed.index(b"</x:sheetData>"))
+    assert b"".join(front) == b"<x:worksheet><x:mergeCells></x:mergeCells><x:sheetData>"
