@@ -61,6 +61,7 @@ import pyarrow.parquet as pq
 
 from schemas import ENTITIES, LINEAGE_FIELDS
 from warehouse import identity, key_changes
+from warehouse.arrow_rows import table_from_columns, table_from_rows
 from warehouse import marts as marts_module
 from warehouse.catalog import BatchRow, Catalog
 from warehouse.landing import fsync_dir
@@ -83,6 +84,10 @@ QUARANTINE_SCHEMA = pa.schema([
     ("_page", pa.int32()), ("_row", pa.int32()), ("_row_index", pa.int64()), ("_key", pa.string()),
     ("field", pa.string()), ("rule", pa.string()), ("reason", pa.string()), ("_record", pa.string()),
 ])
+
+#: The new std files of an entity, in merge order; the quarantine files with their entity.
+_FILES_SCHEMA = pa.schema([("path", pa.string()), ("landed_seq", pa.int64())])
+_QFILES_SCHEMA = pa.schema([("path", pa.string()), ("entity", pa.string())])
 
 #: DuckDB memory for a build (``IEHUB_BUILD_MEMORY``: a size such as ``512MB``/``2GB``, or a share of
 #: the machine's memory such as ``0.25``). Beyond it DuckDB spills to ``IEHUB_HOME/tmp/duckdb``.
@@ -555,7 +560,7 @@ def _signature(schema: pa.Schema) -> str:
 
 def _create_tables(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema, history: bool) -> None:
     """The typed, empty core table (and history); DuckDB maps the Arrow types (DECIMAL, DATE, TIMESTAMPTZ)."""
-    con.register("_empty", schema.empty_table())
+    con.register("_empty", pa.Table.from_batches([], schema=schema))  # (empty_table() loads pandas)
     try:
         con.execute(f"CREATE TABLE core.{_ident(name)} AS SELECT *, NULL::BIGINT AS {CHANGE_VERSION} FROM _empty")
         if history:
@@ -833,7 +838,7 @@ def _check_files(lake: Lake, entity: Entity, batches: list[BatchRow]) -> tuple[p
         columns.update(meta.schema.to_arrow_schema().names)
         paths.append(str(path))
         seqs.append(int(batch.landed_seq))
-    seq_table = pa.table({"path": pa.array(paths, pa.string()), "landed_seq": pa.array(seqs, pa.int64())})
+    seq_table = table_from_columns({"path": paths, "landed_seq": seqs}, _FILES_SCHEMA)
     return seq_table, columns
 
 
@@ -1073,7 +1078,7 @@ def build_ops(
     )
 
     merged = sorted(n for n, e in result.entities.items() if not e.carried_over)
-    log_row = pa.Table.from_pylist(
+    log_row = table_from_rows(
         [
             {
                 "started_at": result.started_at,
@@ -1089,7 +1094,7 @@ def build_ops(
                 "snapshot_version": snapshot_version,
             }
         ],
-        schema=_BUILDS_SCHEMA,
+        _BUILDS_SCHEMA,
     )
     con.register("_log", log_row)
     try:
@@ -1147,7 +1152,7 @@ def _build_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batches: pa.Ta
         pass  # the new batches' rows appended
     elif paths:
         con.execute("DROP TABLE IF EXISTS ops.quarantine")
-        files = pa.table({"path": pa.array(paths, pa.string()), "entity": pa.array(entities, pa.string())})
+        files = table_from_columns({"path": paths, "entity": entities}, _QFILES_SCHEMA)
         con.register("_qfiles", files)
         try:
             listing = "[" + ", ".join(_literal(p) for p in paths) + "]"
@@ -1160,7 +1165,7 @@ def _build_quarantine(con: duckdb.DuckDBPyConnection, lake: Lake, batches: pa.Ta
             con.unregister("_qfiles")
     elif not _empty_quarantine(con):
         con.execute("DROP TABLE IF EXISTS ops.quarantine")
-        con.register("_qempty", QUARANTINE_SCHEMA.empty_table())
+        con.register("_qempty", pa.Table.from_batches([], schema=QUARANTINE_SCHEMA))
         try:
             con.execute("CREATE TABLE ops.quarantine AS SELECT * FROM _qempty")
         finally:
@@ -1227,8 +1232,7 @@ def _append_quarantine(con: duckdb.DuckDBPyConnection, paths: list[str], entitie
         return False
     if not set(described) <= set(columns):
         return False
-    files = pa.table({"path": pa.array([p for _, p in new], pa.string()),
-                      "entity": pa.array([e for (e, _), _ in new], pa.string())})
+    files = table_from_columns({"path": [p for _, p in new], "entity": [e for (e, _), _ in new]}, _QFILES_SCHEMA)
     con.register("_qfiles", files)
     try:
         con.execute(f"INSERT INTO ops.quarantine BY NAME SELECT q.entity, f.* EXCLUDE (filename) FROM {source} AS f "

@@ -28,6 +28,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from warehouse.arrow_rows import table_from_columns, table_from_rows
 from warehouse.sqlstore import UtcDateTime as _UtcDateTime
 from warehouse.sqlstore import configure_sqlite
 
@@ -337,13 +338,13 @@ class Catalog:
         """The whole ledger as Arrow, for ``ops.batches`` (the build scans it, row inserts never)."""
         with self._read() as conn:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(batches).order_by(batches.c.started_at))]
-        return pa.Table.from_pylist(rows, schema=BATCHES_ARROW_SCHEMA)
+        return table_from_rows(rows, BATCHES_ARROW_SCHEMA)
 
     def sync_state_table(self) -> pa.Table:
         """All cursors as Arrow, for ``ops.sync_state``."""
         with self._read() as conn:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(sync_state).order_by("source", "entity"))]
-        return pa.Table.from_pylist(rows, schema=SYNC_STATE_ARROW_SCHEMA)
+        return table_from_rows(rows, SYNC_STATE_ARROW_SCHEMA)
 
     def tables_arrow(self) -> dict[str, pa.Table]:
         """Every table of the catalog as Arrow, for ``ops.<table>`` (reflected: tables other
@@ -361,13 +362,12 @@ class Catalog:
                 if name in out or table.schema is not None:
                     continue
                 rows = conn.execute(sa.select(table)).all()
-                fields, arrays = [], []
+                fields, values = [], {}
                 for i, column in enumerate(table.columns):
                     arrow_type, convert = _arrow_column(column.type)
-                    values = [None if r[i] is None else convert(r[i]) for r in rows]
+                    values[column.name] = [None if r[i] is None else convert(r[i]) for r in rows]
                     fields.append(pa.field(column.name, arrow_type))
-                    arrays.append(pa.array(values, arrow_type))
-                out[name] = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+                out[name] = table_from_columns(values, pa.schema(fields))
         return out
 
     def summary(self) -> list[dict[str, Any]]:

@@ -31,6 +31,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from warehouse.arrow_rows import table_from_rows
+
 __all__ = ["GROUPED_TABLES", "INDICATORS", "MARTS", "Groups", "Indicator", "Mart", "build_marts", "build_ref",
            "capture_changed_keys", "drop_changed_keys", "prior_columns"]
 
@@ -584,7 +586,7 @@ def _code_rows() -> pa.Table:
         for lst in CODE_LISTS.values()
         for code, (zh, en) in lst.entries.items()
     ]
-    return pa.Table.from_pylist(rows, schema=pa.schema([(n, pa.string()) for n in ("code_list", "code", "zh", "en")]))
+    return table_from_rows(rows, pa.schema([(n, pa.string()) for n in ("code_list", "code", "zh", "en")]))
 
 
 def _digest(*parts: object) -> str:

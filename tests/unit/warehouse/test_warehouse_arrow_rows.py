@@ -1,0 +1,77 @@
+"""Arrow tables from Python values without pandas: the same table pyarrow's own converters make."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from warehouse.arrow_rows import table_from_columns, table_from_rows
+
+SCHEMA = pa.schema([
+    ("batch_id", pa.string()), ("rows_in", pa.int64()), ("page", pa.int32()), ("ok", pa.bool_()),
+    ("share", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")), ("on", pa.date32()),
+    ("entities", pa.list_(pa.string())), ("blob", pa.binary()), ("amount", pa.decimal128(18, 2)),
+])
+
+ROWS = [
+    {"batch_id": "municipal_db-project-2025-03-01", "rows_in": 1_000_000, "page": 3, "ok": True, "share": 0.25,
+     "finished_at": datetime(2025, 3, 1, 10, 30, 0, 123456, tzinfo=timezone.utc), "on": date(2025, 3, 1),
+     "entities": ["project", "project_report"], "blob": b"\x00\x01", "amount": Decimal("12345.67")},
+    # another zone, a naive time (read as UTC, as pyarrow does), NULLs and missing keys
+    {"batch_id": "临港-合作协议", "rows_in": None, "page": None, "ok": False, "share": None,
+     "finished_at": datetime(2025, 3, 1, 18, 30, tzinfo=timezone(timedelta(hours=8))), "on": None,
+     "entities": [], "amount": None},
+    {"batch_id": None, "finished_at": datetime(2025, 3, 2, 9, 0), "entities": None},
+]
+
+
+def test_rows_give_the_table_from_pylist_gives() -> None:
+    got = table_from_rows(ROWS, SCHEMA)
+    assert got.schema == SCHEMA
+    assert got.equals(pa.Table.from_pylist(ROWS, schema=SCHEMA))
+
+
+def test_no_rows_give_an_empty_table_of_the_schema() -> None:
+    got = table_from_rows([], SCHEMA)
+    assert got.num_rows == 0 and got.schema == SCHEMA
+
+
+def test_columns_of_different_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="different lengths"):
+        table_from_columns({"path": ["a", "b"], "landed_seq": [1]},
+                           pa.schema([("path", pa.string()), ("landed_seq", pa.int64())]))
+
+
+BUILD_IN_FRESH_PROCESS = """
+import sys
+from pathlib import Path
+from warehouse.build import build
+from warehouse.catalog import Catalog
+from tests.unit.warehouse.warehouse_fixtures import REGISTRY
+before = "pandas" in sys.modules
+catalog = Catalog.for_home(Path(sys.argv[1]))
+build(Path(sys.argv[1]), catalog, registry=REGISTRY)
+build(Path(sys.argv[1]), catalog, registry=REGISTRY)
+print(before, "pandas" in sys.modules)
+"""
+
+
+def test_a_build_does_not_load_pandas(home: Path) -> None:
+    """pyarrow's converters import pandas on first use (0.1-0.3 s of every `iehub build` process)."""
+    from tests.unit.warehouse.warehouse_fixtures import land, notice_rows
+    from warehouse.catalog import Catalog
+
+    catalog = Catalog.for_home(home)
+    try:
+        land(home, catalog, "lingang", "2025-03-01", notice_rows("lingang", [{"notice_id": "N1", "title": "通知"}]))
+    finally:
+        catalog.dispose()
+    out = subprocess.run([sys.executable, "-c", BUILD_IN_FRESH_PROCESS, str(home)], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[3])
+    assert out.stdout.split() == ["False", "False"], out.stderr

@@ -1,0 +1,66 @@
+"""Small Arrow tables from Python values (ledger rows, file lists, code lists) without loading pandas.
+
+The build turns a few Python lists into Arrow (the catalog's tables for ``ops``, the new files'
+paths, the code lists). pyarrow's own converters (``pa.array``, ``Table.from_pylist``) ask
+pandas, on first use, whether a value is one of its objects, which imports pandas: 0.1-0.3 s
+of every ``iehub build`` process (measured at 1M projects: a 1% incremental build spends ~1.1 s
+in all), for tables of a few rows. DuckDB binds the same values as typed list parameters, and
+its Arrow result is cast to the exact schema, so the output is the table ``from_pylist`` made.
+Naive datetimes are read as UTC, as pyarrow reads them for a time-zone-aware column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import threading
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["table_from_columns", "table_from_rows"]
+
+
+_LOCK = threading.Lock()
+_DATABASE: list[Any] = []
+
+
+def _database() -> Any:
+    """The process's in-memory DuckDB for these conversions (opening one costs ~20 ms; a cursor of it, µs)."""
+    with _LOCK:
+        if not _DATABASE:
+            import duckdb  # loaded by the callers that convert, not by every importer of the catalog
+
+            _DATABASE.append(duckdb.connect(config={"threads": 1}))
+        return _DATABASE[0]
+
+
+def _sql_type(t: pa.DataType) -> str:
+    from warehouse.versions import duck_type  # with DuckDB: loaded by the callers that use it, not at import
+
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BLOB"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _sql_type(t.value_type) + "[]"
+    return duck_type(t)
+
+
+def table_from_columns(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` from one sequence of Python values per column (all of one length)."""
+    lengths = {len(columns[f.name]) for f in schema}
+    if len(lengths) > 1:
+        raise ValueError(f"columns of different lengths {sorted(lengths)} for {schema.names}")
+    if not schema.names or lengths == {0}:
+        return pa.Table.from_batches([], schema=schema)  # (schema.empty_table() loads pandas too)
+    con = _database().cursor()  # a connection of its own (thread-safe), to one in-memory database per process
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        select = "SELECT " + ", ".join(f"unnest(?::{_sql_type(f.type)}[]) AS c{i}" for i, f in enumerate(schema))
+        table = con.sql(select, params=[list(columns[f.name]) for f in schema]).to_arrow_table()
+    finally:
+        con.close()
+    return table.rename_columns(schema.names).cast(schema)
+
+
+def table_from_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` from dicts (``Table.from_pylist(rows, schema=schema)``: missing keys are NULL)."""
+    return table_from_columns({f.name: [r.get(f.name) for r in rows] for f in schema}, schema)
