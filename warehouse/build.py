@@ -327,7 +327,8 @@ def build(
         if unknown:
             raise BuildError(f"unknown entities {unknown}; known: {sorted(registry)}")
     started_at = datetime.now(timezone.utc)
-    _release_memory()
+    if threading.current_thread().name != _BUILD_THREAD:
+        _release_memory()  # else at_build_priority has just done it, on the caller's thread (~10 ms each)
     stages: dict[str, float] = {}
     clock = [time.perf_counter()]
 
