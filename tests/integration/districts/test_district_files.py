@@ -45,23 +45,35 @@ def test_yangpu_snapshots_become_inserts_updates_and_deletes(iehub_home: Path, d
     assert third["rows_in"] == 0 and third["http"]["files_duplicate"] == 1
 
 
-def test_snapshot_digests_left_as_parquet_by_an_older_version_still_diff(iehub_home: Path,
-                                                                        drops: DistrictDrops) -> None:
-    """Digests are kept as Arrow IPC; a Parquet file an earlier version left is read, then replaced."""
+@pytest.mark.parametrize("made_by", ["md5 Parquet", "another DuckDB release"])
+def test_digests_of_another_recipe_are_not_compared(iehub_home: Path, drops: DistrictDrops, made_by: str) -> None:
+    """Snapshot digests name their recipe; digests an earlier version (md5, Parquet) or another DuckDB
+    release made are not compared: every row counts as changed once, and the outcome is the same."""
+    import pyarrow as pa
     import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
     sync(iehub_home, "district_yangpu")
     folder = iehub_home / "staging" / "district_yangpu" / "projects" / "snapshot_digests"
     (saved,) = folder.glob("*.arrow")
-    pq.write_table(feather.read_table(saved), saved.with_suffix(".parquet"))
-    saved.unlink()
+    kept = feather.read_table(saved)
+    assert (kept.schema.metadata or {}).get(b"iehub.digest_recipe", b"").startswith(b"duckdb-hash-v1/")
+    if made_by == "md5 Parquet":
+        pq.write_table(kept.replace_schema_metadata(None), saved.with_suffix(".parquet"))
+        saved.unlink()
+    else:
+        other = kept.replace_schema_metadata({"iehub.digest_recipe": "duckdb-hash-v1/duckdb-0.0.1"})
+        with pa.OSFile(str(saved), "wb") as sink, pa.ipc.new_file(sink, other.schema) as writer:
+            writer.write_table(other)
     drops.mutate(changed=0.05)
     age(drops.yangpu)
     second = sync(iehub_home, "district_yangpu")["projects"]
-    assert 0 < second["rows_in"] < len(drops.projects("YP")) / 2  # unchanged rows known from the Parquet file
-    (newest,) = folder.glob("*.arrow")
-    assert newest.stem != saved.stem
+    after = drops.projects("YP")
+    assert second["rows_in"] >= len(after)  # every row emitted again (and the deletes as tombstones)
+    build_core(iehub_home)
+    dirty = {p.project_id for p in after if p.dirty}
+    assert live_core_ids(iehub_home, "district_yangpu") == {p.project_id for p in after} - dirty
+    (newest,) = [p for p in folder.glob("*.arrow") if p.stem != saved.stem]
     sync(iehub_home, "district_yangpu")  # the next pass keeps only the last snapshot's digests
     assert list(folder.iterdir()) == [newest]
 
