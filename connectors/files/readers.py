@@ -43,7 +43,7 @@ from connectors.files.chunks import (
     plan_ranges,
     range_count,
 )
-from connectors.files.sheet_parts import PartRows, SheetParts
+from connectors.files.sheet_parts import PartRows, SheetParts, gc_paused
 from connectors.files.spec import FileLimits, FileStreamSpec, HeaderRule
 
 FILE_ROW = "_file_row"       # 1-based row (Excel) or physical line (CSV) number in the file
@@ -548,12 +548,13 @@ def read_excel(path: Path, spec: FileStreamSpec) -> ParsedFile:
             raise Unreadable(f"has no sheet '{want}' (sheets: {', '.join(names)}); fix `sheet` in the spec")
     finally:
         wb.close()
-    parts = _sheet_parts(path, located, sheet_name, spec)
-    try:
-        return _read_sheet(path, parts, sheet_name, spec)
-    finally:
-        if parts is not None:
-            parts.close()
+    with gc_paused():
+        parts = _sheet_parts(path, located, sheet_name, spec)
+        try:
+            return _read_sheet(path, parts, sheet_name, spec)
+        finally:
+            if parts is not None:
+                parts.close()
 
 
 def _first_part_columns(rows: list[list[Any]], first_end: int, rule: HeaderRule

@@ -220,3 +220,27 @@ def test_merges_are_moved_before_the_rows(tail: bytes, moved: bytes, left: bytes
     prefixed = b'<x:worksheet><x:sheetData><x:row r="1"/></x:sheetData></x:worksheet>'
     front, _ = sheet_parts._merges_first(prefixed, prefixed.index(b"<x:row"), prefixed.index(b"</x:sheetData>"))
     assert b"".join(front) == b"<x:worksheet><x:mergeCells></x:mergeCells><x:sheetData>"
+
+
+def test_the_collector_is_paused_only_while_a_workbook_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    path = tmp_path / "m.xlsx"
+    _workbook(path, 100)
+    seen: list[bool] = []
+    columns_text = readers._columns_text
+    monkeypatch.setattr(readers, "_columns_text", lambda body, width: (seen.append(gc.isenabled()),
+                                                                        columns_text(body, width))[1])
+    assert gc.isenabled()
+    read_excel(path, spec(**SPEC))
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(readers.Unreadable):
+        read_excel(path, spec(**{**SPEC, "header": {"find": "学员编号"}}))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with sheet_parts.gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
