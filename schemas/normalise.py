@@ -521,8 +521,10 @@ class _Chars:
 
     def starts(self, values: np.ndarray) -> np.ndarray:
         """Sorted positions where one of the characters starts."""
-        # bytes.translate marks candidate bytes ~5x faster than numpy's table lookup (self.first[values])
-        pos = np.flatnonzero(np.frombuffer(values.tobytes().translate(self._first_bytes), dtype=np.uint8))
+        # bytes.translate marks candidate bytes ~5x faster than numpy's table lookup (self.first[values]);
+        # the marks (0 or 1) are read as booleans: numpy finds the nonzero positions of a bool array
+        # ~30x faster than of a uint8 one (70 MB of text: 0.008 s against 0.25 s)
+        pos = np.flatnonzero(np.frombuffer(values.tobytes().translate(self._first_bytes), dtype=np.bool_))
         if not len(pos):
             return pos
         wide = ~self.single[values[pos]]
