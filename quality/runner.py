@@ -91,6 +91,18 @@ def _shown(value: Any, limit: int = MAX_SHOWN_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(str(value)):,} characters)"
 
 
+def _rule_columns(rules: list[Rule], table: pa.Table) -> list[str]:
+    """The columns of `table` that `rules` read (every column when a rule names none: a table-level rule)."""
+    needed: set[str] = set()
+    for rule in rules:
+        named = [*rule.columns, *(rule.kwargs.get(k) for k in ("column", "column_A", "column_B")),
+                 *rule.kwargs.get("column_list", ())]
+        if not rule.columns:
+            return table.column_names
+        needed.update(c for c in named if isinstance(c, str))
+    return [c for c in table.column_names if c in needed]
+
+
 def validate_table(entity_name: str, table: pa.Table, policy: EntityPolicy, *, engine: str | None = None) -> Outcome:
     """Run the entity's generated suite over the live (non-deleted) rows of `table`."""
     entity = get_entity(entity_name)
@@ -105,7 +117,9 @@ def validate_table(entity_name: str, table: pa.Table, policy: EntityPolicy, *, e
         deleted = pc.fill_null(table.column("_is_deleted"), False)
         if pc.any(deleted).as_py():
             positions = pc.indices_nonzero(pc.invert(deleted)).to_numpy()
-            live_table = table.take(pa.array(positions, pa.int64()))
+            # only the columns the rules read are copied (the whole mapped table took 0.9 s per
+            # million rows, the rules' columns a fraction of it)
+            live_table = table.select(_rule_columns(rules, table)).take(pa.array(positions, pa.int64()))
     if live_table.num_rows == 0:
         return outcome
     # Only rules that quarantine need the failing rows; the rest need counts.

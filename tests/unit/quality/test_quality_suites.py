@@ -124,6 +124,25 @@ def test_row_rules_name_the_rule(entity: str, change: dict, rule: str | None) ->
         assert outcome.failed[1][0] == rule
 
 
+@pytest.mark.parametrize("entity,change,rule", CASES)
+def test_row_rules_with_a_deletion_in_the_batch(entity: str, change: dict, rule: str | None) -> None:
+    """With deletions in the batch the gate checks the live rows alone (only the columns its rules read,
+    copied): the same rules fail, at the batch's own positions, as without them."""
+    key = get_entity(entity).key[-1]
+    table = _table(entity, [_row(entity, _is_deleted=True, **change), _row(entity), _row(entity, **change)])
+    table = table.set_column(table.schema.get_field_index(key), key, pa.array(["k0", "k1", "k2"]))
+    outcome = validate_table(entity, table, policy_for(entity))
+    assert {r.element_count for r in outcome.results} == {2}
+    if rule is None:
+        assert outcome.failed == {}
+    else:
+        assert list(outcome.failed) == [2]
+        assert outcome.failed[2][0] == rule
+    alone = validate_table(entity, table.slice(1), policy_for(entity))
+    assert [(r.rule, r.unexpected_count) for r in outcome.results] == \
+        [(r.rule, r.unexpected_count) for r in alone.results]
+
+
 def test_personal_values_never_appear_in_reasons() -> None:
     bad_id = BAD_ID
     table = _table("trainee", [_row("trainee", id_number=bad_id, phone="12345")])
