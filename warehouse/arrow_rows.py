@@ -11,8 +11,8 @@ Naive datetimes are read as UTC, as pyarrow reads them for a time-zone-aware col
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
