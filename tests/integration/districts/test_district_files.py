@@ -54,6 +54,10 @@ def test_digests_of_another_recipe_are_not_compared(iehub_home: Path, drops: Dis
     import pyarrow.parquet as pq
 
     sync(iehub_home, "district_yangpu")
+    build_core(iehub_home)
+    before = {p.project_id: p for p in drops.projects("YP")}
+    versions = dict(core(iehub_home, "select project_id, change_version from core.project "
+                                     "where _source = 'district_yangpu'"))
     folder = iehub_home / "staging" / "district_yangpu" / "projects" / "snapshot_digests"
     (saved,) = folder.glob("*.arrow")
     kept = feather.read_table(saved)
@@ -73,6 +77,12 @@ def test_digests_of_another_recipe_are_not_compared(iehub_home: Path, drops: Dis
     build_core(iehub_home)
     dirty = {p.project_id for p in after if p.dirty}
     assert live_core_ids(iehub_home, "district_yangpu") == {p.project_id for p in after} - dirty
+    # rows sent again unchanged keep their version: the build compares record hashes
+    same = {p.project_id for p in after if before.get(p.project_id) == p and p.project_id in versions}
+    assert len(same) > len(after) / 2
+    now = dict(core(iehub_home, "select project_id, change_version from core.project "
+                                "where _source = 'district_yangpu'"))
+    assert {k: now[k] for k in same} == {k: versions[k] for k in same}
     (newest,) = [p for p in folder.glob("*.arrow") if p.stem != saved.stem]
     sync(iehub_home, "district_yangpu")  # the next pass keeps only the last snapshot's digests
     assert list(folder.iterdir()) == [newest]
