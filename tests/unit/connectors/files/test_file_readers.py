@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openpyxl import Workbook
 
 from connectors.files.readers import (
     ROW_ERROR,
@@ -19,6 +18,7 @@ from connectors.files.readers import (
     read_excel,
 )
 from connectors.files.spec import FileStreamSpec
+from tests.unit.connectors.files.workbooks import minhang_sheet
 
 HEADER = "项目编号,项目名称,开始日期,金额(万元)"
 
@@ -73,14 +73,7 @@ def test_float_looking_text_in_an_id_column_is_flagged(tmp_path: Path) -> None:
 
 
 def _workbook(path: Path, *, id_as_number: bool) -> None:
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "项目"
-    ws.append(["闵行区产教融合项目月报（2024年3月）"])
-    ws.append(["项目编号", "项目周期", None, "经费(万元)", None])
-    ws.append([None, "开始日期", "结束日期", "财政", "小计"])
-    for rng in ("A1:E1", "A2:A3", "B2:C2", "D2:E2"):
-        ws.merge_cells(rng)
+    wb, ws = minhang_sheet()
     import datetime as dt
 
     ws.append([310110199001011234 if id_as_number else "MH-001", dt.datetime(2024, 3, 1), dt.datetime(2025, 2, 28), 12.5, 20])

@@ -14,6 +14,7 @@ from connectors.files import readers, sheet_parts
 from connectors.files.readers import ROW_ERROR, read_excel
 from connectors.files.sheet_parts import SheetParts, plan_parts
 from tests.unit.connectors.files.test_file_readers import spec
+from tests.unit.connectors.files.workbooks import minhang_sheet
 
 SPEC = dict(format="excel", sheet="项目", header={"find": "项目编号", "rows": 2})
 
@@ -22,14 +23,7 @@ def _workbook(path: Path, rows: int) -> None:
     """Title, a two-row merged header, then data rows each followed by a blank row (so every cut
     falls after rows the part before it does not reach), IDs sometimes stored as numbers, dates,
     amounts, text in the date column, a cell past the header's width late on, and a 合计 row."""
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "项目"
-    ws.append(["闵行区产教融合项目月报（2024年3月）"])
-    ws.append(["项目编号", "项目周期", None, "经费(万元)", None])
-    ws.append([None, "开始日期", "结束日期", "财政", "小计"])
-    for rng in ("A1:E1", "A2:A3", "B2:C2", "D2:E2"):
-        ws.merge_cells(rng)
+    wb, ws = minhang_sheet()
     for i in range(rows):
         ident: object = 310110199001011234 + i if i % 97 == 5 else f"MH-{i:05d}"
         start: object = "2024.02.30" if i % 50 == 3 else dt.datetime(2024, 1 + i % 12, 1 + i % 28)
