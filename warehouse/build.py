@@ -340,7 +340,7 @@ def build(
     with _exclusive_lock(lake):
         _remove_database(lake.building_path)
         try:
-            con, full, previous = _open_building(lake, full)
+            con, full, previous, flush = _open_building(lake, full)
             stage("open")
             try:
                 version = new_version(home)
@@ -360,9 +360,11 @@ def build(
                 stage("ops")
                 if not full and not needs_vacuum(con):
                     con.execute("SET max_vacuum_tasks = 0")  # see needs_vacuum: no whole-table rewrite for 1%
+                flush.wait()
                 con.execute("CHECKPOINT")
                 stage("checkpoint")
             finally:
+                flush.wait(raise_error=False)
                 con.close()
             _replace_warehouse(lake)
             stage("replace")
@@ -454,13 +456,50 @@ def _release_memory() -> None:
         trim(0)
 
 
-def _open_building(lake: Lake, full: bool) -> tuple[duckdb.DuckDBPyConnection, bool, bool]:
+class _CopyFlush:
+    """Write the copied file's pages to disk on a background thread while the build computes.
+
+    The copy at the start of an incremental build leaves the whole warehouse file (132 MB at 1M
+    projects) as dirty pages; left alone, the checkpoint's fsync waited for all of them (0.06 s of
+    the 1M incremental build). Flushed here, the disk writes overlap the core and mart steps.
+    :meth:`wait` joins the thread before the checkpoint and raises what its fsync raised: after a
+    failed fsync the kernel may forget the error, so a later fsync would not report it again.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if path is not None:
+            self._path = path
+            self._thread = threading.Thread(target=self._run, name="iehub-build-flush", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            fd = os.open(self._path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except BaseException as exc:  # noqa: BLE001 - handed to the build's thread by wait()
+            self.error = exc
+
+    def wait(self, raise_error: bool = True) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if raise_error and self.error is not None:
+            raise BuildError(f"cannot write the copy of the warehouse to disk ({self._path}): {self.error}") \
+                from self.error
+
+
+def _open_building(lake: Lake, full: bool) -> tuple[duckdb.DuckDBPyConnection, bool, bool, _CopyFlush]:
     """Open the file this build writes: a copy of the last build, or a new file.
 
     A new file is used for ``full`` builds and when the last build has no builder state (a
     warehouse from before incremental builds); the last build is then attached read-only as
     ``prev`` so the change sequence and the build log continue. Returns (connection, full,
-    previous attached).
+    previous attached, the copy's background flush: :class:`_CopyFlush`).
     """
     exists = lake.warehouse_path.exists()
     if exists and not full and not readable_by_analysts(lake.warehouse_path):
@@ -468,10 +507,12 @@ def _open_building(lake: Lake, full: bool) -> tuple[duckdb.DuckDBPyConnection, b
                  lake.warehouse_path, STORAGE_COMPATIBILITY[1:])
     elif exists and not full:
         shutil.copyfile(lake.warehouse_path, lake.building_path)
+        flush = _CopyFlush(lake.building_path)
         con = _connect(lake)
         if _table_exists(con, "ops", "build_state") and _table_exists(con, "ops", "change_sequence"):
-            return con, False, False
+            return con, False, False, flush
         con.close()
+        flush.wait(raise_error=False)
         _remove_database(lake.building_path)
         log.info("warehouse %s has no incremental state; rebuilding it from the lake", lake.warehouse_path)
     con = _connect(lake)
@@ -487,7 +528,7 @@ def _open_building(lake: Lake, full: bool) -> tuple[duckdb.DuckDBPyConnection, b
                 "or move it aside to rebuild everything from the lake"
             ) from exc
         previous = True
-    return con, True, previous
+    return con, True, previous, _CopyFlush(None)
 
 
 def build_memory_limit(value: str | None = None) -> str:

@@ -212,6 +212,29 @@ def test_failure_late_in_a_build_leaves_the_previous_file_unchanged(
     assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
 
 
+def test_a_copy_the_disk_refuses_fails_the_build_and_publishes_nothing(
+    home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy an incremental build starts from is flushed on a background thread; its error reaches the build."""
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
+    build(home, catalog, registry=REGISTRY)
+    before = digest(home / "warehouse.duckdb")
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2"}]))
+    flushed: list[int] = []
+
+    def refused(fd: int) -> None:
+        flushed.append(fd)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(build_module.os, "fdatasync", refused)
+    with pytest.raises(BuildError, match=r"cannot write the copy of the warehouse to disk .*Input/output error"):
+        build(home, catalog, registry=REGISTRY)
+    assert flushed, "the copied file was never flushed"
+    assert digest(home / "warehouse.duckdb") == before
+    assert query(home, "SELECT notice_id FROM core.notice") == [("N1",)]
+    assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
+
+
 def test_leftover_of_a_killed_build_is_discarded(home: Path, catalog: Catalog) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "warehouse.duckdb.building").write_bytes(b"half a build")
