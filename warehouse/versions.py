@@ -268,15 +268,6 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         {"" if has_tombs else "WHERE false"}
         """
     )
-    if has_history:  # the touched keys' open history rows, before this apply adds any
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _open AS
-            SELECT h.rowid AS _rid, {", ".join(f"h.{ident(k)}" for k in key)}, h.valid_from
-            FROM {hist} AS h SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})
-            WHERE h.valid_to IS NULL
-            """
-        )
     kept = [c for c in (prior[1] if prior else []) if c not in key]
     if has_rows:
         # The touched keys' live rows, read once: their hash seeds the comparison and their row id
@@ -288,9 +279,23 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
                     f"{', '.join(f'c.{ident(k)}' for k in key)} "
                     f"FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS SELECT i.*, "
-                    f"{''.join(f'c.{ident(k)}, ' for k in kept)}hash(c._record_hash) AS _hash "
-                    f"FROM {table} AS c JOIN _cur_ids AS i ON c.rowid = i._rid")
+                    f"{''.join(f'c.{ident(k)}, ' for k in kept)}hash(c._record_hash) AS _hash, "
+                    f"c.{CHANGE_VERSION} AS _cv FROM {table} AS c JOIN _cur_ids AS i ON c.rowid = i._rid")
         con.execute("DROP TABLE _cur_ids")
+    if has_history:
+        # The touched keys' open history rows, before this apply adds any. A key's open row is the
+        # one its live core row was read back from (same change version; a delete or a rename
+        # closes it): found by that integer, not by a join of history on the key's strings
+        # (1M projects, 1% changed: 0.023 -> 0.005 s). A key with no live row has none open.
+        source = "_cur AS c" if has_rows else f"(SELECT {keys}, NULL::BIGINT AS _cv FROM {table} WHERE false) AS c"
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _open AS
+            SELECT h.rowid AS _rid, {", ".join(f"c.{ident(k)}" for k in key)}, h.valid_from
+            FROM {hist} AS h JOIN {source} ON h.{CHANGE_VERSION} = c._cv
+            WHERE h.valid_to IS NULL
+            """
+        )
     if prior:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(prior[0])} AS SELECT "
                     f"{', '.join(ident(c) for c in [*key, *kept])} FROM {'_cur' if has_rows else table + ' WHERE false'}")

@@ -141,6 +141,36 @@ def test_history_never_runs_backwards_when_a_correction_carries_an_older_time(ho
     assert froms == sorted(froms)  # intervals never overlap, never go back
 
 
+def test_each_live_key_has_one_open_history_row_its_core_row_was_read_from(home: Path, catalog: Catalog) -> None:
+    """Incremental builds find a key's open history row by its core row's change version: updates,
+    a delete, a revival and a key changed twice in one batch leave exactly the rows a rebuild makes."""
+    registry = {"project": PROJECT}
+    t = [datetime(2025, m, 1, tzinfo=UTC) for m in range(1, 9)]
+    batches = [
+        [{"project_id": p, "title": "订单班", "status": "立项", "updated_at": t[0]} for p in ("P1", "P2", "P3")],
+        [{"project_id": "P1", "title": "订单班", "status": "在建", "updated_at": t[1]},
+         {"project_id": "P2", "_is_deleted": True, "updated_at": t[1]}],
+        [{"project_id": "P2", "title": "订单班", "status": "重启", "updated_at": t[2]},
+         {"project_id": "P3", "title": "订单班", "status": "在建", "updated_at": t[2]},
+         {"project_id": "P3", "title": "订单班", "status": "结项", "updated_at": t[3]}],
+        [{"project_id": "P1", "title": "订单班", "status": "结项", "updated_at": t[4]},
+         {"project_id": "P3", "_is_deleted": True, "updated_at": t[4]}],
+    ]
+    for i, items in enumerate(batches):
+        land(home, catalog, "municipal_db", f"w{i}", project_rows(items, extracted=t[i + 4]), entity=PROJECT)
+        build(home, catalog, registry=registry)
+        assert rows(home, """SELECT count(*) FROM core.project AS c FULL JOIN
+            (SELECT * FROM core.project_history WHERE valid_to IS NULL) AS h USING (project_id)
+            WHERE c.change_version IS DISTINCT FROM h.change_version""") == [(0,)], f"after batch {i}"
+    history = "SELECT project_id, status, valid_from, valid_to FROM core.project_history ORDER BY project_id, valid_from, status"
+    incremental = rows(home, history)
+    assert [(p, s, f, u) for p, s, f, u in incremental if p == "P2"] == [
+        ("P2", "立项", t[0], t[1]), ("P2", "重启", t[2], None)]
+    assert rows(home, "SELECT project_id, status FROM core.project ORDER BY 1") == [("P1", "结项"), ("P2", "重启")]
+    build(home, catalog, registry=registry, full=True)
+    assert rows(home, history) == incremental
+
+
 def test_a_rename_inside_the_first_build_is_recorded_like_one_across_builds(tmp_path: Path) -> None:
     """Core is empty in a first build (or a rebuild): renames are still found among the new rows.
 
