@@ -49,7 +49,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,7 +68,7 @@ from warehouse.landing import fsync_dir
 from warehouse.layout import Lake
 from warehouse.publish import Snapshot, new_version, publish
 from warehouse.versions import (CHANGE_VERSION, DELETED, HISTORY_ENTITIES, TOMBSTONES, apply_entity, duck_type,
-                                now_table)
+                                now_table, one_transaction)
 
 if TYPE_CHECKING:
     from schemas import Entity
@@ -345,12 +345,17 @@ def build(
             try:
                 version = new_version(home)
                 captured: set[str] = set()
-                built, first, last = build_core(con, lake, catalog, registry, only=entities, previous=previous,
-                                                now=started_at, captured=captured)
-                stage("core")
-                mart_rows = marts_module.build_marts(con, unchanged_tables(built), captured)
-                marts_module.drop_changed_keys(con)
-                stage("marts")
+                # An incremental build's core and marts are one transaction, which a checkpoint commits.
+                with nullcontext() if full else one_transaction(con):
+                    built, first, last = build_core(con, lake, catalog, registry, only=entities, previous=previous,
+                                                    now=started_at, captured=captured)
+                    stage("core")
+                    mart_rows = marts_module.build_marts(con, unchanged_tables(built), captured)
+                    marts_module.drop_changed_keys(con)
+                    stage("marts")
+                    if not full:
+                        _commit_by_checkpoint(con, flush)
+                        stage("checkpoint")
                 finished_at = datetime.now(timezone.utc)
                 result = BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last,
                                      None, mart_rows)
@@ -358,10 +363,8 @@ def build(
                 if previous:
                     con.execute("DETACH prev")
                 stage("ops")
-                if not full and not needs_vacuum(con):
-                    con.execute("SET max_vacuum_tasks = 0")  # see needs_vacuum: no whole-table rewrite for 1%
                 flush.wait()
-                con.execute("CHECKPOINT")
+                con.execute("CHECKPOINT")  # a full build's only checkpoint; an incremental build's second (ops tables)
                 stage("checkpoint")
             finally:
                 flush.wait(raise_error=False)
@@ -436,6 +439,24 @@ def needs_vacuum(con: duckdb.DuckDBPyConnection) -> bool:
                      tables[i][0], tables[i][1], dead, stored)
             return True
     return False
+
+
+def _commit_by_checkpoint(con: duckdb.DuckDBPyConnection, flush: _CopyFlush) -> None:
+    """Commit the build's transaction as a checkpoint: its rows go to the file once, not to the WAL first.
+
+    Committed normally, the transaction's rows were written to the WAL (with an fsync per commit)
+    and then again by the checkpoint into the file. A commit whose WAL would pass
+    ``wal_autocheckpoint`` checkpoints instead of writing the WAL, so the threshold is lowered for
+    this commit only (1M projects, 1% changed: 0.04 s of WAL writes saved). Deleted rows are left
+    in place unless :func:`needs_vacuum` says the file should be compacted; the copied file's
+    flush is joined first (its error fails the build).
+    """
+    if not needs_vacuum(con):
+        con.execute("SET max_vacuum_tasks = 0")  # see needs_vacuum: no whole-table rewrite for 1%
+    flush.wait()
+    con.execute("SET wal_autocheckpoint = '1kB'")
+    con.execute("COMMIT")
+    con.execute("SET wal_autocheckpoint = '1TB'")
 
 
 def _release_memory() -> None:

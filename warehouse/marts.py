@@ -32,6 +32,7 @@ import duckdb
 import pyarrow as pa
 
 from warehouse.arrow_rows import table_from_rows
+from warehouse.versions import clean_up
 
 __all__ = ["GROUPED_TABLES", "INDICATORS", "MARTS", "Groups", "Indicator", "Mart", "build_marts", "build_ref",
            "capture_changed_keys", "drop_changed_keys", "prior_columns"]
@@ -753,9 +754,7 @@ def _update_groups(con: duckdb.DuckDBPyConnection, mart: Mart, captured: set[str
         con.execute(f"INSERT INTO {table} SELECT * FROM ({_substitute(mart.sql, subs)})")
         return n
     finally:
-        for view in reversed(made):
-            con.execute(f"DROP VIEW IF EXISTS {_ident(view)}")
-        con.execute("DROP TABLE IF EXISTS _groups")
+        clean_up(con, *(f"DROP VIEW IF EXISTS {_ident(view)}" for view in reversed(made)), "DROP TABLE IF EXISTS _groups")
 
 
 def _substitute(sql: str, subs: dict[tuple[str, str], str]) -> str:

@@ -32,6 +32,10 @@ for a 1M-project + 1M-report rebuild).
 
 from __future__ import annotations
 
+import sys
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,10 +52,12 @@ __all__ = [
     "Applied",
     "apply_entity",
     "apply_rows",
+    "clean_up",
     "duck_type",
     "event_time_sql",
     "natural_key_sql",
     "now_table",
+    "one_transaction",
     "tombstone_district_sql",
 ]
 
@@ -150,8 +156,7 @@ def apply_entity(
         return apply_rows(con, entity, schema, last_version, history=history, positioned=True, prior=prior,
                           core_own_keyed=core_own_keyed)
     finally:
-        con.execute("DROP VIEW IF EXISTS _in")
-        con.execute("DROP TABLE IF EXISTS _files")
+        clean_up(con, "DROP VIEW IF EXISTS _in", "DROP TABLE IF EXISTS _files")
 
 
 def _key_from_json(schema: pa.Schema, key: list[str], column: str) -> str:
@@ -223,21 +228,57 @@ def apply_rows(
     # One transaction: the change numbers and the rows they number commit together, and no checkpoint
     # can run in between, so the row ids read into ``_cur`` / ``_open`` still name the same rows when
     # the DELETE and the history UPDATE use them (a checkpoint may compact a table and renumber them).
-    con.execute("BEGIN TRANSACTION")
+    # Inside a caller's transaction (:func:`one_transaction`) that one holds it all.
+    outer = con in _TRANSACTIONS
+    if not outer:
+        con.execute("BEGIN TRANSACTION")
     try:
         applied = _apply_rows(con, entity, schema, last_version, history=history, table=table, hist=hist, key=key,
                               columns=columns, surrogate=surrogate, row_key=row_key, prior=prior,
                               core_own_keyed=core_own_keyed)
-        con.execute("COMMIT")
+        if not outer:
+            con.execute("COMMIT")
         return applied
     except BaseException:
-        con.execute("ROLLBACK")
+        if not outer:
+            con.execute("ROLLBACK")
         raise
     finally:
-        for temp in ("_new", "_cur_ids", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states"):
-            con.execute(f"DROP TABLE IF EXISTS {temp}")
-        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_in'").fetchall()[0][0]:
+        clean_up(con, *(f"DROP TABLE IF EXISTS {temp}" for temp in
+                        ("_new", "_cur_ids", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states")))
+        if (con not in _TRANSACTIONS or sys.exc_info()[0] is None) and con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_in'").fetchall()[0][0]:
             con.execute("DROP TABLE _in")  # a caller's temp table (the golden rows); a view is its caller's to drop
+
+
+def clean_up(con: duckdb.DuckDBPyConnection, *statements: str) -> None:
+    """Run a ``finally`` block's clean-up statements (temp tables, views), unless an error is on its way
+    out of a :func:`one_transaction` block: that error aborted the transaction, every statement
+    would now fail and replace it, and the connection is discarded anyway."""
+    if con in _TRANSACTIONS and sys.exc_info()[0] is not None:
+        return
+    for statement in statements:
+        con.execute(statement)
+
+
+#: Connections inside :func:`one_transaction`.
+_TRANSACTIONS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
+@contextmanager
+def one_transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Hold everything the block does, every :func:`apply_rows` included, in one transaction.
+
+    The block ends the transaction itself (COMMIT); an error leaves it aborted for the caller to
+    discard with its connection. No statement inside may fail on purpose: in DuckDB any error
+    aborts the whole transaction.
+    """
+    con.execute("BEGIN TRANSACTION")
+    _TRANSACTIONS.add(con)
+    try:
+        yield
+    finally:
+        _TRANSACTIONS.discard(con)
 
 
 def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, last_version: int, *,

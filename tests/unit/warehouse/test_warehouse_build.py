@@ -235,6 +235,39 @@ def test_a_copy_the_disk_refuses_fails_the_build_and_publishes_nothing(
     assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
 
 
+def test_an_error_inside_the_incremental_transaction_is_the_one_reported(
+    home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An incremental build's core and marts are one DuckDB transaction: a failed statement in an
+    entity's merge aborts it, and the build reports that statement's error (not the aborted
+    transaction's refusals of the clean-up after it), keeping the previous file."""
+    import warehouse.versions as versions_module
+
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
+    build(home, catalog, registry=REGISTRY)
+    before = digest(home / "warehouse.duckdb")
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N1", "title": "改"}]))
+    calls: list[str] = []
+    original = versions_module._apply_rows
+
+    def failing_apply(con, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(con, *args, **kwargs)
+        calls.append("apply")
+        con.execute("SELECT * FROM core.no_such_table")
+
+    monkeypatch.setattr(versions_module, "_apply_rows", failing_apply)
+    with pytest.raises(BuildError, match=r"entity notice: merge failed: .*no_such_table"):
+        build(home, catalog, registry=REGISTRY)
+    assert "apply" in calls
+    assert digest(home / "warehouse.duckdb") == before
+    assert query(home, "SELECT notice_id, title FROM core.notice") == [("N1", None)]
+    assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
+    land(home, catalog, "lingang", "w3", notice_rows("lingang", [{"notice_id": "N2"}]))
+    monkeypatch.undo()
+    build(home, catalog, registry=REGISTRY)
+    assert query(home, "SELECT notice_id, title FROM core.notice ORDER BY 1") == [("N1", "改"), ("N2", None)]
+
+
 def test_leftover_of_a_killed_build_is_discarded(home: Path, catalog: Catalog) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "warehouse.duckdb.building").write_bytes(b"half a build")
