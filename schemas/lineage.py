@@ -19,6 +19,9 @@ from schemas.normalise import _plain
 __all__ = ["add_lineage", "record_hash"]
 
 _NULL_MARK = "\x00"  # a null is not the empty string
+#: Rows per Arrow batch handed to DuckDB: it hashes one batch per thread, so a chunk given as one
+#: batch ran on one core (250k project rows: 0.23 s wall as one batch, 0.13 s as several).
+HASH_BATCH_ROWS = 1 << 16
 
 
 def _hash_text(column: pa.Array) -> pa.Array:
@@ -45,8 +48,9 @@ def record_hash(table: pa.Table, entity: Entity) -> pa.Array:
     expr = f"md5(concat_ws(chr(31), {', '.join(parts)}))"
     con = duckdb.connect(":memory:")
     try:
-        con.register("rows_to_hash", pa.table(parts))
-        # preserve_insertion_order (DuckDB's default) keeps output rows aligned with input.
+        con.register("rows_to_hash", pa.Table.from_batches(pa.table(parts).to_batches(max_chunksize=HASH_BATCH_ROWS)))
+        # preserve_insertion_order (DuckDB's default) keeps output rows aligned with input,
+        # also when its threads hash different batches.
         hashed = con.sql(f"SELECT {expr} AS h FROM rows_to_hash").to_arrow_table()
     finally:
         con.close()

@@ -119,3 +119,15 @@ def test_organization_default_source_key_is_its_key() -> None:
     table = table.set_column(0, "org_id", pa.array(["91310115MA1H7GPB6X"]))
     landed = add_lineage(table, org, source="municipal", batch_id="b", extracted_at=WHEN)
     assert landed["_source_key"].to_pylist() == ["91310115MA1H7GPB6X"]
+
+
+def test_hashes_stay_in_row_order_when_duckdb_hashes_batches_on_several_threads(monkeypatch) -> None:
+    import schemas.lineage
+
+    monkeypatch.setattr(schemas.lineage, "HASH_BATCH_ROWS", 16)  # 3,000 rows: 188 batches
+    titles = [f"第{i}号通知" for i in range(3000)]
+    table = _mapped(titles)
+    expected = [hashlib.md5("\x1f".join([f"N{i}", title, "\x00", "\x00", "\x00", "310115", str(1682560800000000),
+                                         "\x00", "\x00", "\x00"]).encode()).hexdigest()
+                for i, title in enumerate(titles)]  # fmt: skip
+    assert record_hash(table, NOTICE).to_pylist() == expected
