@@ -457,3 +457,22 @@ def test_the_checkpoint_compacts_deleted_rows_only_past_a_share(tmp_path: Path) 
         assert build_module.needs_vacuum(con)
     finally:
         con.close()
+
+
+def test_dead_rows_are_counted_inside_the_builds_transaction(tmp_path: Path) -> None:
+    # An incremental build decides before its commit, inside its transaction, where DuckDB's stored
+    # size leaves out the rows the transaction appended: an update of 11% (new versions in, old
+    # rows deleted) must still count as 11% dead, and 1% as 1%.
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        con.execute("CREATE TABLE t AS SELECT range AS i, range + 1 AS change_version FROM range(400000)")
+        con.execute("CHECKPOINT")
+        for share, expected in ((1, False), (11, True)):
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"INSERT INTO t SELECT i, 400000 + i + 1 FROM t WHERE i % 100 < {share}")
+            con.execute(f"DELETE FROM t WHERE i % 100 < {share} AND change_version <= 400000")
+            assert con.execute("SELECT count(*) FROM t").fetchall() == [(400000,)]
+            assert build_module.needs_vacuum(con, since=400000) is expected, f"{share}% updated"
+            con.execute("ROLLBACK")
+    finally:
+        con.close()
