@@ -47,6 +47,7 @@ import pyarrow.csv as pcsv
 
 DECODE_BLOCK_BYTES = 8 << 20    # raw bytes decoded at a time: bounds each range's transcoding memory
 SCAN_BLOCK_BYTES = 16 << 20     # bytes read at a time when counting lines
+NEWLINE_BLOCK_BYTES = 1 << 20   # mapped bytes compared at a time when finding newlines (stays in cache)
 RANGE_MIN_BYTES = 24 << 20      # below this a range is not worth a process of its own
 _ENV_WORKERS = "IEHUB_FILE_WORKERS"  # cap on ranges (1: parse in-process only)
 
@@ -263,14 +264,17 @@ class RangeResult:
 
 def _empty_lines(path: str, rng: ByteRange) -> np.ndarray:
     """0-based indexes (within the range) of its empty lines ('' or a lone '\\r'), which Arrow skips:
-    from the newline positions, found by numpy over the mapped bytes (no Python step per line)."""
+    from the newline positions, found by numpy over the mapped bytes (no Python step per line), a
+    block at a time: one comparison over a whole range made a mask as large as the range (72 MB
+    of fresh pages per 1M-row half of a district file, 0.1-0.2 s of page faults in each process)."""
     size = rng.end - rng.start
     if size <= 0:
         return np.zeros(0, dtype=np.int64)
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         data = np.frombuffer(mapped, dtype=np.uint8, count=size, offset=rng.start)
         try:
-            ends = np.flatnonzero(data == 10)
+            ends = np.concatenate([np.flatnonzero(data[at:at + NEWLINE_BLOCK_BYTES] == 10) + at
+                                   for at in range(0, size, NEWLINE_BLOCK_BYTES)])
             if len(ends) < rng.lines:  # a last line without a newline
                 ends = np.append(ends, size)
             starts = np.empty_like(ends)

@@ -169,7 +169,11 @@ def test_empty_lines_are_found_as_a_line_by_line_reading_finds_them(tmp_path_fac
     if lines and lines[-1] == b"":
         lines.pop()  # the newline ends the last line
     rng = chunks.ByteRange(0, len(data), 0, len(lines))
-    assert chunks._empty_lines(str(path), rng).tolist() == [i for i, line in enumerate(lines) if line in (b"", b"\r")]
+    expected = [i for i, line in enumerate(lines) if line in (b"", b"\r")]
+    for block in (chunks.NEWLINE_BLOCK_BYTES, 3):  # newlines found a block at a time, blocks cut anywhere
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(chunks, "NEWLINE_BLOCK_BYTES", block)
+            assert chunks._empty_lines(str(path), rng).tolist() == expected
 
 
 def test_a_range_process_that_dies_fails_the_read_saying_what_to_do(tmp_path: Path,
