@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,13 +78,45 @@ def digest_recipe() -> str:
     return f"{DIGEST_RECIPE}/duckdb-{duckdb.__version__}"
 
 
-def _digest_sql(columns: list[str]) -> str:
+def _hash_sql(columns: list[str]) -> str:
     cells = ", ".join(f'coalesce("{c.replace(chr(34), chr(34) * 2)}", chr(0))' for c in columns)
-    return f"printf('%016x', hash(concat_ws(chr(31), {cells})))"
+    return f"hash(concat_ws(chr(31), {cells}))"
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLE = np.zeros(256, dtype=np.uint8)  # a hex character's value
+_NIBBLE[_HEX] = np.arange(16, dtype=np.uint8)
+
+
+def _hex16(hashes: pa.Array) -> pa.Array:
+    """Each 64-bit hash as 16 lower-case hex characters, as DuckDB's printf('%016x') writes it; in
+    numpy over the whole column (printf took 0.14 of the 0.5 CPU-s of a million rows' digests)."""
+    big_endian = np.ascontiguousarray(hashes.to_numpy(), dtype=">u8").view(np.uint8).reshape(-1, 8)
+    text = np.empty((len(big_endian), 16), dtype=np.uint8)
+    text[:, 0::2] = _HEX[big_endian >> 4]
+    text[:, 1::2] = _HEX[big_endian & 15]
+    offsets = np.arange(0, 16 * (len(big_endian) + 1), 16, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), len(big_endian), [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+
+
+def _hashes(digests: pa.Array) -> pa.Array:
+    """The 64-bit hashes `_hex16` wrote as `digests` (nulls, the quarantined copies, left out)."""
+    digests = digests.drop_null()
+    if len(digests) == 0:
+        return pa.array([], pa.uint64())
+    offsets = np.frombuffer(digests.buffers()[1], dtype=np.int32, count=len(digests) + 1, offset=digests.offset * 4)
+    data = np.frombuffer(digests.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    if len(data) != 16 * len(digests):
+        raise ValueError("the previous snapshot's digests are not 16 hex characters each, so they cannot be "
+                         "compared; delete the stream's staging/…/snapshot_digests folder (every row then counts "
+                         "as changed, once) and sync again")
+    nibbles = _NIBBLE[data.reshape(-1, 16)]
+    packed = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])
+    return pa.array(packed.view(">u8").ravel().astype(np.uint64))
 
 
 def row_digests(table: pa.Table, columns: list[str]) -> pa.Array:
-    """16 hex characters of a row's text cells' digest (see `_digest_sql`), computed in DuckDB."""
+    """16 hex characters of a row's text cells' digest (see DIGEST_RECIPE), hashed in DuckDB."""
     import duckdb
 
     if table.num_rows == 0:
@@ -91,10 +124,11 @@ def row_digests(table: pa.Table, columns: list[str]) -> pa.Array:
     con = duckdb.connect()
     try:
         con.register("t", table.select(columns))
-        result = con.sql(f"SELECT {_digest_sql(columns)} FROM t").to_arrow_table()
+        # a projection: preserve_insertion_order (DuckDB's default) keeps the rows in place
+        result = con.sql(f"SELECT {_hash_sql(columns)} FROM t").to_arrow_table()
     finally:
         con.close()
-    return result.column(0).combine_chunks()
+    return _hex16(result.column(0).combine_chunks())
 
 
 @dataclass
@@ -115,10 +149,13 @@ def diff_snapshot(table: pa.Table, columns: list[str], keys: pa.Array, digests_b
 
     Why DuckDB: the digests plus Arrow's ``is_in`` and ``unique`` over a million 16-character
     strings took ~1.5 s, single-threaded; here the same take ~0.9 s, the joins on two cores.
+    Digests are compared with the previous ones as 64-bit numbers, not as their text, and made
+    text in numpy (`_hex16`); without previous digests they are a plain projection, which keeps
+    the file's row order without the sort a join needs. A million rows: 0.85 -> 0.72 CPU-s
+    without previous digests, the join 0.65 -> 0.55.
     Results keep the file's row order (and ``gone`` the order of ``live_before``).
     """
     import duckdb
-    import numpy as np
 
     con = duckdb.connect()
     try:
@@ -126,14 +163,14 @@ def diff_snapshot(table: pa.Table, columns: list[str], keys: pa.Array, digests_b
         con.register("t", table.select(columns).append_column("_k", keys)
                      .append_column("_i", pa.array(np.arange(n, dtype=np.int64))))
         con.register("live", pa.table({"k": live_before, "_i": pa.array(np.arange(len(live_before), dtype=np.int64))}))
-        digest = _digest_sql(columns)
+        digest = _hash_sql(columns)
         if digests_before is not None:
-            con.register("before", pa.table({"d": digests_before}))
-            rows = con.sql(f"SELECT d, coalesce(d IN (SELECT d FROM before), false) AS same "
-                           f"FROM (SELECT _i, {digest} AS d FROM t) ORDER BY _i").to_arrow_table()
+            con.register("before", pa.table({"h": _hashes(digests_before)}))
+            rows = con.sql(f"SELECT h, coalesce(h IN (SELECT h FROM before), false) AS same "
+                           f"FROM (SELECT _i, {digest} AS h FROM t) ORDER BY _i").to_arrow_table()
             unchanged: pa.Array | None = rows.column("same").combine_chunks()
         else:
-            rows = con.sql(f"SELECT {digest} AS d FROM t ORDER BY _i").to_arrow_table()
+            rows = con.sql(f"SELECT {digest} AS h FROM t").to_arrow_table()
             unchanged = None
         con.execute("CREATE TEMP TABLE present AS SELECT _k AS k, count(*) AS n FROM t WHERE _k IS NOT NULL GROUP BY _k")
         present = con.sql("SELECT k FROM present").to_arrow_table().column(0).combine_chunks()
@@ -143,7 +180,7 @@ def diff_snapshot(table: pa.Table, columns: list[str], keys: pa.Array, digests_b
     finally:
         con.close()
     repeated = pc.fill_null(pc.is_in(keys, value_set=twice.cast(keys.type)), False) if len(twice) else None
-    return SnapshotDiff(rows.column("d").combine_chunks(), unchanged, present.cast(pa.string()),
+    return SnapshotDiff(_hex16(rows.column("h").combine_chunks()), unchanged, present.cast(pa.string()),
                         gone.cast(live_before.type), repeated)
 
 

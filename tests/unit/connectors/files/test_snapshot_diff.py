@@ -6,6 +6,7 @@ import random
 
 import duckdb
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,3 +66,25 @@ def test_matches_a_plain_reading_and_keeps_the_row_order(rows: list[tuple[str | 
     twice = {k for k in present if [r[0] for r in rows].count(k) > 1}
     assert (diff.repeated.to_pylist() if diff.repeated is not None else [False] * len(rows)) == \
         [k in twice for k, _ in rows]
+
+
+def test_many_batches_keep_the_row_order_and_the_printf_form_of_the_recipe() -> None:
+    rows = [(f"YP{i:05d}", None if i % 7 == 0 else f"项目{i}") for i in range(3000)]
+    table, keys = snapshot(rows)
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=7))  # DuckDB's threads take batches apart
+    con = duckdb.connect()
+    con.register("t", table.append_column("_i", pa.array(range(len(rows)), pa.int64())))
+    expected = [d for (d,) in con.execute(
+        "SELECT printf('%016x', hash(concat_ws(chr(31), coalesce(项目编号, chr(0)), coalesce(项目名称, chr(0))))) "
+        "FROM t ORDER BY _i").fetchall()]
+    before = pa.array([None if i % 3 else d for i, d in enumerate(expected)], pa.string())  # every third kept
+    diff = diff_snapshot(table, ["项目编号", "项目名称"], keys, before, keys)
+    assert diff.digests.to_pylist() == expected == row_digests(table, ["项目编号", "项目名称"]).to_pylist()
+    assert diff.unchanged is not None and diff.unchanged.to_pylist() == [i % 3 == 0 for i in range(len(rows))]
+
+
+def test_previous_digests_of_another_form_are_refused_not_compared() -> None:
+    table, keys = snapshot([("YP001", "a")])
+    md5_like = pa.array(["0123456789abcdef0123456789abcdef"], pa.string())  # never equal: would drop nothing
+    with pytest.raises(ValueError, match="not 16 hex characters each.*snapshot_digests"):
+        diff_snapshot(table, ["项目编号", "项目名称"], keys, md5_like, keys)
