@@ -435,3 +435,12 @@ def test_one_impossible_date_sends_only_its_own_block_to_the_per_value_rule(monk
     values = result.values.to_pylist()
     assert values[0] == parse_local_timestamp(texts[0]) and values[4999] == parse_local_timestamp(texts[4999])
     assert values[3216] == parse_local_timestamp(texts[3216]) and values[3217] is None
+
+
+def test_trim_pre_check_passes_over_full_width_ends_it_does_not_trim() -> None:
+    # '（' and '）' share the lead byte EF with U+FEFF: only the rows Arrow's trims change are taken
+    from schemas.normalise import _untrimmed_rows
+
+    titles = pa.array(["校企合作实训基地（1）", "（二期）智能制造工坊", " 前导空格", "尾随全角空格\u3000", "\ufeff带BOM", "末尾\u00b7"],
+                      pa.string())
+    assert _untrimmed_rows(titles).tolist() == [2, 3, 4, 5]  # U+00B7 (lead C2) stays a candidate, as U+00A0's
