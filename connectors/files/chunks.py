@@ -49,7 +49,7 @@ import pyarrow.csv as pcsv
 #: and its UTF-8 in cache (half of the 1M 杨浦 file through the codec: 0.45-0.54 CPU-s in 8 MB blocks,
 #: 0.35-0.39 in 1 MB ones).
 DECODE_BLOCK_BYTES = 1 << 20
-SCAN_BLOCK_BYTES = 16 << 20     # bytes read at a time when counting lines
+SCAN_BLOCK_BYTES = 1 << 20      # bytes read at a time when counting lines (1M 杨浦 file: 0.15 s in 16 MB, 0.09 in 1 MB)
 NEWLINE_BLOCK_BYTES = 1 << 20   # mapped bytes compared at a time when finding newlines (stays in cache)
 RANGE_MIN_BYTES = 24 << 20      # below this a range is not worth a process of its own
 _ENV_WORKERS = "IEHUB_FILE_WORKERS"  # cap on ranges (1: parse in-process only)

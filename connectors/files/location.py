@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from connectors.errors import FatalError
 
-HASH_CHUNK = 4 << 20
+HASH_CHUNK = 1 << 20  # read and hashed at a time: 1M 杨浦 file (144 MB) 0.16-0.19 CPU-s in 4 MB, 0.13-0.14 in 1 MB
 
 
 @dataclass(frozen=True)
