@@ -193,13 +193,26 @@ def test_file_overwritten_by_an_uncommitted_rerun_is_detected(home: Path, catalo
         build(home, catalog, registry=REGISTRY)
 
 
-def test_failure_late_in_a_build_leaves_the_previous_file_unchanged(
-    home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _built_then_landed(home: Path, catalog: Catalog, row: dict) -> str:
+    """N1 built, then ``row`` landed (not built); returns the built file's digest."""
     land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
     build(home, catalog, registry=REGISTRY)
     before = digest(home / "warehouse.duckdb")
-    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2"}]))
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [row]))
+    return before
+
+
+def _assert_kept(home: Path, before: str) -> None:
+    """A failed build left the previous file as it was (N1 only) and nothing beside it."""
+    assert digest(home / "warehouse.duckdb") == before
+    assert query(home, "SELECT notice_id, title FROM core.notice") == [("N1", None)]
+    assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
+
+
+def test_failure_late_in_a_build_leaves_the_previous_file_unchanged(
+    home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _built_then_landed(home, catalog, {"notice_id": "N2"})
 
     def broken_ops(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("killed while writing ops")
@@ -207,19 +220,14 @@ def test_failure_late_in_a_build_leaves_the_previous_file_unchanged(
     monkeypatch.setattr(build_module, "build_ops", broken_ops)
     with pytest.raises(RuntimeError, match="killed while writing ops"):
         build(home, catalog, registry=REGISTRY)
-    assert digest(home / "warehouse.duckdb") == before
-    assert query(home, "SELECT notice_id FROM core.notice") == [("N1",)]
-    assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
+    _assert_kept(home, before)
 
 
 def test_a_copy_the_disk_refuses_fails_the_build_and_publishes_nothing(
     home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The copy an incremental build starts from is flushed on a background thread; its error reaches the build."""
-    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
-    build(home, catalog, registry=REGISTRY)
-    before = digest(home / "warehouse.duckdb")
-    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2"}]))
+    before = _built_then_landed(home, catalog, {"notice_id": "N2"})
     flushed: list[int] = []
 
     def refused(fd: int) -> None:
@@ -230,9 +238,7 @@ def test_a_copy_the_disk_refuses_fails_the_build_and_publishes_nothing(
     with pytest.raises(BuildError, match=r"cannot write the copy of the warehouse to disk .*Input/output error"):
         build(home, catalog, registry=REGISTRY)
     assert flushed, "the copied file was never flushed"
-    assert digest(home / "warehouse.duckdb") == before
-    assert query(home, "SELECT notice_id FROM core.notice") == [("N1",)]
-    assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
+    _assert_kept(home, before)
 
 
 def test_an_error_inside_the_incremental_transaction_is_the_one_reported(
@@ -243,10 +249,7 @@ def test_an_error_inside_the_incremental_transaction_is_the_one_reported(
     transaction's refusals of the clean-up after it), keeping the previous file."""
     import warehouse.versions as versions_module
 
-    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
-    build(home, catalog, registry=REGISTRY)
-    before = digest(home / "warehouse.duckdb")
-    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N1", "title": "改"}]))
+    before = _built_then_landed(home, catalog, {"notice_id": "N1", "title": "改"})
     calls: list[str] = []
     original = versions_module._apply_rows
 
@@ -259,9 +262,7 @@ def test_an_error_inside_the_incremental_transaction_is_the_one_reported(
     with pytest.raises(BuildError, match=r"entity notice: merge failed: .*no_such_table"):
         build(home, catalog, registry=REGISTRY)
     assert "apply" in calls
-    assert digest(home / "warehouse.duckdb") == before
-    assert query(home, "SELECT notice_id, title FROM core.notice") == [("N1", None)]
-    assert sorted(p.name for p in home.glob("warehouse.duckdb*")) == ["warehouse.duckdb"]
+    _assert_kept(home, before)
     land(home, catalog, "lingang", "w3", notice_rows("lingang", [{"notice_id": "N2"}]))
     monkeypatch.undo()
     build(home, catalog, registry=REGISTRY)
