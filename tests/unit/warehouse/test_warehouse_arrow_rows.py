@@ -37,6 +37,15 @@ def test_rows_give_the_table_from_pylist_gives() -> None:
     assert got.equals(pa.Table.from_pylist(ROWS, schema=SCHEMA))
 
 
+def test_many_rows_give_the_same_table_through_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warehouse.arrow_rows as arrow_rows
+
+    monkeypatch.setattr(arrow_rows, "PYARROW_ROWS", 2)
+    got = table_from_rows(ROWS, SCHEMA)
+    assert got.schema == SCHEMA
+    assert got.equals(pa.Table.from_pylist(ROWS, schema=SCHEMA))
+
+
 def test_no_rows_give_an_empty_table_of_the_schema() -> None:
     got = table_from_rows([], SCHEMA)
     assert got.num_rows == 0 and got.schema == SCHEMA
