@@ -411,6 +411,8 @@ class Catalog:
                     if changed is not None:
                         query = query.where(table.c.batch_id.in_(changed))
                     per_batch[name] = _arrow_rows(conn, table, query)
+        # Read last: batches only ever enter ``changed`` (landed_seq grows), so these ids cover every
+        # batch whose rows the reads above took, even if a landing committed in between.
         ids = None
         if changed is not None:
             with self._read() as conn:

@@ -246,7 +246,7 @@ def apply_rows(
     finally:
         clean_up(con, *(f"DROP TABLE IF EXISTS {temp}" for temp in
                         ("_new", "_cur_ids", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states")))
-        if (con not in _TRANSACTIONS or sys.exc_info()[0] is None) and con.execute(
+        if _may_clean_up(con) and con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_in'").fetchall()[0][0]:
             con.execute("DROP TABLE _in")  # a caller's temp table (the golden rows); a view is its caller's to drop
 
@@ -255,10 +255,14 @@ def clean_up(con: duckdb.DuckDBPyConnection, *statements: str) -> None:
     """Run a ``finally`` block's clean-up statements (temp tables, views), unless an error is on its way
     out of a :func:`one_transaction` block: that error aborted the transaction, every statement
     would now fail and replace it, and the connection is discarded anyway."""
-    if con in _TRANSACTIONS and sys.exc_info()[0] is not None:
-        return
-    for statement in statements:
-        con.execute(statement)
+    if _may_clean_up(con):
+        for statement in statements:
+            con.execute(statement)
+
+
+def _may_clean_up(con: duckdb.DuckDBPyConnection) -> bool:
+    """False in a ``finally`` block an error is leaving inside a :func:`one_transaction` block."""
+    return con not in _TRANSACTIONS or sys.exc_info()[0] is None
 
 
 #: Connections inside :func:`one_transaction`.
