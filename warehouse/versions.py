@@ -411,22 +411,53 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT c._rid FROM _cur AS c "
                     f"SEMI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys}))")
     col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
+    # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
+    # then touch one row group by its min/max, not half the table.
     if history:
         _apply_history(con, name, key, columns, has_history, row_key)
         close_renamed_history(con, entity)
         # Core's rows are the history rows just written for each key's final live change:
-        # read back from there (native columns) rather than from the files a second time.
-        source = (f"SELECT {col_list} FROM {hist} WHERE {CHANGE_VERSION} > {last_version} AND {CHANGE_VERSION} "
-                  f"IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)")
+        # read back from there (native columns) rather than from the files a second time, in
+        # slices of change versions that each sort within the memory limit (see _sorted_slices).
+        for lo, hi in _sorted_slices(con, last_version, int(last)):
+            in_slice = f"{CHANGE_VERSION} > {lo} AND {CHANGE_VERSION} <= {hi}"
+            con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {hist} WHERE {in_slice} "
+                        f"AND {CHANGE_VERSION} IN (SELECT {CHANGE_VERSION} FROM _changed "
+                        f"WHERE _final AND NOT _del AND {in_slice}) ORDER BY {CHANGE_VERSION}")
     else:
-        source = (f"SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, c.{CHANGE_VERSION} "
-                  f"FROM (SELECT * FROM _changed WHERE _final AND NOT _del) AS c JOIN _in AS i ON {_row_match('c', 'i', row_key)}")
-    # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
-    # then touch one row group by its min/max, not half the table.
-    con.execute(f"INSERT INTO {table} ({col_list}) SELECT * FROM ({source}) ORDER BY {CHANGE_VERSION}")
+        con.execute(f"INSERT INTO {table} ({col_list}) SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, "
+                    f"c.{CHANGE_VERSION} FROM (SELECT * FROM _changed WHERE _final AND NOT _del) AS c "
+                    f"JOIN _in AS i ON {_row_match('c', 'i', row_key)} ORDER BY {CHANGE_VERSION}")
     if prior:
         _write_now(con, prior, key, kept, table, last_version, changed=True)
     return Applied(changes, int(upserts), int(deletes), int(last), bool(foreign))
+
+
+#: Bytes of memory limit per row of one sorted slice of core's read-back (see :func:`_sorted_slices`).
+SORT_BYTES_PER_ROW = 1024
+_MIN_SLICE_ROWS = 100_000
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 10**3, "MB": 10**6,
+          "GB": 10**9, "TB": 10**12}
+
+
+def _sorted_slices(con: duckdb.DuckDBPyConnection, after: int, last: int) -> list[tuple[int, int]]:
+    """Change-version ranges (lo, hi] of ``after``..``last``, each small enough to sort in memory.
+
+    Core's rows are written sorted by change version. Sorted whole, a full build's rows (every
+    column) outgrew the build's memory limit and spilled: at 5M projects and 512 MB the sort
+    cost 6 s of a 30 s build, at 1M 0.6 s of 5.7 s. A slice per ``memory_limit /
+    SORT_BYTES_PER_ROW`` rows (512 MB: ~500,000) sorts without spilling; each slice is one more
+    filtered scan of the history rows, so slices much smaller than that cost more than they
+    save (measured at 5M: 250,000-row slices gave the time back). An incremental build's few
+    thousand changes are one slice.
+    """
+    limit = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]).split()
+    try:
+        budget = float(limit[0]) * _UNITS[limit[1]] if len(limit) == 2 else float("inf")
+    except (ValueError, KeyError):
+        budget = float("inf")  # an unlimited or unreadable limit: one slice, as before
+    step = max(_MIN_SLICE_ROWS, int(budget // SORT_BYTES_PER_ROW)) if budget != float("inf") else last - after
+    return [(lo, min(lo + step, last)) for lo in range(after, last, max(step, 1))]
 
 
 def now_table(prior_table: str) -> str:

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from schemas import get_entity
@@ -235,3 +236,39 @@ def test_a_rename_is_found_when_core_held_only_own_keyed_rows(tmp_path: Path) ->
     assert [(json.loads(o)["project_id"], json.loads(n)["project_id"])
             for o, n in rows(home, "SELECT old_key, new_key FROM core._key_changes")] == [("JD-2024-001", "JD-2025-101")]
     assert rows(home, "SELECT own_keyed FROM ops.build_state WHERE entity = 'project'") == [(False,)]
+
+
+def test_core_read_back_in_slices_equals_one_sort_and_is_stored_in_version_order(
+        home: Path, catalog: Catalog, tmp_path: Path, monkeypatch) -> None:
+    """A build too big to sort core's rows in memory at once writes them slice by slice of change
+    versions (versions._sorted_slices): the same rows, still stored in change-version order."""
+    import shutil
+
+    from warehouse import versions
+
+    registry = {"project": PROJECT}
+    t1, t2 = datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)
+    # keys landed out of key order, so version order differs from file order
+    land(home, catalog, "municipal_db", "w1", project_rows([
+        {"project_id": f"P{(i * 7) % 40:02d}", "title": f"项目{i}", "status": "立项", "updated_at": t1}
+        for i in range(40)], extracted=t1), entity=PROJECT)
+    land(home, catalog, "municipal_db", "w2", project_rows([
+        {"project_id": f"P{i:02d}", "title": f"项目{i}", "status": "在建", "updated_at": t2} for i in range(0, 40, 3)]
+        + [{"project_id": "P05", "_is_deleted": True, "updated_at": t2}], extracted=t2), entity=PROJECT)
+    sliced_home = tmp_path / "sliced"
+    shutil.copytree(home, sliced_home)
+    build(home, catalog, registry=registry)
+    monkeypatch.setattr(versions, "SORT_BYTES_PER_ROW", 10**15)  # a slice per change version
+    monkeypatch.setattr(versions, "_MIN_SLICE_ROWS", 1)
+    sliced_catalog = Catalog.for_home(sliced_home)
+    try:
+        assert len(versions._sorted_slices(duckdb.connect(), 0, 53)) == 53
+        build(sliced_home, sliced_catalog, registry=registry)
+    finally:
+        sliced_catalog.dispose()
+    table = "SELECT * EXCLUDE (_batch_id, _extracted_at) FROM core.project ORDER BY project_id"
+    assert rows(sliced_home, table) == rows(home, table) and len(rows(home, table)) == 39
+    assert rows(sliced_home, "SELECT project_id, status FROM core.project_history ORDER BY change_version") == rows(
+        home, "SELECT project_id, status FROM core.project_history ORDER BY change_version")
+    stored = [v for (v,) in rows(sliced_home, "SELECT change_version FROM core.project ORDER BY rowid")]
+    assert stored == sorted(stored)
