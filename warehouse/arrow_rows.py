@@ -12,12 +12,13 @@ Naive datetimes are read as UTC, as pyarrow reads them for a time-zone-aware col
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["table_from_columns", "table_from_rows"]
+__all__ = ["lend", "table_from_columns", "table_from_rows"]
 
 
 #: Above this many rows pyarrow's own converters are used (they load pandas once, 0.1-0.3 s; binding
@@ -26,10 +27,30 @@ PYARROW_ROWS = 50_000
 
 _LOCK = threading.Lock()
 _DATABASE: list[Any] = []
+_LENT = threading.local()
+
+
+@contextmanager
+def lend(con: Any) -> Iterator[None]:
+    """Convert on ``con``'s database (a cursor of it) on this thread, instead of opening one.
+
+    A build has a DuckDB open already; opening the in-memory one as well cost 20-35 ms of every
+    build process (a 1% incremental build at 1M projects takes ~0.85 s). A cursor is a connection
+    of its own, so the conversions touch none of the build's settings, temp tables or transaction.
+    """
+    before = getattr(_LENT, "con", None)
+    _LENT.con = con
+    try:
+        yield
+    finally:
+        _LENT.con = before
 
 
 def _database() -> Any:
     """The process's in-memory DuckDB for these conversions (opening one costs ~20 ms; a cursor of it, µs)."""
+    lent = getattr(_LENT, "con", None)
+    if lent is not None:
+        return lent
     with _LOCK:
         if not _DATABASE:
             import duckdb  # loaded by the callers that convert, not by every importer of the catalog

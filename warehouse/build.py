@@ -60,7 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import ENTITIES, LINEAGE_FIELDS
-from warehouse import identity, key_changes
+from warehouse import arrow_rows, identity, key_changes
 from warehouse.arrow_rows import table_from_columns, table_from_rows
 from warehouse import marts as marts_module
 from warehouse.catalog import BatchRow, Catalog
@@ -345,26 +345,27 @@ def build(
             try:
                 version = new_version(home)
                 captured: set[str] = set()
-                # An incremental build's core and marts are one transaction, which a checkpoint commits.
-                with nullcontext() if full else one_transaction(con):
+                # An incremental build's core, marts and ops are one transaction, which one checkpoint
+                # commits (ops' own second checkpoint cost 0.02-0.03 s of a 1% build at 1M projects).
+                with arrow_rows.lend(con), nullcontext() if full else one_transaction(con):
                     built, first, last = build_core(con, lake, catalog, registry, only=entities, previous=previous,
                                                     now=started_at, captured=captured)
                     stage("core")
                     mart_rows = marts_module.build_marts(con, unchanged_tables(built), captured)
                     marts_module.drop_changed_keys(con)
                     stage("marts")
+                    finished_at = datetime.now(timezone.utc)
+                    result = BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last,
+                                         None, mart_rows)
+                    build_ops(con, catalog, lake, result, version, previous=previous)
+                    if previous:
+                        con.execute("DETACH prev")
+                    stage("ops")
                     if not full:
                         _commit_by_checkpoint(con, flush, last if first is None else first - 1)
-                        stage("checkpoint")
-                finished_at = datetime.now(timezone.utc)
-                result = BuildResult(lake.warehouse_path, started_at, finished_at, built, full, first, last,
-                                     None, mart_rows)
-                build_ops(con, catalog, lake, result, version, previous=previous)
-                if previous:
-                    con.execute("DETACH prev")
-                stage("ops")
-                flush.wait()
-                con.execute("CHECKPOINT")  # a full build's only checkpoint; an incremental build's second (ops tables)
+                if full:
+                    flush.wait()
+                    con.execute("CHECKPOINT")  # a full build's one checkpoint
                 stage("checkpoint")
             finally:
                 flush.wait(raise_error=False)
