@@ -272,3 +272,41 @@ def test_core_read_back_in_slices_equals_one_sort_and_is_stored_in_version_order
         home, "SELECT project_id, status FROM core.project_history ORDER BY change_version")
     stored = [v for (v,) in rows(sliced_home, "SELECT change_version FROM core.project ORDER BY rowid")]
     assert stored == sorted(stored)
+
+
+def test_a_first_load_of_unique_keys_numbers_like_the_general_way(tmp_path: Path) -> None:
+    """A first load whose keys each arrive once takes one numbering sort instead of the windows
+    (versions._apply_rows); a key sent twice takes the general way. Both give the same versions,
+    history, tombstones and core for the keys they share (the repeated key sorts last)."""
+    registry = {"project": PROJECT}
+    t1, t2 = datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)
+    items = [{"project_id": "P04", "title": "订单班", "status": "立项", "updated_at": t1},
+             {"project_id": "P01", "title": "实训基地", "status": "在建", "updated_at": None},
+             {"project_id": "P05", "title": "产业学院", "status": "立项", "updated_at": t1},
+             {"project_id": "P03", "_is_deleted": True, "updated_at": t2},
+             {"project_id": "P02", "title": "协同育人", "status": "结项", "updated_at": t2}]
+    repeated = [*items, {"project_id": "P05", "title": "产业学院", "status": "在建", "updated_at": t2}]
+    seen = {}
+    for name, batch in (("unique", items), ("repeated", repeated)):
+        home = tmp_path / name
+        catalog = Catalog.for_home(home)
+        try:
+            land(home, catalog, "municipal_db", "w1", project_rows(batch, extracted=t2), entity=PROJECT)
+            build(home, catalog, registry=registry)
+        finally:
+            catalog.dispose()
+        seen[name] = (
+            rows(home, "SELECT project_id, status, change_version FROM core.project ORDER BY rowid"),
+            rows(home, "SELECT project_id, status, change_version, valid_from, valid_to FROM core.project_history "
+                       "ORDER BY change_version"),
+            rows(home, "SELECT natural_key, change_version, deleted_at FROM core._tombstones"))
+    core, history, tombstones = seen["unique"]
+    assert core == [("P01", "在建", 1), ("P02", "结项", 2), ("P04", "立项", 4), ("P05", "立项", 5)]
+    assert [v for *_, v, _f, _t in history] == [1, 2, 4, 5] and all(to is None for *_, to in history)
+    assert [(f, to) for *_, f, to in history][1] == (t2, None)
+    assert [(v, at) for _, v, at in tombstones] == [(3, t2)]
+    core_r, history_r, tombstones_r = seen["repeated"]
+    assert core_r[:3] == core[:3] and core_r[3] == ("P05", "在建", 6)
+    assert history_r[:3] == history[:3] and tombstones_r == tombstones
+    assert [(p, s, v, f, to) for p, s, v, f, to in history_r if p == "P05"] == [
+        ("P05", "立项", 5, t1, t2), ("P05", "在建", 6, t2, None)]
