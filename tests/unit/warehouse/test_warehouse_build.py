@@ -477,3 +477,51 @@ def test_dead_rows_are_counted_inside_the_builds_transaction(tmp_path: Path) -> 
             con.execute("ROLLBACK")
     finally:
         con.close()
+
+
+def test_the_building_file_is_a_reflink_where_the_filesystem_has_them_else_a_copy(tmp_path: Path) -> None:
+    """build_module.clone_or_copy: the same bytes either way; a clone exactly where coreutils can make one."""
+    source = tmp_path / "warehouse.duckdb"
+    source.write_bytes(hashlib.sha256(b"iehub").digest() * 40_000)
+    probe = subprocess.run(["cp", "--reflink=always", str(source), str(tmp_path / "probe")], capture_output=True)
+    cloned = build_module.clone_or_copy(source, tmp_path / "building.duckdb")
+    assert cloned == (probe.returncode == 0)
+    assert (tmp_path / "building.duckdb").read_bytes() == source.read_bytes()
+
+
+def test_a_filesystem_without_reflinks_gets_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def no_reflinks(fd: int, request: int, arg: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(build_module.fcntl, "ioctl", no_reflinks)
+    source = tmp_path / "warehouse.duckdb"
+    source.write_bytes(b"DUCK" * 100_000)
+    (tmp_path / "building.duckdb").write_bytes(b"a killed build's leftover, longer than the copy" * 10_000)
+    assert build_module.clone_or_copy(source, tmp_path / "building.duckdb") is False
+    assert (tmp_path / "building.duckdb").read_bytes() == source.read_bytes()
+    with pytest.raises(FileNotFoundError):  # a real fault is the copy's own error
+        build_module.clone_or_copy(tmp_path / "missing.duckdb", tmp_path / "other.duckdb")
+
+
+def test_an_incremental_build_on_a_reflink_equals_one_on_a_copy(home: Path, catalog: Catalog,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whichever way the building file was made, the build's result is the same (copy-on-write leaves
+    the published file as it was)."""
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "title": "通知"}]))
+    build(home, catalog, registry=REGISTRY)
+    published = (home / "warehouse.duckdb").read_bytes()
+    calls: list[bool] = []
+    real = build_module.clone_or_copy
+    monkeypatch.setattr(build_module, "clone_or_copy", lambda s, t: calls.append(real(s, t)) or calls[-1])
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2", "title": "更正"}]))
+    build(home, catalog, registry=REGISTRY)
+    assert len(calls) == 1
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT notice_id FROM core.notice ORDER BY 1").fetchall() == [("N1",), ("N2",)]
+    finally:
+        con.close()
+    snapshots = sorted((home / "published").glob("*/warehouse.duckdb"))
+    assert published in [p.read_bytes() for p in snapshots]  # the earlier snapshot is untouched
