@@ -471,13 +471,13 @@ def _sorted_slices(con: duckdb.DuckDBPyConnection, after: int, last: int) -> lis
     save (measured at 5M: 250,000-row slices gave the time back). An incremental build's few
     thousand changes are one slice.
     """
-    limit = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]).split()
+    text = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
     try:
-        budget = float(limit[0]) * _UNITS[limit[1]] if len(limit) == 2 else float("inf")
-    except (ValueError, KeyError):
-        budget = float("inf")  # an unlimited or unreadable limit: one slice, as before
-    step = max(_MIN_SLICE_ROWS, int(budget // SORT_BYTES_PER_ROW)) if budget != float("inf") else last - after
-    return [(lo, min(lo + step, last)) for lo in range(after, last, max(step, 1))]
+        amount, unit = text.split()
+        step = max(_MIN_SLICE_ROWS, int(float(amount) * _UNITS[unit] // SORT_BYTES_PER_ROW))
+    except (ValueError, KeyError):  # no limit, or one DuckDB spells differently: one slice, as before
+        return [(after, last)] if last > after else []
+    return [(lo, min(lo + step, last)) for lo in range(after, last, step)]
 
 
 def now_table(prior_table: str) -> str:
