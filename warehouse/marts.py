@@ -301,6 +301,26 @@ _EVALUATION = "SELECT * FROM (\n" + "\nUNION ALL\n".join(
     for i in INDICATORS
 ) + "\n) ORDER BY indicator_code"
 
+def _moved_groups(table: str, key: tuple[str, ...], group: tuple[str, ...], reads: tuple[str, ...]) -> str:
+    """A ``touched`` SELECT for a mart over one core table: the groups (``group`` columns) of the rows
+    an apply wrote or deleted that came, went, or changed a column of ``reads`` (the columns the mart
+    reads, ``group`` among them), before the build and after it. A row rewritten for a column the
+    mart does not read stays in its group with the same figures: its group is not touched."""
+    same = " AND ".join(f"n.{_ident(c)} IS NOT DISTINCT FROM p.{_ident(c)}" for c in reads)
+    found = f"p.{_ident(key[-1])} IS NOT NULL"
+    sides = ", ".join(f"p.{_ident(c)} AS {_ident('_p_' + c)}, n.{_ident(c)} AS {_ident('_n_' + c)}" for c in group)
+    before = ", ".join(f"{_ident('_p_' + c)} AS {_ident(c)}" for c in group)
+    after = ", ".join(_ident("_n_" + c) for c in group)
+    return (f"WITH moved AS (SELECT n._del, {found} AS _was, {sides} "
+            f"FROM {_ident('_now_' + table)} AS n LEFT JOIN {_ident('_prior_' + table)} AS p "
+            f"USING ({', '.join(_ident(k) for k in key)}) WHERE n._del OR NOT {found} OR NOT ({same})) "
+            f"SELECT {before} FROM moved WHERE _was UNION ALL SELECT {after} FROM moved WHERE NOT _del")
+
+
+#: The columns of core.project that projects_by_district_industry reads.
+_DISTRICT_INDUSTRY_READS = ("district_code", "category", "industry_code", "lead_org_uscc", "lead_org_id",
+                            "lead_org_name", "budget_amount")
+
 MARTS: tuple[Mart, ...] = (
     Mart(
         "projects_by_district_industry", "协同育人项目分布", "projects by district, category and Lingang industry",
@@ -333,11 +353,13 @@ MARTS: tuple[Mart, ...] = (
         LEFT JOIN ref.codes AS i ON i.code_list = 'lingang_industry' AND i.code = p.industry_code
         """,
         groups=Groups(
-            ("district_code", "category", "industry_code"), {"project": ("district_code", "category", "industry_code")},
+            ("district_code", "category", "industry_code"), {"project": _DISTRICT_INDUSTRY_READS},
             # after: the rows the apply wrote (a touched key it did not write kept its prior row), not
-            # a scan of core for the touched keys (at 1M projects: 0.04 CPU-seconds of each build)
-            "SELECT district_code, category, industry_code FROM _prior_project UNION ALL "
-            "SELECT district_code, category, industry_code FROM _now_project WHERE NOT _del",
+            # a scan of core for the touched keys (at 1M projects: 0.04 CPU-seconds of each build);
+            # and of those only the rows that came, went, or changed a column this mart reads: a
+            # status update moves no figure here (1M projects, 1% updated: 0.03 s of recompute saved)
+            _moved_groups("project", ("_source", "project_id"), ("district_code", "category", "industry_code"),
+                          _DISTRICT_INDUSTRY_READS),
             {"project": "SELECT * FROM core.project AS x SEMI JOIN _groups AS g ON "
                         + _same(("district_code", "category", "industry_code"), "x", "g")},
         ),
@@ -487,8 +509,8 @@ MARTS: tuple[Mart, ...] = (
             # moved: those of changed reports (before: _prior_project_report, after: the rows the apply
             # wrote, _now_project_report, not a scan of core), and changed projects that have reports
             # and whose lead organisation changed, or that came or went (the NULL group).
-            # Each is looked up after the build (core) and, when it changed, before it (_prior_project;
-            # no prior row: it did not exist, the NULL group).
+            # Each is looked up after the build (the row the apply wrote, _now_project, else core) and,
+            # when it changed, before it (_prior_project; no prior row: it did not exist, the NULL group).
             """
             WITH moved AS (
                 -- changed projects whose lead organisation columns (or existence) changed: only their
@@ -502,9 +524,17 @@ MARTS: tuple[Mart, ...] = (
                 UNION SELECT _source, project_id FROM _now_project_report WHERE NOT _del
                 UNION SELECT _source, project_id FROM core.project_report SEMI JOIN moved
                       USING (_source, project_id)
+            ), elsewhere AS (
+                -- their projects the build did not write: looked up in core (a scan skipped when the
+                -- changed reports' projects all changed too, as they usually do together)
+                SELECT * FROM r ANTI JOIN _now_project USING (_source, project_id)
             )
-            SELECT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name) AS lead_org_key
-            FROM r LEFT JOIN (SELECT * FROM core.project SEMI JOIN r USING (_source, project_id)) AS p
+            SELECT CASE WHEN NOT n._del THEN coalesce(n.lead_org_uscc, n.lead_org_id, n.lead_org_name) END
+                   AS lead_org_key
+            FROM r JOIN _now_project AS n USING (_source, project_id)
+            UNION ALL
+            SELECT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name)
+            FROM elsewhere LEFT JOIN (SELECT * FROM core.project SEMI JOIN elsewhere USING (_source, project_id)) AS p
               USING (_source, project_id)
             UNION ALL
             SELECT coalesce(p.lead_org_uscc, p.lead_org_id, p.lead_org_name)

@@ -317,6 +317,10 @@ def test_marts_kept_by_group_equal_a_full_rebuild(home: Path, catalog: Catalog, 
             {"project_id": "P5", "title": "新能源汽车产业学院", "category": "A", "lead_org_id": "L5",
              "lead_org_name": "上海理工大学（新）", "district_code": "310115", "industry_code": "IC",
              "budget_amount": Decimal("7.00")}]),
+        # P404's budget alone changes: its group's totals move though no row changes group
+        ("project", [
+            {"project_id": "P404", "title": "迟到的项目", "category": "A", "lead_org_uscc": U1, "lead_org_name": "上海电机学院",
+             "district_code": "310115", "industry_code": "IC", "budget_amount": Decimal("9.00")}]),
         # a project with a surrogate of its own, then renamed (same surrogate, new project id) into
         # another group: the old key leaves core without being in the new file
         ("project", [{"project_id": "P7", "_sk": "SK7", "title": "改名前", "category": "D", "lead_org_id": "L7",
@@ -341,3 +345,26 @@ def test_marts_kept_by_group_equal_a_full_rebuild(home: Path, catalog: Catalog, 
         (U1, 1), (U3, 1), ("L5", 1), (None, 1)]
     assert q(home, "SELECT lead_org_name FROM marts.report_timeliness_by_lead_org WHERE lead_org_key = 'L5'") == [
         ("上海理工大学（新）",)]
+
+
+def test_a_change_to_columns_a_mart_does_not_read_touches_none_of_its_groups(
+        home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A status or title update rewrites the project's row but moves no figure of
+    projects_by_district_industry: none of its groups is recomputed, and the mart still equals a full
+    rebuild's."""
+    import warehouse.marts
+
+    monkeypatch.setattr(warehouse.marts, "WHOLE_SHARE", 100.0)
+    _programme(home, catalog)
+    before = q(home, "SELECT * FROM marts.projects_by_district_industry ORDER BY ALL")
+    land(home, catalog, "municipal_db", "retitled", std("project", [
+        {"project_id": "P1", "title": "集成电路订单班（更名）", "category": "A", "lead_org_uscc": U1,
+         "lead_org_name": "上海电机学院", "district_code": "310115", "industry_code": "IC",
+         "budget_amount": Decimal("1000000.00"), "status": "结项"}]), entity=get_entity("project"))
+    with caplog.at_level("INFO", logger="warehouse.marts"):
+        result = build(home, catalog)
+    assert result.entities["project"].changes == 1
+    assert "projects_by_district_industry (0 groups)" in caplog.text
+    assert q(home, "SELECT * FROM marts.projects_by_district_industry ORDER BY ALL") == before
+    build(home, catalog, full=True)
+    assert q(home, "SELECT * FROM marts.projects_by_district_industry ORDER BY ALL") == before
