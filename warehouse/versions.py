@@ -371,7 +371,32 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
             """
         )
         first_load = not _scalar(con, "SELECT count(*) FROM (SELECT 1 FROM _changed WHERE _repeat LIMIT 1)")
-    if not first_load:
+    # An incremental apply whose keys each arrive once (a sync's batch, one row per key) compares each
+    # new row with its key's state before the build in a join, and numbers the changes in one sort:
+    # at 1M projects and a 1% change the windows below cost 0.02 s per entity for 10,000 rows.
+    once = JOIN_WHEN_KEYS_ARRIVE_ONCE and not first_load and _scalar(
+        con, f"SELECT count(*) = count(DISTINCT ({keys})) FROM _new")
+    if once:
+        new_extra = ", n._source_key" if surrogate else ""
+        same_key = " AND ".join(f"n.{ident(k)} IS NOT DISTINCT FROM p.{ident(k)}" for k in key)
+        runs = ", _at AS _run_at, NULL::TIMESTAMPTZ AS _next_at" if history else ""
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _changed AS
+            SELECT *, {last_version} + row_number() OVER (ORDER BY {keys}, _seq, _row) AS {CHANGE_VERSION},
+                   true AS _last{runs}, true AS _final
+            FROM (
+                SELECT {", ".join(f"n.{ident(k)}" for k in key)}, n._seq, n._row, n._del, n._at{new_extra}
+                FROM _new AS n LEFT JOIN (
+                    SELECT {keys}, _hash, false AS _was_del {live}
+                    UNION ALL SELECT {keys}, NULL, true FROM _tomb
+                ) AS p ON {same_key}
+                WHERE p._was_del IS NULL OR (n._del AND NOT p._was_del)
+                   OR (NOT n._del AND (p._was_del OR n._hash IS DISTINCT FROM p._hash))
+            )
+            """
+        )
+    elif not first_load:
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _changed AS
@@ -452,6 +477,10 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         _write_now(con, prior, key, kept, table, last_version, changed=True)
     return Applied(changes, int(upserts), int(deletes), int(last), bool(foreign))
 
+
+#: Whether an incremental apply whose keys each arrive once takes the join (see :func:`_apply_rows`);
+#: off, every incremental apply takes the windows (the tests compare the two).
+JOIN_WHEN_KEYS_ARRIVE_ONCE = True
 
 #: Bytes of memory limit per row of one sorted slice of core's read-back (see :func:`_sorted_slices`).
 SORT_BYTES_PER_ROW = 1024

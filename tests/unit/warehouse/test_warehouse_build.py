@@ -380,6 +380,23 @@ def test_memory_freed_before_a_build_is_released_on_the_callers_thread(monkeypat
     assert released == [threading.current_thread().name]
 
 
+def test_memory_release_collects_cyclic_garbage_only_after_arrow_held_much(monkeypatch) -> None:
+    """A process that never held much Arrow memory (a build on its own) skips the gc pass (20-35 ms);
+    one whose Arrow pool passed the threshold (a sync, then its build) still collects."""
+    import pyarrow as pa
+
+    from warehouse import build as b
+
+    collected: list[int] = []
+    monkeypatch.setattr(b.gc, "collect", lambda *a: collected.append(1) or 0)
+    monkeypatch.setattr(b, "_COLLECT_AFTER_BYTES", pa.default_memory_pool().max_memory() + 2**30)
+    b._release_memory()
+    assert collected == []
+    monkeypatch.setattr(b, "_COLLECT_AFTER_BYTES", 0)
+    b._release_memory()
+    assert collected == [1]
+
+
 def test_a_build_releases_memory_once(home: Path, catalog: Catalog, monkeypatch) -> None:
     """At a lower priority the caller's thread releases before the build's thread starts, and the build
     does not release again (a gc pass and malloc_trim, ~10 ms); at priority 0 the build releases itself."""

@@ -310,3 +310,55 @@ def test_a_first_load_of_unique_keys_numbers_like_the_general_way(tmp_path: Path
     assert history_r[:3] == history[:3] and tombstones_r == tombstones
     assert [(p, s, v, f, to) for p, s, v, f, to in history_r if p == "P05"] == [
         ("P05", "立项", 5, t1, t2), ("P05", "在建", 6, t2, None)]
+
+
+def test_an_incremental_apply_of_keys_that_arrive_once_equals_the_windows(tmp_path: Path, monkeypatch) -> None:
+    """Each key once in the new batches: the apply compares in a join (versions._apply_rows), and
+    gives the same versions, history intervals, tombstones and core as the windows for every kind
+    of step: an update, an identical re-send, a delete, a repeated delete, a revival, a new key, a
+    delete of a key never seen, a correction with an older time. Then a batch repeating a key
+    (the windows) on top of both."""
+    from warehouse import versions
+
+    registry = {"project": PROJECT}
+    t1, t2, t3, t0 = (datetime(2025, m, 1, tzinfo=UTC) for m in (3, 7, 9, 1))
+    first = [{"project_id": f"P{i}", "title": f"项目{i}", "status": "立项", "updated_at": t1} for i in range(1, 7)]
+    steps = [
+        first,
+        [{"project_id": "P6", "_is_deleted": True, "updated_at": t2}],
+        [{"project_id": "P1", "title": "项目1", "status": "在建", "updated_at": t2},      # update
+         {"project_id": "P2", "title": "项目2", "status": "立项", "updated_at": t1},      # identical re-send
+         {"project_id": "P3", "_is_deleted": True, "updated_at": t2},                    # delete
+         {"project_id": "P6", "_is_deleted": True, "updated_at": t3},                    # deleted again
+         {"project_id": "P7", "title": "项目7", "status": "立项", "updated_at": t2},      # new
+         {"project_id": "P9", "_is_deleted": True, "updated_at": t2},                    # never seen
+         {"project_id": "P4", "title": "项目4（更正）", "status": "立项", "updated_at": t0}],  # older time
+        [{"project_id": "P6", "title": "项目6", "status": "在建", "updated_at": t3},      # revived
+         {"project_id": "P5", "title": "项目5", "status": "结项", "updated_at": t3}],
+        [{"project_id": "P1", "title": "项目1", "status": "结项", "updated_at": t3},      # P1 twice: windows
+         {"project_id": "P1", "title": "项目1", "status": "验收", "updated_at": t3}],
+    ]
+    seen = {}
+    for joined in (True, False):
+        monkeypatch.setattr(versions, "JOIN_WHEN_KEYS_ARRIVE_ONCE", joined)
+        home = tmp_path / f"joined-{joined}"
+        catalog = Catalog.for_home(home)
+        try:
+            for n, batch in enumerate(steps):
+                land(home, catalog, "municipal_db", f"w{n}", project_rows(batch, extracted=t3), entity=PROJECT)
+                build(home, catalog, registry=registry)
+        finally:
+            catalog.dispose()
+        seen[joined] = (
+            rows(home, "SELECT project_id, title, status, change_version FROM core.project ORDER BY rowid"),
+            rows(home, "SELECT project_id, status, change_version, valid_from, valid_to FROM core.project_history "
+                       "ORDER BY change_version"),
+            rows(home, "SELECT natural_key, change_version, deleted_at FROM core._tombstones ORDER BY ALL"))
+    assert seen[True] == seen[False]
+    core, history, tombstones = seen[True]
+    assert [p for p, *_ in core] == ["P2", "P4", "P7", "P5", "P6", "P1"]
+    assert [json.loads(k)["project_id"] for k, *_ in tombstones] == ["P3", "P9"]
+    # the correction's older time does not run the history backwards
+    assert [h for h in history if h[0] == "P4"] == [("P4", "立项", 4, t1, t1), ("P4", "立项", 10, t1, None)]
+    assert [h[1:] for h in history if h[0] == "P1"] == [
+        ("立项", 1, t1, t2), ("在建", 8, t2, t3), ("结项", 15, t3, t3), ("验收", 16, t3, None)]
