@@ -319,13 +319,13 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         # deletes the replaced ones below without a second join of core on the key's strings.
         # Found by the key columns alone, then read by row id: a join reads every row's projected
         # columns before it filters, so the hash and the marts' columns are read for the touched rows
-        # only (at 1M projects: 0.096 -> 0.052 CPU-seconds).
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur_ids AS SELECT c.rowid AS _rid, "
-                    f"{', '.join(f'c.{ident(k)}' for k in key)} "
+        # only (at 1M projects: 0.096 -> 0.052 CPU-seconds); and read by a row-id filter of the scan
+        # (``rowid IN``), not a join on it (1% of 1M projects: 19 -> 11 ms).
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur_ids AS SELECT c.rowid AS _rid "
                     f"FROM {table} AS c SEMI JOIN (SELECT DISTINCT {keys} FROM _new) USING ({keys})")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS SELECT i.*, "
-                    f"{''.join(f'c.{ident(k)}, ' for k in kept)}hash(c._record_hash) AS _hash, "
-                    f"c.{CHANGE_VERSION} AS _cv FROM {table} AS c JOIN _cur_ids AS i ON c.rowid = i._rid")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS SELECT c.rowid AS _rid, "
+                    f"{''.join(f'c.{ident(k)}, ' for k in [*key, *kept])}hash(c._record_hash) AS _hash, "
+                    f"c.{CHANGE_VERSION} AS _cv FROM {table} AS c WHERE c.rowid IN (SELECT _rid FROM _cur_ids)")
         con.execute("DROP TABLE _cur_ids")
     if has_history:
         # The touched keys' open history rows, before this apply adds any. A key's open row is the
