@@ -574,11 +574,8 @@ def _open_building(lake: Lake, full: bool) -> tuple[duckdb.DuckDBPyConnection, b
         log.info("warehouse %s is in a storage format DuckDB %s cannot open; rebuilding it from the lake",
                  lake.warehouse_path, STORAGE_COMPATIBILITY[1:])
     elif exists and not full:
-        if clone_or_copy(lake.warehouse_path, lake.building_path):
-            log.info("building on a reflink of %s (copy-on-write: only the blocks this build changes are written)",
-                     lake.warehouse_path)
+        con = _connect_to_copy(lake)
         flush = _CopyFlush(lake.building_path)
-        con = _connect(lake)
         if _table_exists(con, "ops", "build_state") and _table_exists(con, "ops", "change_sequence"):
             return con, False, False, flush
         con.close()
@@ -628,8 +625,9 @@ def readable_by_analysts(path: Path) -> bool:
     return len(head) == 20 and head[8:12] == b"DUCK" and int.from_bytes(head[12:20], "little") in _STORAGE_VERSIONS_READABLE
 
 
-def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """Open the building file with bounded memory.
+def _connect(lake: Lake, path: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the building file (``path``; ``:memory:`` for an instance to attach it to later) with
+    bounded memory.
 
     Without a ``memory_limit`` DuckDB takes up to 80% of RAM for the merge's hash tables and
     windows (11.8 GB at 5M projects); with one it spills to ``tmp/duckdb`` under the hub's
@@ -642,7 +640,7 @@ def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         raise BuildError(f"IEHUB_BUILD_THREADS={text!r} is not a whole number of threads")
     # Every core, up to 4: more threads means more per-thread buffers within the same memory_limit.
     threads = max(1, min(int(text or 0) or (os.cpu_count() or 1), 4))
-    con = duckdb.connect(str(lake.building_path), config={
+    con = duckdb.connect(str(path or lake.building_path), config={
         "memory_limit": build_memory_limit(),
         "temp_directory": str(spill),
         "preserve_insertion_order": False,
@@ -656,6 +654,46 @@ def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         "storage_compatibility_version": STORAGE_COMPATIBILITY,
     })
     con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+#: The database name a build's file is attached as: the one DuckDB gives ``warehouse.duckdb.building``.
+_BUILDING_DB = "warehouse"
+
+
+def _connect_to_copy(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """Copy the last build to the building file and open it, the DuckDB instance started while the
+    file is copied: a process's first instance and its first catalog query cost 30-60 ms, about
+    what the copy of the 132 MB warehouse of 1M projects takes, so the build starts ~30 ms sooner.
+    The file is then attached under the name DuckDB gives it when opened directly, and used."""
+    box: dict[str, Any] = {}
+
+    def copy() -> None:
+        try:
+            box["cloned"] = clone_or_copy(lake.warehouse_path, lake.building_path)
+        except BaseException as exc:  # noqa: BLE001 - raised on the build's thread below
+            box["error"] = exc
+
+    copier = threading.Thread(target=copy, name="iehub-build-copy", daemon=True)
+    copier.start()
+    con: duckdb.DuckDBPyConnection | None = None
+    try:
+        con = _connect(lake, Path(":memory:"))
+        con.execute("SELECT count(*) FROM duckdb_tables()").fetchall()  # the catalog's first use, while copying
+        copier.join()
+        if "error" in box:
+            raise BuildError(f"cannot copy {lake.warehouse_path} to {lake.building_path}: {box['error']}") \
+                from box["error"]
+        con.execute(f"ATTACH {_literal(str(lake.building_path))} AS {_BUILDING_DB}")
+        con.execute(f"USE {_BUILDING_DB}")
+    except BaseException:
+        copier.join()
+        if con is not None:
+            con.close()
+        raise
+    if box.get("cloned"):
+        log.info("building on a reflink of %s (copy-on-write: only the blocks this build changes are written)",
+                 lake.warehouse_path)
     return con
 
 

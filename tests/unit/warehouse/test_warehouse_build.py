@@ -542,3 +542,46 @@ def test_an_incremental_build_on_a_reflink_equals_one_on_a_copy(home: Path, cata
         con.close()
     snapshots = sorted((home / "published").glob("*/warehouse.duckdb"))
     assert published in [p.read_bytes() for p in snapshots]  # the earlier snapshot is untouched
+
+
+def test_an_incremental_build_attaches_its_copy_under_the_name_a_direct_open_gives(
+        home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DuckDB instance starts while the file is copied, then attaches it: under the name DuckDB
+    gives the building file opened directly, so the build's SQL (current_database()) reads the same."""
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "title": "通知"}]))
+    build(home, catalog, registry=REGISTRY)
+    lake = Lake(home)
+    con = build_module._connect_to_copy(lake)
+    try:
+        assert con.execute("SELECT current_database()").fetchall() == [(build_module._BUILDING_DB,)]
+        assert con.execute("SELECT notice_id FROM core.notice").fetchall() == [("N1",)]
+        path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+        assert path == [(str(lake.building_path),)]
+    finally:
+        con.close()
+    direct = duckdb.connect(str(lake.building_path))
+    try:
+        assert direct.execute("SELECT current_database()").fetchall() == [(build_module._BUILDING_DB,)]
+    finally:
+        direct.close()
+    lake.building_path.unlink()
+
+
+def test_a_copy_that_fails_fails_the_build_with_the_file_named(home: Path, catalog: Catalog,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1", "title": "通知"}]))
+    build(home, catalog, registry=REGISTRY)
+
+    def full_disk(source: Path, target: Path) -> bool:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build_module, "clone_or_copy", full_disk)
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [{"notice_id": "N2", "title": "更正"}]))
+    with pytest.raises(BuildError, match=r"cannot copy .*warehouse\.duckdb .*No space left on device"):
+        build(home, catalog, registry=REGISTRY)
+    assert not Lake(home).building_path.exists()
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT notice_id FROM core.notice").fetchall() == [("N1",)]
+    finally:
+        con.close()
