@@ -934,7 +934,7 @@ def _build_golden(
         touched = set(registry)
     refreshed = identity.refresh_mentions(con, registry, touched, delta)
     changes = 0
-    if refreshed:
+    if refreshed.resolve:
         try:
             result = identity.build_golden(con, entity, schema, last, now)
         except duckdb.Error as exc:

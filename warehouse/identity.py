@@ -61,6 +61,7 @@ __all__ = [
     "MATCH_RULES",
     "ORG_ROLES",
     "OrgRole",
+    "Refreshed",
     "applies",
     "build_golden",
     "golden_schema",
@@ -75,6 +76,10 @@ SOURCE_TABLE = "organization_source"
 MATCH_TABLE = "organization_match"
 MENTIONS_TABLE = "_organization_mentions"
 USCC_TABLE = "_uscc_checked"
+#: A mention row: its key (one row per key), the rest of its content, and its lineage (the latest row carrying it).
+_MENTION_KEY = ("entity", "role", "_source", "source_org_id", "name", "uscc")
+_MENTION_CONTENT = (*_MENTION_KEY, "mentions", "normalised_name", "uscc_text")
+_MENTION_LINEAGE = ("_source_key", "_batch_id", "_extracted_at")
 UNMATCHED_VIEW = "organization_unmatched"
 MATCH_RULES: tuple[str, ...] = ("uscc", "name", "unmatched", "ambiguous")
 
@@ -231,7 +236,7 @@ def refresh_mentions(
     registry: Mapping[str, Entity],
     changed: Iterable[str],
     delta: Mapping[str, tuple[str, str]] | None = None,
-) -> set[str]:
+) -> Refreshed:
     """Re-read the distinct mentions of the entities that changed (all of them the first time).
 
     Mentions are kept per entity in ``core._organization_mentions``, so a build re-reads only
@@ -241,9 +246,19 @@ def refresh_mentions(
     :func:`warehouse.versions.now_table`), each with ``_source`` and every column of
     :func:`mention_columns`: only the mentions those rows were or are in are re-read (every row of
     core in such a mention, so the counts and latest lineage equal a whole re-read).
-    Returns the entities re-read.
+
+    When every entity was re-read that way and the touched mentions changed only their lineage
+    (a status update to a project: same organisation columns, a newer row carrying them), the
+    resolution and the golden rows cannot change (they read the mentions' content, and a golden
+    row's version follows its content): ``core.organization_match`` takes the new lineage here and
+    the result says no resolution is needed (1M projects, 1% updated: ~0.06 s of each build).
     """
     everything = _ensure_tables(con)
+    touched_only = not everything
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _touched_mentions AS SELECT {', '.join(_MENTION_KEY)} "
+                f"FROM core.{MENTIONS_TABLE} WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _mentions_before AS SELECT {', '.join(_MENTION_CONTENT)} "
+                f"FROM core.{MENTIONS_TABLE} WHERE false")
     roles: dict[str, list[OrgRole]] = {}
     for role in ORG_ROLES:
         if role.entity in registry:
@@ -266,6 +281,7 @@ def refresh_mentions(
                                  columns, *delta[entity])
                 continue
             selects = [_mention_select(r, table, columns) for r in roles[entity]]
+        touched_only = False
         union = " UNION ALL ".join(s for s in selects if s) or (
             f"SELECT * EXCLUDE (normalised_name, uscc_text) FROM core.{MENTIONS_TABLE} WHERE false")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _mentions AS {union}")
@@ -274,7 +290,45 @@ def refresh_mentions(
         _insert_mentions(con)
     con.execute("DROP TABLE IF EXISTS _mentions")
     con.execute("DROP TABLE IF EXISTS _names")
-    return todo
+    lineage_only = bool(todo) and touched_only and _mention_content_unchanged(con)
+    if lineage_only:
+        _carry_lineage_to_matches(con)
+    con.execute("DROP TABLE _touched_mentions")
+    con.execute("DROP TABLE _mentions_before")
+    return Refreshed(todo, resolve=bool(todo) and not lineage_only)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What :func:`refresh_mentions` did: the entities re-read, and whether the mentions' content
+    changed so that :func:`build_golden` must resolve them again (False: nothing re-read, or only
+    the lineage of some mentions moved, which the match rows have already taken)."""
+
+    entities: set[str]
+    resolve: bool
+
+
+def _touched(alias: str) -> str:
+    """SEMI JOIN of mention rows (``alias``) to the keys in ``_touched_mentions``."""
+    return (f"SEMI JOIN _touched_mentions AS k ON {alias}.entity = k.entity AND {alias}.role = k.role AND "
+            f"{alias}._source = k._source AND " + " AND ".join(
+                f"{alias}.{c} IS NOT DISTINCT FROM k.{c}" for c in ("source_org_id", "name", "uscc")))
+
+
+def _mention_content_unchanged(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the touched mentions hold the same content (everything but lineage) as before the re-read."""
+    after = f"SELECT {', '.join(f'm.{c}' for c in _MENTION_CONTENT)} FROM core.{MENTIONS_TABLE} AS m {_touched('m')}"
+    return not con.execute(
+        f"SELECT count(*) FROM ((SELECT * FROM _mentions_before EXCEPT ALL {after}) "
+        f"UNION ALL ({after} EXCEPT ALL SELECT * FROM _mentions_before))").fetchall()[0][0]
+
+
+def _carry_lineage_to_matches(con: duckdb.DuckDBPyConnection) -> None:
+    """The touched mentions' new lineage onto their rows of ``core.organization_match`` (one per mention)."""
+    same = " AND ".join(f"o.{c} IS NOT DISTINCT FROM m.{c}" for c in _MENTION_KEY)
+    con.execute(
+        f"UPDATE core.{MATCH_TABLE} AS o SET " + ", ".join(f"{c} = m.{c}" for c in _MENTION_LINEAGE)
+        + f" FROM (SELECT m.* FROM core.{MENTIONS_TABLE} AS m {_touched('m')}) AS m WHERE {same}")
 
 
 def _normalise_mentions(con: duckdb.DuckDBPyConnection) -> None:
@@ -312,10 +366,14 @@ def _refresh_touched(con: duckdb.DuckDBPyConnection, entity: str, roles: list[Or
         keys = f"_mention_keys_{i}"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {keys} AS SELECT DISTINCT _source, {org_id} AS source_org_id, "
                     f"{name} AS name, {uscc} AS uscc FROM {rows} WHERE {name} IS NOT NULL OR {uscc} IS NOT NULL")
-        con.execute(f"DELETE FROM core.{MENTIONS_TABLE} AS m WHERE m.entity = {literal(entity)} AND m.role = "
-                    f"{literal(role.role)} AND EXISTS (SELECT 1 FROM {keys} AS k WHERE m._source = k._source AND "
-                    "m.source_org_id IS NOT DISTINCT FROM k.source_org_id AND m.name IS NOT DISTINCT FROM k.name "
-                    "AND m.uscc IS NOT DISTINCT FROM k.uscc)")
+        con.execute(f"INSERT INTO _touched_mentions SELECT {literal(entity)}, {literal(role.role)}, _source, "
+                    f"source_org_id, name, uscc FROM {keys}")
+        held = (f"m.entity = {literal(entity)} AND m.role = {literal(role.role)} AND EXISTS (SELECT 1 FROM {keys} "
+                "AS k WHERE m._source = k._source AND m.source_org_id IS NOT DISTINCT FROM k.source_org_id AND "
+                "m.name IS NOT DISTINCT FROM k.name AND m.uscc IS NOT DISTINCT FROM k.uscc)")
+        con.execute(f"INSERT INTO _mentions_before SELECT {', '.join(f'm.{c}' for c in _MENTION_CONTENT)} "
+                    f"FROM core.{MENTIONS_TABLE} AS m WHERE {held}")
+        con.execute(f"DELETE FROM core.{MENTIONS_TABLE} AS m WHERE {held}")
         same = [f"c.{ident(column)} IS NOT DISTINCT FROM k.{target}"
                 for column, target in ((role.id_column, "source_org_id"), (role.uscc_column, "uscc"))
                 if column and column in columns]

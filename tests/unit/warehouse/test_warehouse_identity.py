@@ -16,6 +16,7 @@ from tests.unit.warehouse.warehouse_fixtures import entity_rows, land, valid_usc
 from tests.unit.warehouse.warehouse_fixtures import query_current as q
 from warehouse.build import BuildError, build, build_memory_limit
 from warehouse.catalog import Catalog
+from warehouse import identity
 from warehouse.identity import ORG_ROLES, normalise_org_names
 
 UTC = timezone.utc
@@ -291,7 +292,8 @@ def test_the_golden_row_does_not_depend_on_which_stream_landed_first(tmp_path: P
     assert first[0][:2] == (JITA, "上海积塔半导体有限公司")
 
 
-def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Catalog) -> None:
+def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Catalog,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Updates, inserts and deletes that move mentions between organisations: after every incremental
     build the mentions, the match table and the golden rows equal those a full rebuild computes, and
     the match table (kept, its rows replaced) keeps its comments."""
@@ -325,7 +327,14 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
         ("project", "municipal_projects", [
             {"project_id": "P2", "_is_deleted": True}, {"project_id": "P3", "_is_deleted": True},
             {"project_id": "P4", "title": "肆", "lead_org_name": "上海商汤智能科技有限公司", "lead_org_uscc": SENSETIME}]),
+        # P4 re-titled again, nothing else: only its mention's lineage moves (no resolution needed)
+        ("project", "municipal_projects", [
+            {"project_id": "P4", "title": "四（二期）", "lead_org_name": "上海商汤智能科技有限公司",
+             "lead_org_uscc": SENSETIME}]),
     ]
+    resolved: list[int] = []
+    real = identity.build_golden
+    monkeypatch.setattr(identity, "build_golden", lambda *a, **k: resolved.append(len(resolved)) or real(*a, **k))
     tables = {
         "core._organization_mentions": "SELECT * FROM core._organization_mentions ORDER BY ALL",
         "core.organization_match": "SELECT * FROM core.organization_match ORDER BY ALL",
@@ -337,7 +346,10 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
     for step, (entity, source, items) in enumerate(steps):
         put(home, catalog, source, f"w{step + 1}", entity, items,
             extracted=datetime(2025, 3, 1 + step, 8, 0, tzinfo=UTC))
+        resolved.clear()
         build(home, catalog)
+        # every step but the last changes what some mention says: only the last skips the resolution
+        assert bool(resolved) == (step < len(steps) - 1), step
         incremental = {name: q(home, sql) for name, sql in tables.items()}
         assert q(home, "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'organization_match' "
                        "AND comment IS NULL") == [(0,)]
@@ -347,3 +359,7 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
                    "AND role = 'enterprise' ORDER BY ALL") == [(SENSETIME, "name"), (OTHER, "uscc")]
     assert q(home, "SELECT source_org_id, name, mentions FROM core._organization_mentions WHERE entity = 'project' "
                    "ORDER BY ALL") == [("L2", "上海电机学院", 1), (None, "上海商汤智能科技有限公司", 1)]
+    # the skipped resolution still gave the match row its mention's new lineage (the last step's batch)
+    assert q(home, "SELECT m._batch_id = o._batch_id, m._extracted_at FROM core._organization_mentions AS m "
+                   "JOIN core.organization_match AS o USING (entity, role, _source, name) "
+                   "WHERE m.entity = 'project' AND m.uscc IS NOT NULL") == [(True, datetime(2025, 3, 8, 8, 0, tzinfo=UTC))]
