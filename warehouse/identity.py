@@ -50,7 +50,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.validators import check_uscc, validate_array
-from warehouse.versions import CHANGE_VERSION, Applied, apply_rows, ident, literal
+from warehouse.versions import CHANGE_VERSION, Applied, apply_rows, clean_up, ident, literal
 
 if TYPE_CHECKING:
     from schemas import Entity
@@ -563,7 +563,10 @@ def build_golden(
     _check_new_usccs(con)
     _write_match(con, _RESOLVE.format(mentions=MENTIONS_TABLE, uscc_table=USCC_TABLE, org=ORGANIZATION))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _in AS {_golden_select(schema, now)}")
-    return apply_rows(con, entity, schema, last_version, history=True)
+    try:
+        return apply_rows(con, entity, schema, last_version, history=True)
+    finally:
+        clean_up(con, "DROP TABLE IF EXISTS _in")
 
 
 def comment_tables(con: duckdb.DuckDBPyConnection, comment: object) -> None:

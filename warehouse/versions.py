@@ -201,7 +201,7 @@ def apply_rows(
 ) -> Applied:
     """Apply ``_in`` to ``core.<entity.name>``: steps 2-6 of the module doc.
 
-    ``_in`` (a table or a view) holds the schema's columns plus ``_del`` (a delete), ``_seq``
+    ``_in`` (a table or a view, the caller's to drop) holds the schema's columns plus ``_del`` (a delete), ``_seq``
     and ``_row`` (merge order) and ``_at`` (event time). The comparison, the numbering and the
     history intervals run over a narrow copy of it (key, merge order, hash, time) in one window
     pass; the wide rows are read from ``_in`` only where they are written. The key columns
@@ -246,9 +246,6 @@ def apply_rows(
     finally:
         clean_up(con, *(f"DROP TABLE IF EXISTS {temp}" for temp in
                         ("_new", "_cur_ids", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states")))
-        if _may_clean_up(con) and con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = '_in'").fetchall()[0][0]:
-            con.execute("DROP TABLE _in")  # a caller's temp table (the golden rows); a view is its caller's to drop
 
 
 def clean_up(con: duckdb.DuckDBPyConnection, *statements: str) -> None:
