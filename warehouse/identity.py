@@ -210,13 +210,19 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> bool:
     return new
 
 
+def _mention_parts(role: OrgRole, columns: set[str]) -> tuple[str, str, str]:
+    """SQL of a role's mention (source org id, name, USCC) over a row of its entity."""
+    name = f"nullif(trim({ident(role.name_column)}), '')"
+    uscc = ident(role.uscc_column) if role.uscc_column and role.uscc_column in columns else "NULL::VARCHAR"
+    org_id = ident(role.id_column) if role.id_column and role.id_column in columns else "NULL::VARCHAR"
+    return org_id, name, uscc
+
+
 def _mention_select(role: OrgRole, table: str, columns: set[str]) -> str | None:
     """The distinct mentions of one role, or None when the table lacks the name column."""
     if role.name_column not in columns:
         return None
-    name = f"nullif(trim({ident(role.name_column)}), '')"
-    uscc = ident(role.uscc_column) if role.uscc_column and role.uscc_column in columns else "NULL::VARCHAR"
-    org_id = ident(role.id_column) if role.id_column and role.id_column in columns else "NULL::VARCHAR"
+    org_id, name, uscc = _mention_parts(role, columns)
     return (
         f"SELECT {literal(role.entity)} AS entity, {literal(role.role)} AS role, _source, "
         f"{org_id} AS source_org_id, {name} AS name, {uscc} AS uscc, count(*) AS mentions, "
@@ -277,8 +283,9 @@ def refresh_mentions(
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
                 "AND schema_name = 'core' AND table_name = ?", [entity]).fetchall()}
             if delta and entity in delta and not everything:
-                _refresh_touched(con, entity, [r for r in roles[entity] if r.name_column in columns],
-                                 columns, *delta[entity])
+                here = [r for r in roles[entity] if r.name_column in columns]
+                if not _follow_lineage(con, entity, registry[entity].key, here, columns, *delta[entity]):
+                    _refresh_touched(con, entity, here, columns, *delta[entity])
                 continue
             selects = [_mention_select(r, table, columns) for r in roles[entity]]
         touched_only = False
@@ -359,15 +366,58 @@ def _insert_mentions(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _follow_lineage(con: duckdb.DuckDBPyConnection, entity: str, key: tuple[str, ...], roles: list[OrgRole],
+                    columns: set[str], prior: str, now: str) -> bool:
+    """Bring the mentions of ``entity`` up to date without re-reading core, when the apply only updated
+    rows in place: no row came or went, and none changed a column any role reads. Each mention then
+    has the rows it had (the same counts); only its lineage, the latest row carrying it, may move to
+    a row just written, and does when that row's extraction is newer than the one recorded (a tie
+    keeps the recorded row, as either is the latest). Returns False, having changed nothing, when the
+    rows did not all stay, or a written row is older than its mention's latest (the latest may have
+    been the row it replaced): the caller then re-reads the touched mentions
+    (:func:`_refresh_touched`). 1M projects, 1% re-sent with a new status: ~0.04 s of each build.
+    """
+    if not roles:
+        return False
+    keys = ", ".join(ident(k) for k in key)
+    read = sorted({c for r in roles for c in (r.name_column, r.id_column, r.uscc_column) if c and c in columns})
+    stayed = " AND ".join(f"n.{ident(c)} IS NOT DISTINCT FROM p.{ident(c)}" for c in read)
+    if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {ident(now)} AS n LEFT JOIN {ident(prior)} AS p "
+                   f"USING ({keys}) WHERE n._del OR p.{ident(key[-1])} IS NULL OR NOT ({stayed}) LIMIT 1)"
+                   ).fetchall()[0][0]:
+        return False
+    latest = []
+    for role in roles:
+        org_id, name, uscc = _mention_parts(role, columns)
+        latest.append(
+            f"SELECT {literal(entity)} AS entity, {literal(role.role)} AS role, _source, {org_id} AS source_org_id, "
+            f"{name} AS name, {uscc} AS uscc, arg_max(_source_key, _extracted_at) AS _source_key, "
+            f"arg_max(_batch_id, _extracted_at) AS _batch_id, max(_extracted_at) AS _extracted_at "
+            f"FROM {ident(now)} WHERE NOT _del AND ({name} IS NOT NULL OR {uscc} IS NOT NULL) GROUP BY ALL")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _latest AS {' UNION ALL '.join(latest)}")
+    try:
+        same = " AND ".join(f"m.{c} IS NOT DISTINCT FROM n.{c}" for c in _MENTION_KEY)
+        if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _latest AS n JOIN core.{MENTIONS_TABLE} AS m ON {same} "
+                       "WHERE n._extracted_at < m._extracted_at LIMIT 1)").fetchall()[0][0]:
+            return False
+        # unchanged content by construction: before and after are the same rows
+        con.execute(f"INSERT INTO _mentions_before SELECT {', '.join(f'm.{c}' for c in _MENTION_CONTENT)} "
+                    f"FROM core.{MENTIONS_TABLE} AS m SEMI JOIN _latest AS n ON {same}")
+        con.execute(f"INSERT INTO _touched_mentions SELECT {', '.join(_MENTION_KEY)} FROM _latest")
+        con.execute(f"UPDATE core.{MENTIONS_TABLE} AS m SET " + ", ".join(f"{c} = n.{c}" for c in _MENTION_LINEAGE)
+                    + f" FROM _latest AS n WHERE {same} AND n._extracted_at > m._extracted_at")
+        return True
+    finally:
+        con.execute("DROP TABLE IF EXISTS _latest")
+
+
 def _refresh_touched(con: duckdb.DuckDBPyConnection, entity: str, roles: list[OrgRole], columns: set[str],
                      prior: str, now: str) -> None:
     """Re-read the mentions of ``entity`` the rows in ``prior`` and ``now`` were or are in."""
     rows = f"(SELECT * FROM {ident(prior)} UNION ALL BY NAME SELECT * EXCLUDE (_del) FROM {ident(now)} WHERE NOT _del)"
     selects = []
     for i, role in enumerate(roles):
-        name = f"nullif(trim({ident(role.name_column)}), '')"
-        uscc = ident(role.uscc_column) if role.uscc_column and role.uscc_column in columns else "NULL::VARCHAR"
-        org_id = ident(role.id_column) if role.id_column and role.id_column in columns else "NULL::VARCHAR"
+        org_id, name, uscc = _mention_parts(role, columns)
         keys = f"_mention_keys_{i}"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {keys} AS SELECT DISTINCT _source, {org_id} AS source_org_id, "
                     f"{name} AS name, {uscc} AS uscc FROM {rows} WHERE {name} IS NOT NULL OR {uscc} IS NOT NULL")

@@ -514,20 +514,26 @@ def now_table(prior_table: str) -> str:
 def _write_now(con: duckdb.DuckDBPyConnection, prior: tuple[str, list[str]], key: list[str], kept: list[str],
                table: str, last_version: int, *, changed: bool) -> None:
     """The touched keys this apply changed, as it left them: the rows it wrote (``_del`` false, the
-    prior's columns) and the keys it deleted (``_del`` true, NULL columns). A touched key not here
-    kept its prior row. Read back from core by change version (the rows just written sit at the
-    end of the table, in change-version order: the zone maps skip the rest)."""
-    cols = ", ".join(ident(c) for c in [*key, *kept])
+    prior's columns and the rows' lineage, see :data:`NOW_LINEAGE`) and the keys it deleted (``_del``
+    true, NULL columns). A touched key not here kept its prior row. Read back from core by change
+    version (the rows just written sit at the end of the table, in change-version order: the zone
+    maps skip the rest)."""
+    cols = ", ".join(ident(c) for c in [*key, *kept, *NOW_LINEAGE])
     if not changed:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(now_table(prior[0]))} AS SELECT {cols}, false AS _del "
                     f"FROM {table} WHERE false")
         return
     keys = ", ".join(ident(k) for k in key)
-    nulls = "".join(f", NULL AS {ident(c)}" for c in kept)
+    nulls = "".join(f", NULL AS {ident(c)}" for c in [*kept, *NOW_LINEAGE])
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {ident(now_table(prior[0]))} AS "
         f"SELECT {cols}, false AS _del FROM {table} WHERE {CHANGE_VERSION} > {last_version} "
         f"UNION ALL BY NAME SELECT {keys}{nulls}, true AS _del FROM _changed WHERE _final AND _del")
+
+
+#: The lineage columns ``_now_<table>`` carries for the rows an apply wrote (which row, batch and
+#: extraction), so the organisation mentions can follow a row that changed nothing they count.
+NOW_LINEAGE = ("_source_key", "_batch_id", "_extracted_at")
 
 
 def _row_match(changed: str, rows: str, key: list[str]) -> str:

@@ -363,3 +363,33 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
     assert q(home, "SELECT m._batch_id = o._batch_id, m._extracted_at FROM core._organization_mentions AS m "
                    "JOIN core.organization_match AS o USING (entity, role, _source, name) "
                    "WHERE m.entity = 'project' AND m.uscc IS NOT NULL") == [(True, datetime(2025, 3, 8, 8, 0, tzinfo=UTC))]
+
+
+def test_mentions_follow_an_update_in_place_without_a_re_read_unless_it_is_older(
+        home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project re-sent with only its title changed keeps every mention's rows: the mention takes the
+    newer row as its latest without re-reading core (identity._follow_lineage). A row re-sent with an
+    older extraction than its mention's latest may have replaced that latest row: the touched
+    mentions are re-read. Either way mentions and matches equal a full rebuild's."""
+    real = identity._refresh_touched
+    reread: list[str] = []
+    monkeypatch.setattr(identity, "_refresh_touched", lambda con, entity, *a: reread.append(entity) or real(
+        con, entity, *a))
+    lead = {"lead_org_id": "L1", "lead_org_name": "上海积塔半导体有限公司", "lead_org_uscc": JITA}
+    put(home, catalog, "municipal_projects", "w1", "project", [
+        {"project_id": "P1", "title": "一", **lead}, {"project_id": "P2", "title": "二", **lead}],
+        extracted=datetime(2025, 3, 1, tzinfo=UTC))
+    build(home, catalog)
+    tables = ("SELECT * FROM core._organization_mentions ORDER BY ALL", "SELECT * FROM core.organization_match ORDER BY ALL")
+    for window, title, day, re_read in (("w2", "一（二期）", 5, False), ("w3", "一（三期）", 2, True)):
+        reread.clear()
+        put(home, catalog, "municipal_projects", window, "project", [{"project_id": "P1", "title": title, **lead}],
+            extracted=datetime(2025, 3, day, tzinfo=UTC))
+        build(home, catalog)
+        assert reread == (["project"] if re_read else []), window
+        incremental = [q(home, sql) for sql in tables]
+        build(home, catalog, full=True)
+        assert [q(home, sql) for sql in tables] == incremental, window
+    # the latest row carrying the mention: w3's P1, which replaced w2's (March 5) in core; P2 is of March 1
+    assert q(home, "SELECT mentions, _source_key, _extracted_at FROM core._organization_mentions "
+                   "WHERE entity = 'project'") == [(2, "P1", datetime(2025, 3, 2, tzinfo=UTC))]
