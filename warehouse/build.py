@@ -189,6 +189,13 @@ def _columns(con: duckdb.DuckDBPyConnection, database: str, schema: str, table: 
         "SELECT name, type FROM pragma_table_info(?)", [qualified]).fetchall()]
 
 
+def _add_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str, dtype: str) -> None:
+    """Add a column to an existing table unless it has it. Looked up first: ``ADD COLUMN IF NOT EXISTS``
+    on a column that exists still alters the table (40 ms a build on 1M projects' tombstones)."""
+    if column not in {name for name, _ in _columns(con, _current_db(con), schema, table)}:
+        con.execute(f"ALTER TABLE {_ident(schema)}.{_ident(table)} ADD COLUMN {_ident(column)} {dtype}")
+
+
 def _current_db(con: duckdb.DuckDBPyConnection) -> str:
     return _scalar(con, "SELECT current_database()")
 
@@ -728,11 +735,11 @@ def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
         "_batch_id VARCHAR, _extracted_at TIMESTAMPTZ, district_code VARCHAR)"
     )
     # Warehouses built before tombstones carried a district upgrade in place (old rows: NULL).
-    con.execute(f"ALTER TABLE core.{TOMBSTONES} ADD COLUMN IF NOT EXISTS district_code VARCHAR")
+    _add_column(con, "core", TOMBSTONES, "district_code", "VARCHAR")
     con.execute("CREATE TABLE IF NOT EXISTS ops.build_state (entity VARCHAR PRIMARY KEY, applied_seq BIGINT, "
                 "signature VARCHAR, own_keyed BOOLEAN)")
     # Warehouses from before the flag upgrade in place (NULL: not known yet, found out at the next apply).
-    con.execute("ALTER TABLE ops.build_state ADD COLUMN IF NOT EXISTS own_keyed BOOLEAN")
+    _add_column(con, "ops", "build_state", "own_keyed", "BOOLEAN")
     con.execute("CREATE TABLE IF NOT EXISTS ops.change_sequence (last_change_version BIGINT)")
     key_changes.ensure_table(con)
 
