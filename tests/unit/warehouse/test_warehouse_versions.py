@@ -274,6 +274,22 @@ def test_core_read_back_in_slices_equals_one_sort_and_is_stored_in_version_order
     assert stored == sorted(stored)
 
 
+def _built(home: Path, registry: dict, batches: list[list[dict]], extracted: datetime, core_columns: str) -> tuple:
+    """Land each batch (a window each) and build after each; then core (``core_columns``, in stored
+    order), the history and the tombstones."""
+    catalog = Catalog.for_home(home)
+    try:
+        for n, batch in enumerate(batches):
+            land(home, catalog, "municipal_db", f"w{n}", project_rows(batch, extracted=extracted), entity=PROJECT)
+            build(home, catalog, registry=registry)
+    finally:
+        catalog.dispose()
+    return (rows(home, f"SELECT {core_columns} FROM core.project ORDER BY rowid"),
+            rows(home, "SELECT project_id, status, change_version, valid_from, valid_to FROM core.project_history "
+                       "ORDER BY change_version"),
+            rows(home, "SELECT natural_key, change_version, deleted_at FROM core._tombstones ORDER BY ALL"))
+
+
 def test_a_first_load_of_unique_keys_numbers_like_the_general_way(tmp_path: Path) -> None:
     """A first load whose keys each arrive once takes one numbering sort instead of the windows
     (versions._apply_rows); a key sent twice takes the general way. Both give the same versions,
@@ -288,18 +304,7 @@ def test_a_first_load_of_unique_keys_numbers_like_the_general_way(tmp_path: Path
     repeated = [*items, {"project_id": "P05", "title": "产业学院", "status": "在建", "updated_at": t2}]
     seen = {}
     for name, batch in (("unique", items), ("repeated", repeated)):
-        home = tmp_path / name
-        catalog = Catalog.for_home(home)
-        try:
-            land(home, catalog, "municipal_db", "w1", project_rows(batch, extracted=t2), entity=PROJECT)
-            build(home, catalog, registry=registry)
-        finally:
-            catalog.dispose()
-        seen[name] = (
-            rows(home, "SELECT project_id, status, change_version FROM core.project ORDER BY rowid"),
-            rows(home, "SELECT project_id, status, change_version, valid_from, valid_to FROM core.project_history "
-                       "ORDER BY change_version"),
-            rows(home, "SELECT natural_key, change_version, deleted_at FROM core._tombstones"))
+        seen[name] = _built(tmp_path / name, registry, [batch], t2, "project_id, status, change_version")
     core, history, tombstones = seen["unique"]
     assert core == [("P01", "在建", 1), ("P02", "结项", 2), ("P04", "立项", 4), ("P05", "立项", 5)]
     assert [v for *_, v, _f, _t in history] == [1, 2, 4, 5] and all(to is None for *_, to in history)
@@ -341,19 +346,8 @@ def test_an_incremental_apply_of_keys_that_arrive_once_equals_the_windows(tmp_pa
     seen = {}
     for joined in (True, False):
         monkeypatch.setattr(versions, "JOIN_WHEN_KEYS_ARRIVE_ONCE", joined)
-        home = tmp_path / f"joined-{joined}"
-        catalog = Catalog.for_home(home)
-        try:
-            for n, batch in enumerate(steps):
-                land(home, catalog, "municipal_db", f"w{n}", project_rows(batch, extracted=t3), entity=PROJECT)
-                build(home, catalog, registry=registry)
-        finally:
-            catalog.dispose()
-        seen[joined] = (
-            rows(home, "SELECT project_id, title, status, change_version FROM core.project ORDER BY rowid"),
-            rows(home, "SELECT project_id, status, change_version, valid_from, valid_to FROM core.project_history "
-                       "ORDER BY change_version"),
-            rows(home, "SELECT natural_key, change_version, deleted_at FROM core._tombstones ORDER BY ALL"))
+        seen[joined] = _built(tmp_path / f"joined-{joined}", registry, steps, t3,
+                              "project_id, title, status, change_version")
     assert seen[True] == seen[False]
     core, history, tombstones = seen[True]
     assert [p for p, *_ in core] == ["P2", "P4", "P7", "P5", "P6", "P1"]
