@@ -847,9 +847,13 @@ def build_core(
                     prior = None
                     if captured is not None and not rebuilt and table in marts_module.GROUPED_TABLES:
                         # the keys' prior rows come from the apply's own scan of core (no second scan)
+                        # and each row's _source_key, which the organisation mentions' delta needs
+                        # (identity._count_mentions: did the row a mention names as its latest leave it?)
+                        kept = marts_module.prior_columns(table, entity.key)
                         prior = (marts_module.capture_changed_keys(con, table, entity.key,
                                                                    seq_table.column("path").to_pylist()),
-                                 marts_module.prior_columns(table, entity.key))
+                                 [*kept, *(["_source_key"] if "_source_key" in schema.names
+                                           and "_source_key" not in kept else [])])
                         captured.add(table)
                     if own is None and key_changes.supports_key_changes(entity) and "_source_key" in schema.names:
                         # not known yet (a warehouse from before the flag): found out once, by one scan

@@ -518,13 +518,14 @@ def _write_now(con: duckdb.DuckDBPyConnection, prior: tuple[str, list[str]], key
     true, NULL columns). A touched key not here kept its prior row. Read back from core by change
     version (the rows just written sit at the end of the table, in change-version order: the zone
     maps skip the rest)."""
-    cols = ", ".join(ident(c) for c in [*key, *kept, *NOW_LINEAGE])
+    lineage = [c for c in NOW_LINEAGE if c not in kept]
+    cols = ", ".join(ident(c) for c in [*key, *kept, *lineage])
     if not changed:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {ident(now_table(prior[0]))} AS SELECT {cols}, false AS _del "
                     f"FROM {table} WHERE false")
         return
     keys = ", ".join(ident(k) for k in key)
-    nulls = "".join(f", NULL AS {ident(c)}" for c in [*kept, *NOW_LINEAGE])
+    nulls = "".join(f", NULL AS {ident(c)}" for c in [*kept, *lineage])
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {ident(now_table(prior[0]))} AS "
         f"SELECT {cols}, false AS _del FROM {table} WHERE {CHANGE_VERSION} > {last_version} "

@@ -368,12 +368,12 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
 def test_mentions_follow_an_update_in_place_without_a_re_read_unless_it_is_older(
         home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     """A project re-sent with only its title changed keeps every mention's rows: the mention takes the
-    newer row as its latest without re-reading core (identity._follow_lineage). A row re-sent with an
+    newer row as its latest without re-reading core (identity._count_mentions). A row re-sent with an
     older extraction than its mention's latest may have replaced that latest row: the touched
     mentions are re-read. Either way mentions and matches equal a full rebuild's."""
-    real = identity._refresh_touched
+    real = identity._reread_mentions
     reread: list[str] = []
-    monkeypatch.setattr(identity, "_refresh_touched", lambda con, entity, *a: reread.append(entity) or real(
+    monkeypatch.setattr(identity, "_reread_mentions", lambda con, entity, *a: reread.append(entity) or real(
         con, entity, *a))
     lead = {"lead_org_id": "L1", "lead_org_name": "上海积塔半导体有限公司", "lead_org_uscc": JITA}
     put(home, catalog, "municipal_projects", "w1", "project", [
@@ -393,3 +393,39 @@ def test_mentions_follow_an_update_in_place_without_a_re_read_unless_it_is_older
     # the latest row carrying the mention: w3's P1, which replaced w2's (March 5) in core; P2 is of March 1
     assert q(home, "SELECT mentions, _source_key, _extracted_at FROM core._organization_mentions "
                    "WHERE entity = 'project'") == [(2, "P1", datetime(2025, 3, 2, tzinfo=UTC))]
+
+
+def test_mention_counts_follow_the_apply_and_core_is_read_only_when_the_latest_row_left(
+        home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The touched mentions' counts move by the rows that left and joined them (identity._count_mentions):
+    a new mention is inserted, an emptied one deleted. Core is re-read only for a mention whose
+    recorded latest row left with no newer row joining (the latest is then one of the rows that
+    stayed). After every build the mentions equal a full rebuild's, lineage included."""
+    real = identity._reread_mentions
+    reread: list[str] = []
+    monkeypatch.setattr(identity, "_reread_mentions", lambda con, entity, *a: reread.append(entity) or real(
+        con, entity, *a))
+    jita = {"lead_org_id": "L1", "lead_org_name": "上海积塔半导体有限公司", "lead_org_uscc": JITA}
+    other = {"lead_org_id": "L9", "lead_org_name": "上海其他公司"}
+    steps: list[tuple[list[dict[str, Any]], bool]] = [
+        ([{"project_id": "P1", "title": "一", **jita}], False),
+        ([{"project_id": "P2", "title": "二", **jita}], False),                     # joins, newer: the latest
+        ([{"project_id": "P3", "title": "三", **jita}], False),
+        ([{"project_id": "P3", "_is_deleted": True}], True),                        # the latest leaves: re-read
+        ([{"project_id": "P1", "title": "一", **other}], False),                    # moves to a new mention
+        ([{"project_id": "P2", "title": "二（二期）", **jita}], False),             # the latest re-sent, newer
+        ([{"project_id": "P1", "_is_deleted": True}], False),                       # empties L9's mention
+    ]
+    tables = ("SELECT * FROM core._organization_mentions ORDER BY ALL",
+              "SELECT * FROM core.organization_match ORDER BY ALL")
+    for n, (items, re_read) in enumerate(steps):
+        reread.clear()
+        put(home, catalog, "municipal_projects", f"w{n}", "project", items,
+            extracted=datetime(2025, 3, 1 + n, tzinfo=UTC))
+        build(home, catalog)
+        assert bool(reread) == re_read, n
+        incremental = [q(home, sql) for sql in tables]
+        build(home, catalog, full=True)
+        assert [q(home, sql) for sql in tables] == incremental, n
+    assert q(home, "SELECT name, mentions, _source_key, _extracted_at FROM core._organization_mentions "
+                   "WHERE entity = 'project'") == [("上海积塔半导体有限公司", 1, "P2", datetime(2025, 3, 6, tzinfo=UTC))]
