@@ -139,7 +139,9 @@ def _write_manifest(settings: Settings, manifest: dict[str, Any]) -> None:
     store = settings.lake().store
     path = store.path(manifest["manifest_path"])
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    # compact: with an indent json.dumps takes its pure-Python path (a 1% change's 10,000-row overlap
+    # boundary: 26 ms a write instead of 6, twice a sync)
+    tmp.write_text(json.dumps(manifest, ensure_ascii=False, separators=(",", ":"), default=str), encoding="utf-8")
     os.replace(tmp, path)
     store.put(manifest["manifest_path"])
 
