@@ -79,6 +79,12 @@ USCC_TABLE = "_uscc_checked"
 #: A mention row: its key (one row per key), the rest of its content, and its lineage (the latest row carrying it).
 _MENTION_KEY = ("entity", "role", "_source", "source_org_id", "name", "uscc")
 _MENTION_CONTENT = (*_MENTION_KEY, "mentions", "normalised_name", "uscc_text")
+_MENTION_PARTS = _MENTION_KEY[2:]  # a mention's key within one entity and role
+
+
+def _same_mention(a: str, b: str, columns: tuple[str, ...] = _MENTION_KEY) -> str:
+    """SQL: rows ``a`` and ``b`` (aliases) agree on ``columns``, nulls equal (a mention's key, by default)."""
+    return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in columns)
 _MENTION_LINEAGE = ("_source_key", "_batch_id", "_extracted_at")
 UNMATCHED_VIEW = "organization_unmatched"
 MATCH_RULES: tuple[str, ...] = ("uscc", "name", "unmatched", "ambiguous")
@@ -250,8 +256,9 @@ def refresh_mentions(
     ``delta``: per changed entity, the temp tables holding its changed keys' rows before the build
     and as the build left them (``_prior_<table>``, ``_now_<table>`` with ``_del``, see
     :func:`warehouse.versions.now_table`), each with ``_source`` and every column of
-    :func:`mention_columns`: only the mentions those rows were or are in are re-read (every row of
-    core in such a mention, so the counts and latest lineage equal a whole re-read).
+    :func:`mention_columns` (``prior`` also each row's ``_source_key``, ``now`` its lineage): only
+    the mentions those rows were or are in are touched, by deltas (:func:`_count_mentions`; the
+    counts and latest lineage equal a whole re-read).
 
     When every entity was re-read that way and the touched mentions changed only their lineage
     (a status update to a project: same organisation columns, a newer row carrying them), the
@@ -284,8 +291,8 @@ def refresh_mentions(
                 "AND schema_name = 'core' AND table_name = ?", [entity]).fetchall()}
             if delta and entity in delta and not everything:
                 here = [r for r in roles[entity] if r.name_column in columns]
-                if not _count_mentions(con, entity, registry[entity].key, here, columns, *delta[entity]):
-                    _refresh_touched(con, entity, here, columns, *delta[entity])
+                if here:
+                    _count_mentions(con, entity, registry[entity].key, here, columns, *delta[entity])
                 continue
             selects = [_mention_select(r, table, columns) for r in roles[entity]]
         touched_only = False
@@ -317,9 +324,7 @@ class Refreshed:
 
 def _touched(alias: str) -> str:
     """SEMI JOIN of mention rows (``alias``) to the keys in ``_touched_mentions``."""
-    return (f"SEMI JOIN _touched_mentions AS k ON {alias}.entity = k.entity AND {alias}.role = k.role AND "
-            f"{alias}._source = k._source AND " + " AND ".join(
-                f"{alias}.{c} IS NOT DISTINCT FROM k.{c}" for c in ("source_org_id", "name", "uscc")))
+    return f"SEMI JOIN _touched_mentions AS k ON {_same_mention(alias, 'k')}"
 
 
 def _mention_content_unchanged(con: duckdb.DuckDBPyConnection) -> bool:
@@ -327,7 +332,7 @@ def _mention_content_unchanged(con: duckdb.DuckDBPyConnection) -> bool:
 
     A mention's key is unique in the table, so the two sets are equal when they are as many and every
     row of before is still there as it was (a join, not EXCEPT ALL both ways: 6 ms, not 17)."""
-    same = " AND ".join(f"b.{c} IS NOT DISTINCT FROM m.{c}" for c in _MENTION_CONTENT)
+    same = _same_mention("b", "m", _MENTION_CONTENT)
     before, after, kept = con.execute(
         f"SELECT (SELECT count(*) FROM _mentions_before), "
         f"(SELECT count(*) FROM core.{MENTIONS_TABLE} AS m {_touched('m')}), "
@@ -337,7 +342,7 @@ def _mention_content_unchanged(con: duckdb.DuckDBPyConnection) -> bool:
 
 def _carry_lineage_to_matches(con: duckdb.DuckDBPyConnection) -> None:
     """The touched mentions' new lineage onto their rows of ``core.organization_match`` (one per mention)."""
-    same = " AND ".join(f"o.{c} IS NOT DISTINCT FROM m.{c}" for c in _MENTION_KEY)
+    same = _same_mention("o", "m")
     con.execute(
         f"UPDATE core.{MATCH_TABLE} AS o SET " + ", ".join(f"{c} = m.{c}" for c in _MENTION_LINEAGE)
         + f" FROM (SELECT m.* FROM core.{MENTIONS_TABLE} AS m {_touched('m')}) AS m WHERE {same}")
@@ -367,10 +372,9 @@ def _insert_mentions(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _count_mentions(con: duckdb.DuckDBPyConnection, entity: str, key: tuple[str, ...], roles: list[OrgRole],
-                    columns: set[str], prior: str, now: str) -> bool:
+                    columns: set[str], prior: str, now: str) -> None:
     """Bring the touched mentions of ``entity`` up to date from the apply's own rows, re-reading core
-    only for the few mentions that need it. Returns False (nothing done) when ``prior`` lacks the
-    rows' ``_source_key``: the caller re-reads every touched mention (:func:`_refresh_touched`).
+    only for the few mentions that need it.
 
     A row the apply wrote or deleted leaves the mention it was in (``prior``), a row it wrote joins
     the mention it is in (``_now``): each mention's count moves by the difference, a mention left
@@ -381,11 +385,12 @@ def _count_mentions(con: duckdb.DuckDBPyConnection, entity: str, key: tuple[str,
     (counts and lineage equal a whole re-read either way). 1M municipal projects, 1% changed with
     inserts and deletes: the touched mentions' rows (most of the table) are no longer read.
     """
-    if not roles or "_source_key" not in {c for c, _ in con.execute(
-            "SELECT name, type FROM pragma_table_info(?)", [prior]).fetchall()}:
-        return False
+    if "_source_key" not in {c for c, _ in con.execute("SELECT name, type FROM pragma_table_info(?)", [prior]).fetchall()}:
+        # the build captures it with the prior rows (warehouse.build); without it no mention could say
+        # whether its latest row left, and a silently wrong lineage is worse than a failed build
+        raise ValueError(f"organisation mentions of {entity}: {prior} lacks the rows' _source_key")
     keys = ", ".join(ident(k) for k in key)
-    same = " AND ".join(f"m.{c} IS NOT DISTINCT FROM d.{c}" for c in _MENTION_KEY)
+    same = _same_mention("m", "d")
     con.execute("CREATE OR REPLACE TEMP TABLE _mdelta (entity VARCHAR, role VARCHAR, _source VARCHAR, "
                 "source_org_id VARCHAR, name VARCHAR, uscc VARCHAR, delta BIGINT, gone VARCHAR[], "
                 "a_n BIGINT, a_key VARCHAR, a_batch VARCHAR, a_at TIMESTAMPTZ)")
@@ -393,7 +398,7 @@ def _count_mentions(con: duckdb.DuckDBPyConnection, entity: str, key: tuple[str,
         for role in roles:
             org_id, name, uscc = _mention_parts(role, columns)
             mentioned = f"({name} IS NOT NULL OR {uscc} IS NOT NULL)"
-            on = " AND ".join(f"l.{c} IS NOT DISTINCT FROM a.{c}" for c in ("_source", "source_org_id", "name", "uscc"))
+            on = _same_mention("l", "a", _MENTION_PARTS)
             con.execute(
                 f"""
                 INSERT INTO _mdelta
@@ -454,23 +459,9 @@ def _count_mentions(con: duckdb.DuckDBPyConnection, entity: str, key: tuple[str,
             _reread_mentions(con, entity, roles, columns, lambda role: (
                 f"SELECT _source, source_org_id, name, uscc FROM _mplan WHERE action = 'reread' "
                 f"AND role = {literal(role.role)}"))
-        return True
     finally:
         con.execute("DROP TABLE IF EXISTS _mdelta")
         con.execute("DROP TABLE IF EXISTS _mplan")
-
-
-def _refresh_touched(con: duckdb.DuckDBPyConnection, entity: str, roles: list[OrgRole], columns: set[str],
-                     prior: str, now: str) -> None:
-    """Re-read the mentions of ``entity`` the rows in ``prior`` and ``now`` were or are in."""
-    rows = f"(SELECT * FROM {ident(prior)} UNION ALL BY NAME SELECT * EXCLUDE (_del) FROM {ident(now)} WHERE NOT _del)"
-
-    def keys_of(role: OrgRole) -> str:
-        org_id, name, uscc = _mention_parts(role, columns)
-        return (f"SELECT DISTINCT _source, {org_id} AS source_org_id, {name} AS name, {uscc} AS uscc FROM {rows} "
-                f"WHERE {name} IS NOT NULL OR {uscc} IS NOT NULL")
-
-    _reread_mentions(con, entity, roles, columns, keys_of)
 
 
 def _reread_mentions(con: duckdb.DuckDBPyConnection, entity: str, roles: list[OrgRole], columns: set[str],
@@ -484,8 +475,7 @@ def _reread_mentions(con: duckdb.DuckDBPyConnection, entity: str, roles: list[Or
         con.execute(f"INSERT INTO _touched_mentions SELECT {literal(entity)}, {literal(role.role)}, _source, "
                     f"source_org_id, name, uscc FROM {keys}")
         held = (f"m.entity = {literal(entity)} AND m.role = {literal(role.role)} AND EXISTS (SELECT 1 FROM {keys} "
-                "AS k WHERE m._source = k._source AND m.source_org_id IS NOT DISTINCT FROM k.source_org_id AND "
-                "m.name IS NOT DISTINCT FROM k.name AND m.uscc IS NOT DISTINCT FROM k.uscc)")
+                f"AS k WHERE {_same_mention('m', 'k', _MENTION_PARTS)})")
         con.execute(f"INSERT INTO _mentions_before SELECT {', '.join(f'm.{c}' for c in _MENTION_CONTENT)} "
                     f"FROM core.{MENTIONS_TABLE} AS m WHERE {held}")
         con.execute(f"DELETE FROM core.{MENTIONS_TABLE} AS m WHERE {held}")

@@ -429,3 +429,16 @@ def test_mention_counts_follow_the_apply_and_core_is_read_only_when_the_latest_r
         assert [q(home, sql) for sql in tables] == incremental, n
     assert q(home, "SELECT name, mentions, _source_key, _extracted_at FROM core._organization_mentions "
                    "WHERE entity = 'project'") == [("上海积塔半导体有限公司", 1, "P2", datetime(2025, 3, 6, tzinfo=UTC))]
+
+
+def test_mention_deltas_refuse_prior_rows_without_their_source_key() -> None:
+    """The mentions' deltas need each prior row's _source_key (did a mention's latest row leave?);
+    prior rows without it fail the step by name instead of leaving a wrong lineage behind."""
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE _prior_project (project_id VARCHAR, _source VARCHAR, lead_org_name VARCHAR)")
+    con.execute("CREATE TEMP TABLE _now_project (project_id VARCHAR, _source VARCHAR, lead_org_name VARCHAR, "
+                "_del BOOLEAN)")
+    roles = [r for r in ORG_ROLES if r.entity == "project"]
+    with pytest.raises(ValueError, match="organisation mentions of project: _prior_project lacks the rows' _source_key"):
+        identity._count_mentions(con, "project", ("project_id",), roles, {"project_id", "lead_org_name"},
+                                 "_prior_project", "_now_project")
