@@ -2,7 +2,7 @@
 
 Runs each scenario's measurements (hub and dlt peers) in fresh processes after one warm-up,
 repeats them, prints median and spread of wall time, rows/s, MB/s and peak RSS with the time
-per stage, decides each goal (PASS/MISS), and writes bench/results/<date>.json and .md.
+per stage, decides each goal (PASS/MISS), and writes bench/results/<date>-<HHMM>.json and .md.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="small scales and 1 repeat: every scenario in minutes")
     ap.add_argument("--seed", type=int, default=7, help="sandbox data seed (default 7)")
     ap.add_argument("--list", action="store_true", help="list the scenarios and their goals, then exit")
-    ap.add_argument("--results", type=Path, default=None, help="folder for <date>.json/.md (default bench/results)")
+    ap.add_argument("--results", type=Path, default=None, help="folder for <date>-<HHMM>.json/.md (default bench/results)")
     return ap
 
 

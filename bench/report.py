@@ -1,4 +1,4 @@
-"""The harness's report: a console table, ``bench/results/<date>.json`` and ``<date>.md``.
+"""The harness's report: a console table, ``bench/results/<date>-<HHMM>.json`` and ``.md``.
 
 Why three forms of one table: the console is read while it runs, the JSON keeps every repeat
 (so a figure can be recomputed or compared with another day), and the Markdown is what the
@@ -10,6 +10,7 @@ import json
 import os
 import platform
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -159,15 +160,22 @@ def to_markdown(run: HarnessRun, command: str) -> str:
 
 
 def result_stem(run: HarnessRun, label: str = "") -> str:
-    """`<date>`, `<date>-quick`, or with a label for a partial run (`<date>-quick-S1-1000000`), so a run of
-    some scenarios never replaces the day's run of all of them."""
-    return f"{run.started_at:%Y-%m-%d}" + ("-quick" if run.quick else "") + (f"-{label}" if label else "")
+    """`<date>-<HHMM>` (the run's start, UTC), `-quick` after it for a quick run, and a label for a partial
+    run (`2026-12-06-1209-quick-S1-1000000`): a run never replaces an earlier one, whether of the same
+    scenarios on the same day (results already committed) or of some scenarios beside a run of all."""
+    started = run.started_at if run.started_at.tzinfo is None else run.started_at.astimezone(timezone.utc)
+    return f"{started:%Y-%m-%d-%H%M}" + ("-quick" if run.quick else "") + (f"-{label}" if label else "")
 
 
 def write(run: HarnessRun, command: str, folder: Path = RESULTS, label: str = "") -> tuple[Path, Path]:
-    """Write `<stem>.json` and `<stem>.md` (a second identical run on the same day replaces them)."""
+    """Write `<stem>.json` and `<stem>.md`; where a run that started in the same minute wrote that stem,
+    `<stem>-2` (and so on): nothing written before is replaced."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = result_stem(run, label)
+    first = stem = result_stem(run, label)
+    n = 1
+    while any((folder / f"{stem}{suffix}").exists() for suffix in (".json", ".md")):
+        n += 1
+        stem = f"{first}-{n}"
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     for path, text in ((json_path, json.dumps({**to_json(run), "command": command}, indent=1, ensure_ascii=False,
                                               default=str)),

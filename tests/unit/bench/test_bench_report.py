@@ -66,10 +66,11 @@ def test_the_table_shows_hub_spread_stages_peers_failures_and_missing_peers() ->
     assert "at 50,000; goal set at 1,000,000" in t.goals[0][2]
 
 
-def test_markdown_and_json_are_written_for_the_day(tmp_path: Path) -> None:
+def test_markdown_and_json_are_named_by_the_runs_start(tmp_path: Path) -> None:
     run = _harness_run()
     json_path, md_path = report.write(run, "python -m bench --quick", tmp_path)
-    assert json_path.name == "2026-12-01-quick.json" and md_path.name == "2026-12-01-quick.md"
+    stem = f"{run.started_at:%Y-%m-%d-%H%M}-quick"
+    assert json_path.name == f"{stem}.json" and md_path.name == f"{stem}.md"
     md = md_path.read_text(encoding="utf-8")
     assert "| S1 | municipal projects, postgresql | 50,000 | 11.00 s (10.00–12.00) |" in md
     assert "## Goals" in md and "| PASS |" in md
@@ -100,4 +101,20 @@ def test_a_partial_run_is_written_beside_the_whole_run_not_over_it(tmp_path: Pat
     run = _harness_run()
     whole = report.write(run, "python -m bench --quick", tmp_path)
     part = report.write(run, "python -m bench S1 --quick --scale 1M", tmp_path, "S1-1000000")
-    assert part[1].name == "2026-12-01-quick-S1-1000000.md" and whole[1].exists() and whole[1] != part[1]
+    assert part[1].name == f"{run.started_at:%Y-%m-%d-%H%M}-quick-S1-1000000.md"
+    assert whole[1].exists() and whole[1] != part[1]
+
+
+def test_a_second_run_of_the_same_minute_is_written_beside_the_first(tmp_path: Path) -> None:
+    """Results of a run, once written (and perhaps committed), are never replaced by a later run's."""
+    run = _harness_run()
+    first = report.write(run, "python -m bench --quick", tmp_path)
+    first_md = first[1].read_text(encoding="utf-8")
+    second = report.write(run, "python -m bench --quick --repeat 5", tmp_path)
+    third = report.write(run, "python -m bench --quick --repeat 7", tmp_path)
+    assert [p.name for p in (*second, *third)] == [first[0].name.replace(".json", "-2.json"),
+                                                   first[1].name.replace(".md", "-2.md"),
+                                                   first[0].name.replace(".json", "-3.json"),
+                                                   first[1].name.replace(".md", "-3.md")]
+    assert first[1].read_text(encoding="utf-8") == first_md
+    assert "--repeat 5" in second[1].read_text(encoding="utf-8")
