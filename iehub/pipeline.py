@@ -339,6 +339,11 @@ RAW_ROW = "_raw_row"  # a mapped row's position in the staged raw file, so quara
 #: pass's peak (5M projects: 904-949 MB RSS against 712-722 MB) for no speed: the per-chunk costs
 #: were already gone (std + gate at 5M: 14.8-14.9 s either way, interleaved).
 CHUNK_ROWS = 125_000
+# Chunks are mapped and checked one at a time on purpose. Two chunks on two threads (measured in
+# #18's seventh round) mapped the 1M-row 杨浦 batch in 0.89 s instead of 1.70, but the whole step went
+# only 2.0 -> 1.8 s there and no faster on 1M municipal projects, with 190 MB more at its peak: the
+# step already keeps ~1.5 cores busy (the gate's rules on threads, DuckDB's hashing, the Parquet
+# writer's own thread), so there is no idle core to give a second chunk.
 #: Quarantine rows carry their raw record: written in smaller row groups, so the refused rows held
 #: between chunks do not grow with the batch (at 5M rows they reached 60 MB of the 64 MB default).
 QUARANTINE_ROW_GROUP_BYTES = 16 << 20
