@@ -80,11 +80,6 @@ USCC_TABLE = "_uscc_checked"
 _MENTION_KEY = ("entity", "role", "_source", "source_org_id", "name", "uscc")
 _MENTION_CONTENT = (*_MENTION_KEY, "mentions", "normalised_name", "uscc_text")
 _MENTION_PARTS = _MENTION_KEY[2:]  # a mention's key within one entity and role
-
-
-def _same_mention(a: str, b: str, columns: tuple[str, ...] = _MENTION_KEY) -> str:
-    """SQL: rows ``a`` and ``b`` (aliases) agree on ``columns``, nulls equal (a mention's key, by default)."""
-    return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in columns)
 _MENTION_LINEAGE = ("_source_key", "_batch_id", "_extracted_at")
 UNMATCHED_VIEW = "organization_unmatched"
 MATCH_RULES: tuple[str, ...] = ("uscc", "name", "unmatched", "ambiguous")
@@ -96,6 +91,11 @@ GOLDEN_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
                                 "see ops.organization_unmatched)"),
     "sources": (pa.list_(pa.string()), "来源系统 / sources that contributed a row or a mention, sorted"),
 }
+
+
+def _same_mention(a: str, b: str, columns: tuple[str, ...] = _MENTION_KEY) -> str:
+    """SQL: rows ``a`` and ``b`` (aliases) agree on ``columns``, nulls equal (a mention's key, by default)."""
+    return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in columns)
 
 
 @dataclass(frozen=True)
@@ -385,7 +385,8 @@ def _count_mentions(con: duckdb.DuckDBPyConnection, entity: str, key: tuple[str,
     (counts and lineage equal a whole re-read either way). 1M municipal projects, 1% changed with
     inserts and deletes: the touched mentions' rows (most of the table) are no longer read.
     """
-    if "_source_key" not in {c for c, _ in con.execute("SELECT name, type FROM pragma_table_info(?)", [prior]).fetchall()}:
+    prior_columns = {c for c, _ in con.execute("SELECT name, type FROM pragma_table_info(?)", [prior]).fetchall()}
+    if "_source_key" not in prior_columns:
         # the build captures it with the prior rows (warehouse.build); without it no mention could say
         # whether its latest row left, and a silently wrong lineage is worse than a failed build
         raise ValueError(f"organisation mentions of {entity}: {prior} lacks the rows' _source_key")
