@@ -46,7 +46,7 @@ def test_subscribe_deliver_pause_replay_delete_from_the_command_line(tmp_path: P
         assert iehub(home, "subscriptions", "replay", sub_id, "--from-version", "0").returncode == 0
         receiver.clear()
         iehub(home, "deliver")
-        assert receiver.received == []  # paused: nothing
+        assert receiver.messages() == []  # paused: nothing
         assert iehub(home, "subscriptions", "resume", sub_id).returncode == 0
         iehub(home, "deliver", sub_id)
         assert receiver.records() == first  # the replay from 0 holds the same records

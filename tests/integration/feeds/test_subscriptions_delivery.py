@@ -185,7 +185,7 @@ def test_changes_and_deletes_arrive_once_in_order_masked_and_scoped_through_faul
     assert len(expected_a[("project", "deletes")]) == 2
 
     # A: exactly the pull API's records for its key (masked the same), each once, in order
-    ids = [r.msg_id for r in a.received]
+    ids = [r.msg_id for r in a.messages()]
     assert len(ids) > len(set(ids)), "the time-out should have made the hub send one batch twice (same id)"
     assert a.records() == expected_a
     _assert_in_order(a)
@@ -198,7 +198,7 @@ def test_changes_and_deletes_arrive_once_in_order_masked_and_scoped_through_faul
     assert not (_identity(c.records()) & _identity(a.records()))
     assert all(r.get("district_code") in (None, other) for rs in c.records().values() for r in rs)
     # D was paused: nothing yet; E failed throughout and is paused with the reason recorded
-    assert d.received == []
+    assert d.messages() == []
     paused = store.get(sub_e.subscription_id)
     assert paused.status == PAUSED and "answered 500" in (paused.paused_reason or "")
     assert e.requests == FAST.attempts
@@ -214,7 +214,7 @@ def test_changes_and_deletes_arrive_once_in_order_masked_and_scoped_through_faul
     results = [p for ep, p in of_a if ep == "push.result"]
     assert len(results) == len([p for ep, p in of_a if ep == "push"]) == a.requests
     assert {p["status"] for p in results} >= {500, 429, "timeout", 204}
-    assert {p["batch"] for p in results} == {r.msg_id for r in a.received}
+    assert {p["batch"] for p in results} == {r.msg_id for r in a.messages()}
 
     # D resumed: the same set as A, from its last acknowledged version
     store.resume(sub_d.subscription_id)
@@ -225,14 +225,14 @@ def test_changes_and_deletes_arrive_once_in_order_masked_and_scoped_through_faul
     # A replayed from the first new version, after a secret rotation: the same set again, verified
     # by a receiver that knows only the old secret and by one that knows only the new one.
     _, new_secret = store.rotate_secret(sub_a.subscription_id)
-    before = {r.msg_id for r in a.received}
+    before = {r.msg_id for r in a.messages()}
     a.clear()
     a.secrets[:] = [secret_a, new_secret]
     store.replay(sub_a.subscription_id, start + 1)
     deliver(config, policy=FAST, subscription_ids=[sub_a.subscription_id])
     assert a.rejected == 0 and a.records() == expected_a
-    assert not ({r.msg_id for r in a.received} & before), "a replay is a new delivery: new batch ids"
+    assert not ({r.msg_id for r in a.messages()} & before), "a replay is a new delivery: new batch ids"
     # nothing more to send: the next run delivers nothing new
     a.clear()
     deliver(config, policy=FAST)
-    assert a.received == [] and d.records() == expected_a
+    assert a.messages() == [] and d.records() == expected_a

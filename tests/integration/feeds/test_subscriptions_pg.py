@@ -58,7 +58,7 @@ def test_subscriptions_on_postgres_lease_ack_and_deliver(pg_url: str, tmp_path: 
         store.replay(sub.subscription_id, 0)
         deliver(config, policy=RetryPolicy(attempts=2, base_seconds=0.01))
         paused = store.get(sub.subscription_id)
-        assert receiver.received == [] and paused.status == "paused" and "revoked" in (paused.paused_reason or "")
+        assert receiver.messages() == [] and paused.status == "paused" and "revoked" in (paused.paused_reason or "")
     finally:
         receiver.close()
         store.dispose()

@@ -38,6 +38,8 @@ class Receiver:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0  # requests being handled (a "timeout" fault sleeps before it records)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,12 +69,30 @@ class Receiver:
         with self._lock:
             self.faults = list(faults)
 
+    def _settled(self, wait_seconds: float = 10.0) -> None:
+        """Wait (holding the lock) until every request in flight has been handled: a request the hub
+        gave up on (a "timeout" fault) is recorded only when its sleep ends."""
+        if not self._idle.wait_for(lambda: self._in_flight == 0, timeout=wait_seconds):
+            raise AssertionError(f"receiver still handling {self._in_flight} request(s) after {wait_seconds} s")
+
     def clear(self) -> None:
-        with self._lock:
+        """Forget what was received, after the requests in flight (so none lands after the clear)."""
+        with self._idle:
+            self._settled()
             self.received.clear()
             self.requests = self.rejected = 0
 
     def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._handle(request, body)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
         headers = dict(request.headers.items())
         with self._lock:
             self.requests += 1
@@ -112,10 +132,16 @@ class Receiver:
             with self._lock:
                 self.acked_at = time.monotonic()
 
+    def messages(self) -> list[Received]:
+        """Every message received so far, in arrival order, once the requests in flight are handled."""
+        with self._idle:
+            self._settled()
+            return list(self.received)
+
     def unique(self) -> list[Received]:
         """Messages de-duplicated by webhook-id (first arrival kept), in arrival order."""
         seen: dict[str, Received] = {}
-        for r in list(self.received):
+        for r in self.messages():
             if r.msg_id in seen:
                 assert json.dumps(seen[r.msg_id].payload["data"], sort_keys=True) == \
                     json.dumps(r.payload["data"], sort_keys=True), f"{r.msg_id} re-sent with other content"
