@@ -50,7 +50,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.validators import check_uscc, validate_array
-from warehouse.versions import CHANGE_VERSION, Applied, apply_rows, clean_up, ident, literal
+from warehouse.versions import CHANGE_VERSION, NOW_LINEAGE, Applied, apply_rows, clean_up, ident, literal
 
 if TYPE_CHECKING:
     from schemas import Entity
@@ -80,7 +80,7 @@ USCC_TABLE = "_uscc_checked"
 _MENTION_KEY = ("entity", "role", "_source", "source_org_id", "name", "uscc")
 _MENTION_CONTENT = (*_MENTION_KEY, "mentions", "normalised_name", "uscc_text")
 _MENTION_PARTS = _MENTION_KEY[2:]  # a mention's key within one entity and role
-_MENTION_LINEAGE = ("_source_key", "_batch_id", "_extracted_at")
+_MENTION_LINEAGE = NOW_LINEAGE  # the latest row's lineage: what _count_mentions reads from `_now_<t>`
 UNMATCHED_VIEW = "organization_unmatched"
 MATCH_RULES: tuple[str, ...] = ("uscc", "name", "unmatched", "ambiguous")
 
