@@ -36,7 +36,7 @@ from connectors.records import extract_columns
 from connectors.spec import SourceSpec, load_spec
 from iehub.config import Settings
 from iehub.overlap import PipelinedSink
-from schemas import get_entity
+from schemas import duckdb_compute, get_entity
 from schemas.lineage import add_lineage
 from schemas.mapping import apply_mapping, mapping_column_groups, mapping_sources, parse_mapping
 from warehouse.catalog import BatchRecord
@@ -502,18 +502,13 @@ class _Batch:
 def _key_hashes(batch: _Batch, std: pa.Table, raw: pa.Table, start: int) -> np.ndarray:
     """A 64-bit hash of each mapped row's natural key (and file, for file streams), rows with a
     missing key part left out: a cheap test of whether any key repeats in the batch at all."""
-    import duckdb
-
     parts = {f"k{i}": std.column(k) for i, k in enumerate(batch.entity.key)}
     if batch.per_file:
         parts["f"] = raw.column(batch.per_file).take(pc.subtract(std.column(RAW_ROW), start))
-    con = duckdb.connect()
-    try:
+    with duckdb_compute.cursor() as con:
         con.register("keys", pa.table(parts))
         where = " AND ".join(f"{k} IS NOT NULL" for k in parts if k != "f")
         hashed = con.sql(f"SELECT hash({', '.join(parts)}) AS h FROM keys WHERE {where}").to_arrow_table()
-    finally:
-        con.close()
     return hashed.column("h").to_numpy()
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas import duckdb_compute
 from schemas.model import Entity
 from schemas.normalise import _plain
 
@@ -46,14 +46,11 @@ def record_hash(table: pa.Table, entity: Entity) -> pa.Array:
     parts = {f"c{i}": _hash_text(_plain(table[f.name]).cast(f.type)) for i, f in enumerate(entity.business_fields)}
     # Nulls are already U+0000, so concat_ws skips nothing; DuckDB joins and hashes in parallel.
     expr = f"md5(concat_ws(chr(31), {', '.join(parts)}))"
-    con = duckdb.connect(":memory:")
-    try:
+    with duckdb_compute.cursor() as con:
         con.register("rows_to_hash", pa.Table.from_batches(pa.table(parts).to_batches(max_chunksize=HASH_BATCH_ROWS)))
-        # preserve_insertion_order (DuckDB's default) keeps output rows aligned with input,
+        # preserve_insertion_order (set on the shared instance) keeps output rows aligned with input,
         # also when its threads hash different batches.
         hashed = con.sql(f"SELECT {expr} AS h FROM rows_to_hash").to_arrow_table()
-    finally:
-        con.close()
     return _plain(hashed["h"])
 
 

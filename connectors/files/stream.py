@@ -45,6 +45,7 @@ from connectors.files.readers import (
 )
 from connectors.files.spec import DELETED_COLUMN, FileSourceSpec
 from connectors.guard import ShrinkFigures, shrink_reason
+from schemas import duckdb_compute
 from schemas.mapping import mapping_column_groups, mapping_sources, parse_mapping
 
 log = logging.getLogger(__name__)
@@ -117,17 +118,12 @@ def _hashes(digests: pa.Array) -> pa.Array:
 
 def row_digests(table: pa.Table, columns: list[str]) -> pa.Array:
     """16 hex characters of a row's text cells' digest (see DIGEST_RECIPE), hashed in DuckDB."""
-    import duckdb
-
     if table.num_rows == 0:
         return pa.array([], pa.string())
-    con = duckdb.connect()
-    try:
+    with duckdb_compute.cursor() as con:
         con.register("t", table.select(columns))
-        # a projection: preserve_insertion_order (DuckDB's default) keeps the rows in place
+        # a projection: preserve_insertion_order (set on the shared instance) keeps the rows in place
         result = con.sql(f"SELECT {_hash_sql(columns)} FROM t").to_arrow_table()
-    finally:
-        con.close()
     return _hex16(result.column(0).combine_chunks())
 
 
@@ -155,10 +151,7 @@ def diff_snapshot(table: pa.Table, columns: list[str], keys: pa.Array, digests_b
     without previous digests, the join 0.65 -> 0.55.
     Results keep the file's row order (and ``gone`` the order of ``live_before``).
     """
-    import duckdb
-
-    con = duckdb.connect()
-    try:
+    with duckdb_compute.cursor() as con:
         n = table.num_rows
         con.register("t", table.select(columns).append_column("_k", keys)
                      .append_column("_i", pa.array(np.arange(n, dtype=np.int64))))
@@ -177,8 +170,6 @@ def diff_snapshot(table: pa.Table, columns: list[str], keys: pa.Array, digests_b
         twice = con.sql("SELECT k FROM present WHERE n > 1").to_arrow_table().column(0).combine_chunks()
         gone = con.sql("SELECT k FROM live WHERE NOT coalesce(k IN (SELECT k FROM present), false) "
                        "ORDER BY _i").to_arrow_table().column(0).combine_chunks()
-    finally:
-        con.close()
     repeated = pc.fill_null(pc.is_in(keys, value_set=twice.cast(keys.type)), False) if len(twice) else None
     return SnapshotDiff(_hex16(rows.column("h").combine_chunks()), unchanged, present.cast(pa.string()),
                         gone.cast(live_before.type), repeated)

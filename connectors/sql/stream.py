@@ -31,6 +31,7 @@ from connectors.spec import interpolate_env
 from connectors.sql.backends import Backend, is_dropped_connection, is_type_mismatch, open_backend
 from connectors.sql.spec import SqlSourceSpec
 from connectors.sql.types import NAIVE_US, UTC_US, arrow_type, conform_table, from_sqlalchemy
+from schemas import duckdb_compute
 
 log = logging.getLogger(__name__)
 
@@ -455,13 +456,10 @@ def _digests(table: pa.Table) -> pa.Array:
     n = table.num_rows
     if n == 0:
         return pa.array([], pa.string())
-    con = duckdb.connect()
-    try:
+    with duckdb_compute.cursor() as con:
         con.register("rows_in", table)
         parts = ", ".join(f"coalesce(CAST({_ident(c)} AS VARCHAR), chr(0))" for c in table.column_names)
         result = con.sql(f"SELECT left(md5(concat_ws(chr(31), {parts})), 16) AS d FROM rows_in").to_arrow_table()
-    finally:
-        con.close()
     return result.column(0).combine_chunks().cast(pa.string())
 
 
