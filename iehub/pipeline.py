@@ -163,16 +163,13 @@ def live_keys(settings: Settings, source: str, entity: str) -> pa.Array:
     Read from the ledger's std files (never the lake by glob), so streams can diff keys without
     knowing the lake, and without the warehouse being built.
     """
-    import duckdb
-
     batches = [b for b in settings.catalog().landed_batches(entity) if b.source == source and b.rows_loaded]
     if not batches:
         return pa.array([], pa.string())
     lake = settings.lake()
     files = pa.table({"path": [str(lake.resolve(b.std_path)) for b in batches],
                       "seq": pa.array([b.landed_seq for b in batches], pa.int64())})
-    con = duckdb.connect()
-    try:
+    with duckdb_compute.cursor() as con:
         con.register("files", files)
         result = con.sql("""
             SELECT _source_key FROM (
@@ -181,8 +178,6 @@ def live_keys(settings: Settings, source: str, entity: str) -> pa.Array:
               FROM read_parquet(?, filename = true, file_row_number = true) r
               JOIN files f ON f.path = r.filename)
             WHERE rn = 1 AND NOT _is_deleted""", params=[files.column("path").to_pylist()]).to_arrow_table()
-    finally:
-        con.close()
     return result.column(0).combine_chunks()
 
 

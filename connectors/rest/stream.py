@@ -23,6 +23,7 @@ from connectors.rest.client import RestClient, dig
 from connectors.rest.paginators import CursorPaginator, PageNumberPaginator
 from connectors.rest.rawpages import BATCH_ROWS, RAW_SCHEMA, PageRecords, RawConverter
 from connectors.spec import CursorPaging, RestSourceSpec
+from schemas import duckdb_compute
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +197,9 @@ class RestSourceStream(SourceStream):
     def raw_fields(cls, raw_path: str, sample_rows: int = 2000) -> set[str] | None:
         """Top-level keys seen in a sample of the staged records (drift is systematic, so a
         sample finds it; reading every record's keys would cost as much as the mapping)."""
-        import duckdb
-
-        con = duckdb.connect()
-        try:
+        with duckdb_compute.cursor() as con:
             rows = con.sql(f"SELECT DISTINCT unnest(json_keys(_record)) FROM (SELECT _record FROM read_parquet(?) "
                            f"USING SAMPLE {int(sample_rows)} ROWS)", params=[raw_path]).fetchall()
-        finally:
-            con.close()
         return {r[0] for r in rows}
 
     def stats(self) -> dict[str, Any]:

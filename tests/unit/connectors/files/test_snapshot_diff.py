@@ -16,7 +16,10 @@ from connectors.files.stream import diff_snapshot, row_digests
 def python_digest(cells: list[str | None]) -> str:
     """The recipe spelt out: cells joined in Python, DuckDB's hash() of the text as 16 hex characters."""
     text = "\x1f".join("\x00" if c is None else c for c in cells)
-    (value,) = duckdb.execute("SELECT hash(?::VARCHAR)", [text]).fetchone()
+    # a connection of its own: a fetchone() on DuckDB's module-level connection left its result open,
+    # and the next test to use that connection (duckdb.sql) failed with "unfinished result"
+    with duckdb.connect() as con:
+        (value,) = con.execute("SELECT hash(?::VARCHAR)", [text]).fetchone()
     return f"{value:016x}"
 
 
