@@ -8,9 +8,9 @@ change, 3 (0.04 s of 1.3 s). :func:`cursor` hands out a cursor of the process's 
 A cursor is a connection of its own (its registered tables and temp tables are its own, and it
 is safe on its own thread), so callers share nothing but the database's threads and memory. They
 must not change the instance's settings (``SET ...`` is global): the record hash relies on
-``preserve_insertion_order``, which is set here. A forked child (the file kind's range parsers)
-opens its own instance: the parent's is kept referenced, never used or closed there, since its
-threads did not survive the fork.
+``preserve_insertion_order``, which is set here. A forked child (the file kind forks its range
+parsers; a worker may fork tasks) opens its own instance on first use: the parent's is kept
+referenced, never used or closed there, since its threads did not survive the fork.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 __all__ = ["cursor"]
 
 _LOCK = threading.Lock()
-#: (pid, connection) of the instance this process opened, or None before the first use
+#: [(pid, connection)] of the instance this process opened; empty before the first use
 _INSTANCE: list[tuple[int, Any]] = []
 #: instances inherited over a fork: referenced so their destructor never runs in the child
 _INHERITED: list[Any] = []

@@ -17,7 +17,6 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import create_engine, inspect
