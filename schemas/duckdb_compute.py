@@ -1,14 +1,15 @@
 """One in-memory DuckDB per process for the vectorised work on Arrow batches, lent out as cursors.
 
 Digests of rows, record hashes, key hashes and JSON field extraction each ran on a DuckDB of their
-own, opened and closed per page or chunk: 11-15 ms an instance, ~1 ms a cursor of one that is open.
+own, opened and closed per page or chunk (and ``warehouse.arrow_rows`` kept one more of its own): 11-15 ms an instance, ~1 ms a cursor of one that is open.
 A full sync of 1M municipal projects opened 23 of them (0.28 s); an incremental sync after a 1%
 change, 3 (0.04 s of 1.3 s). :func:`cursor` hands out a cursor of the process's instance instead.
 
 A cursor is a connection of its own (its registered tables and temp tables are its own, and it
-is safe on its own thread), so callers share nothing but the database's threads and memory. They
-must not change the instance's settings (``SET ...`` is global): the record hash relies on
-``preserve_insertion_order``, which is set here. A forked child (the file kind forks its range
+is safe on its own thread), so callers share nothing but the database's threads and memory. A
+session setting (``SET TimeZone``) is the cursor's own; a global one (``preserve_insertion_order``,
+``threads``, ``memory_limit``) would change every caller's, so callers must not set those: the record
+hash relies on ``preserve_insertion_order``, which is set here. A forked child (the file kind forks its range
 parsers; a worker may fork tasks) opens its own instance on first use: the parent's is kept
 referenced, never used or closed there, since its threads did not survive the fork.
 """

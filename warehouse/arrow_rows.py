@@ -18,6 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemas import duckdb_compute
+
 __all__ = ["lend", "table_from_columns", "table_from_rows"]
 
 
@@ -25,8 +27,6 @@ __all__ = ["lend", "table_from_columns", "table_from_rows"]
 #: 1M rows of 14 columns as DuckDB parameters cost more than that many times over).
 PYARROW_ROWS = 50_000
 
-_LOCK = threading.Lock()
-_DATABASE: list[Any] = []
 _LENT = threading.local()
 
 
@@ -46,17 +46,20 @@ def lend(con: Any) -> Iterator[None]:
         _LENT.con = before
 
 
-def _database() -> Any:
-    """The process's in-memory DuckDB for these conversions (opening one costs ~20 ms; a cursor of it, µs)."""
+@contextmanager
+def _cursor() -> Iterator[Any]:
+    """A cursor of the lent connection, else of the process's shared in-memory DuckDB
+    (:mod:`schemas.duckdb_compute`: opening one costs ~20 ms, a cursor of it ~1 ms); closed on leaving."""
     lent = getattr(_LENT, "con", None)
-    if lent is not None:
-        return lent
-    with _LOCK:
-        if not _DATABASE:
-            import duckdb  # loaded by the callers that convert, not by every importer of the catalog
-
-            _DATABASE.append(duckdb.connect(config={"threads": 1}))
-        return _DATABASE[0]
+    if lent is None:
+        with duckdb_compute.cursor() as con:
+            yield con
+        return
+    con = lent.cursor()
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def _sql_type(t: pa.DataType) -> str:
@@ -79,13 +82,10 @@ def table_from_columns(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) 
     if lengths.pop() > PYARROW_ROWS:
         # Binding is for a few rows: a long ledger's whole copy (1M quality results) took 3.5 s here.
         return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
-    con = _database().cursor()  # a connection of its own (thread-safe), to one in-memory database per process
-    try:
+    with _cursor() as con:  # a connection of its own (thread-safe); its TimeZone is its own
         con.execute("SET TimeZone = 'UTC'")
         select = "SELECT " + ", ".join(f"unnest(?::{_sql_type(f.type)}[]) AS c{i}" for i, f in enumerate(schema))
         table = con.sql(select, params=[list(columns[f.name]) for f in schema]).to_arrow_table()
-    finally:
-        con.close()
     return table.rename_columns(schema.names).cast(schema)
 
 

@@ -67,8 +67,8 @@ before = "pandas" in sys.modules
 catalog = Catalog.for_home(Path(sys.argv[1]))
 build(Path(sys.argv[1]), catalog, registry=REGISTRY)
 build(Path(sys.argv[1]), catalog, registry=REGISTRY)
-import warehouse.arrow_rows
-print(before, "pandas" in sys.modules, len(warehouse.arrow_rows._DATABASE))
+import schemas.duckdb_compute
+print(before, "pandas" in sys.modules, len(schemas.duckdb_compute._INSTANCE))
 """
 
 
@@ -92,16 +92,17 @@ def test_a_lent_connection_converts_beside_its_open_transaction(monkeypatch: pyt
     import duckdb
 
     import warehouse.arrow_rows as arrow_rows
+    from schemas import duckdb_compute
 
-    monkeypatch.setattr(arrow_rows, "_DATABASE", [])
+    monkeypatch.setattr(duckdb_compute, "_INSTANCE", [])
     con = duckdb.connect()
     con.execute("CREATE TABLE t (i INTEGER)")
     con.execute("BEGIN TRANSACTION")
     con.execute("INSERT INTO t VALUES (1)")
     with arrow_rows.lend(con):
         got = table_from_rows(ROWS, SCHEMA)
-    assert got.equals(pa.Table.from_pylist(ROWS, schema=SCHEMA)) and arrow_rows._DATABASE == []
+    assert got.equals(pa.Table.from_pylist(ROWS, schema=SCHEMA)) and duckdb_compute._INSTANCE == []
     con.execute("COMMIT")  # the conversion neither ended nor broke the caller's transaction
     assert con.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
     table_from_rows(ROWS, SCHEMA)  # lent no more: the process's own database again
-    assert len(arrow_rows._DATABASE) == 1
+    assert len(duckdb_compute._INSTANCE) == 1
