@@ -448,7 +448,8 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         f"max({CHANGE_VERSION}) FROM _changed"
     ).fetchall()[0]
     if deletes:
-        _insert_tombstones(con, name, schema, key, table, row_key)
+        # the deleted keys' live rows: the ones read into ``_cur`` above, not another scan of core
+        _insert_tombstones(con, name, schema, key, _live_rows(con, table, key) if has_rows else table, row_key)
     if has_rows:
         con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT c._rid FROM _cur AS c "
                     f"SEMI JOIN (SELECT {keys} FROM _changed WHERE _final) USING ({keys}))")
@@ -542,9 +543,24 @@ def _row_match(changed: str, rows: str, key: list[str]) -> str:
     return " AND ".join(f"{changed}.{ident(c)} = {rows}.{ident(c)}" for c in [*key, "_seq", "_row"])
 
 
+def _live_rows(con: duckdb.DuckDBPyConnection, table: str, key: list[str]) -> str:
+    """The touched keys' core rows as a relation: ``_cur`` itself when it holds every column the
+    tombstones read (the marts' capture puts them there), else core's rows read by the row ids in ``_cur``.
+    Either way core is not scanned for the keys' strings again (1M projects, 1% changed: 8-12 ms a build).
+    """
+    held = {c for c, _ in con.execute("SELECT name, type FROM pragma_table_info('_cur')").fetchall()}
+    wanted = {*key, *(c for c in _LAST_LIVE_COLUMNS)}
+    columns = {c for c, _ in con.execute(f"SELECT name, type FROM pragma_table_info({literal(table)})").fetchall()}
+    if wanted & columns <= held:
+        return "_cur"
+    return f"(SELECT * FROM {table} WHERE rowid IN (SELECT _rid FROM _cur))"
+
+
 def _insert_tombstones(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Schema, key: list[str],
                        table: str, row_key: list[str]) -> None:
-    """A tombstone for each key whose final change is a delete, with the district it lived in."""
+    """A tombstone for each key whose final change is a delete, with the district it lived in.
+
+    ``table``: where the deleted keys' live rows are read (core, or :func:`_live_rows`)."""
     keys = ", ".join(ident(k) for k in key)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {keys}, _seq, _row, {CHANGE_VERSION} "
                 "FROM _changed WHERE _final AND _del")
@@ -562,6 +578,10 @@ def _insert_tombstones(con: duckdb.DuckDBPyConnection, name: str, schema: pa.Sch
     )
 
 
+#: What a tombstone takes from the row it deletes (see :func:`tombstone_district_sql`).
+_LAST_LIVE_COLUMNS = ("district_code", "project_id")
+
+
 def _last_live_sql(table: str, key: list[str], columns: list[str], row_key: list[str]) -> str:
     """Each deleted key's last live row before its delete: the apply's own last live change, else core's row.
 
@@ -572,7 +592,7 @@ def _last_live_sql(table: str, key: list[str], columns: list[str], row_key: list
     Only the keys in ``_gone`` are looked up.
     """
     keys = ", ".join(ident(k) for k in key)
-    wanted = [c for c in ("district_code", "project_id") if c in columns and c not in key]
+    wanted = [c for c in _LAST_LIVE_COLUMNS if c in columns and c not in key]
     cols = ", ".join([keys, *(ident(c) for c in wanted)])
     inner = ", ".join([*(f"i.{ident(k)}" for k in key), *(f"i.{ident(c)}" for c in wanted)])
     return (
