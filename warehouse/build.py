@@ -944,7 +944,7 @@ def _build_golden(
     changes = 0
     if refreshed.resolve:
         try:
-            result = identity.build_golden(con, entity, schema, last, now)
+            result = identity.build_golden(con, entity, schema, last, now, touched=refreshed.touched)
         except duckdb.Error as exc:
             raise BuildError(f"entity organization: matching organisations across sources failed: {exc}") from exc
         changes = result.changes

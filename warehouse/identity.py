@@ -307,19 +307,37 @@ def refresh_mentions(
     lineage_only = bool(todo) and touched_only and _mention_content_unchanged(con)
     if lineage_only:
         _carry_lineage_to_matches(con)
-    con.execute("DROP TABLE _touched_mentions")
-    con.execute("DROP TABLE _mentions_before")
-    return Refreshed(todo, resolve=bool(todo) and not lineage_only)
+    resolve = bool(todo) and not lineage_only
+    # Kept for build_golden when only some mentions were touched: it resolves the ones they can move.
+    touched = resolve and touched_only and RESOLVE_TOUCHED
+    if not touched:
+        drop_touched(con)
+    return Refreshed(todo, resolve=resolve, touched=touched)
+
+
+def drop_touched(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what :func:`refresh_mentions` kept for :func:`build_golden` (``Refreshed.touched``)."""
+    con.execute("DROP TABLE IF EXISTS _touched_mentions")
+    con.execute("DROP TABLE IF EXISTS _mentions_before")
+
+
+#: Whether a build whose mentions were touched key by key resolves only what those keys can move
+#: (:func:`_resolve_touched`); off, every build resolves every mention (the tests compare the two).
+RESOLVE_TOUCHED = True
 
 
 @dataclass(frozen=True)
 class Refreshed:
     """What :func:`refresh_mentions` did: the entities re-read, and whether the mentions' content
     changed so that :func:`build_golden` must resolve them again (False: nothing re-read, or only
-    the lineage of some mentions moved, which the match rows have already taken)."""
+    the lineage of some mentions moved, which the match rows have already taken), and whether the
+    changed mentions are known key by key (``touched``)."""
 
     entities: set[str]
     resolve: bool
+    #: ``_touched_mentions`` (keys) and ``_mentions_before`` (their content before) are kept: every
+    #: changed mention is among them, so :func:`build_golden` resolves only what they can move
+    touched: bool = False
 
 
 def _touched(alias: str) -> str:
@@ -527,7 +545,7 @@ def _check_new_usccs(con: duckdb.DuckDBPyConnection) -> int:
 _RESOLVE = """
 WITH m AS MATERIALIZED (
     SELECT m.*, CASE WHEN u.uscc IS NOT NULL AND u.reason IS NULL THEN u.uscc END AS valid_uscc
-    FROM core.{mentions} AS m LEFT JOIN core.{uscc_table} AS u ON u.uscc = m.uscc_text
+    FROM {mentions} AS m LEFT JOIN core.{uscc_table} AS u ON u.uscc = m.uscc_text
 ), names AS (
     SELECT normalised_name, list(DISTINCT valid_uscc ORDER BY valid_uscc) AS usccs
     FROM m WHERE valid_uscc IS NOT NULL AND normalised_name IS NOT NULL GROUP BY 1
@@ -577,8 +595,11 @@ MATCH_DOCS: dict[str, str] = {
 }
 
 
-def _golden_select(schema: pa.Schema, now: datetime) -> str:
-    """SELECT of the new golden rows plus deletes of the golden rows that no longer resolve."""
+def _golden_select(schema: pa.Schema, now: datetime, scoped: bool = False) -> str:
+    """SELECT of the new golden rows plus deletes of the golden rows that no longer resolve; ``scoped``:
+    of the golden ids in ``_gids`` only (:func:`_resolve_touched`), each from all its contributions."""
+    only = " AND m.org_id IN (SELECT org_id FROM _gids)" if scoped else ""
+    only_here = " AND org_id IN (SELECT org_id FROM _gids)" if scoped else ""
     business = [f.name for f in schema if not f.name.startswith("_") and f.name not in GOLDEN_COLUMNS]
     attributes = [c for c in business if c not in ("org_id", "uscc", "updated_at")]
     picks = ",\n".join(
@@ -591,11 +612,11 @@ def _golden_select(schema: pa.Schema, now: datetime) -> str:
 WITH contributions AS (
     SELECT m.org_id AS gid, m.match_rule, s.* EXCLUDE (org_id, uscc, {CHANGE_VERSION}), 0 AS kind
     FROM core.{SOURCE_TABLE} AS s JOIN core.{MATCH_TABLE} AS m
-      ON m.entity = '{ORGANIZATION}' AND m._source = s._source AND m.source_org_id = s.org_id
+      ON m.entity = '{ORGANIZATION}' AND m._source = s._source AND m.source_org_id = s.org_id{only}
     UNION ALL BY NAME
     SELECT org_id AS gid, match_rule, name, _source, _source_key, _batch_id, _extracted_at, 1 AS kind,
            mentions, entity, role
-    FROM core.{MATCH_TABLE} WHERE entity <> '{ORGANIZATION}'
+    FROM core.{MATCH_TABLE} WHERE entity <> '{ORGANIZATION}'{only_here}
 ), ranked AS (
     -- Best first: organisation rows, USCC-matched, latest by the source's own updated_at, the most
     -- mentioned form, then source, entity, role, name and key. Never extraction time: which stream
@@ -627,7 +648,7 @@ SELECT {cols}, hash({content})::VARCHAR AS _record_hash,
 FROM golden
 UNION ALL
 SELECT {cols}, _record_hash, true, 1, 0, {literal(now.isoformat())}::TIMESTAMPTZ
-FROM core.{ORGANIZATION} WHERE org_id NOT IN (SELECT org_id FROM golden)
+FROM core.{ORGANIZATION} WHERE org_id NOT IN (SELECT org_id FROM golden){only_here}
 """
 
 
@@ -636,11 +657,7 @@ def _write_match(con: duckdb.DuckDBPyConnection, select: str) -> None:
     replaced (its comments stay, so a build does not write them again); otherwise it is created."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _match AS {select}")
     try:
-        shapes = con.execute(
-            "SELECT database_name, list((column_name, data_type) ORDER BY column_index) FROM duckdb_columns() "
-            "WHERE (database_name = 'temp' AND table_name = '_match') OR (database_name = current_database() "
-            f"AND schema_name = 'core' AND table_name = {literal(MATCH_TABLE)}) GROUP BY database_name").fetchall()
-        if len(shapes) == 2 and shapes[0][1] == shapes[1][1]:
+        if _same_shape(con):
             con.execute(f"DELETE FROM core.{MATCH_TABLE}")
             con.execute(f"INSERT INTO core.{MATCH_TABLE} SELECT * FROM _match")
         else:
@@ -655,19 +672,102 @@ def build_golden(
     schema: pa.Schema,
     last_version: int,
     now: datetime,
+    touched: bool = False,
 ) -> Applied:
-    """Resolve every mention, recompute the golden rows and apply the difference with versions.
+    """Resolve the mentions, recompute the golden rows and apply the difference with versions.
 
     ``schema`` is :func:`golden_schema` (``core.organization``'s columns without the change
     version); the caller has created the table (and its history) and re-read the mentions.
+    ``touched``: :func:`refresh_mentions` kept the touched mentions (``Refreshed.touched``): only
+    what they can move is resolved and recomputed (:func:`_resolve_touched`), else everything.
     """
-    _check_new_usccs(con)
-    _write_match(con, _RESOLVE.format(mentions=MENTIONS_TABLE, uscc_table=USCC_TABLE, org=ORGANIZATION))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _in AS {_golden_select(schema, now)}")
     try:
+        _check_new_usccs(con)
+        scoped = touched and _resolve_touched(con)
+        if not scoped:
+            _write_match(con, _RESOLVE.format(mentions=f"core.{MENTIONS_TABLE}", uscc_table=USCC_TABLE,
+                                              org=ORGANIZATION))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _in AS {_golden_select(schema, now, scoped)}")
         return apply_rows(con, entity, schema, last_version, history=True)
     finally:
-        clean_up(con, "DROP TABLE IF EXISTS _in")
+        clean_up(con, "DROP TABLE IF EXISTS _in", "DROP TABLE IF EXISTS _gids")
+        if touched:
+            clean_up(con, "DROP TABLE IF EXISTS _hit", "DROP TABLE IF EXISTS _touched_mentions",
+                     "DROP TABLE IF EXISTS _mentions_before")
+
+
+def _resolve_touched(con: duckdb.DuckDBPyConnection) -> bool:
+    """Resolve again only the mentions the touched ones can move, and list the golden ids that may change.
+
+    A mention's resolution reads its own USCC, the USCCs of every mention sharing its normalised name
+    and, without a valid USCC of its own, the resolution of the organisation row its source org id
+    names. So the mentions to resolve (``_hit``) are the touched ones that remain, every mention sharing
+    a normalised name with a touched one (before or after), and the mentions naming by id an
+    organisation row among those; every other mention's inputs are unchanged. They are resolved by the
+    same query as a full build, over a scope holding each of their name groups whole and the
+    organisation rows they name; their match rows are replaced, those of touched mentions that are gone
+    deleted. ``_gids`` gets every golden id those rows had or now have: no other golden row gains or
+    loses a contribution. At 20,000 organisations and a 1% project change the full resolution and golden
+    recompute took 0.10-0.13 s of each build. Returns False (nothing done) when the match table has other
+    columns than the resolution gives: the caller resolves everything then.
+    """
+    mentions, org = f"core.{MENTIONS_TABLE}", literal(ORGANIZATION)
+    # Row ids, not rows: the sets are unions, and a union of whole mention rows hashes every column.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _hit AS
+        WITH touched AS (SELECT m.rowid AS r, m.normalised_name FROM {mentions} AS m {_touched('m')}),
+        names AS (SELECT normalised_name FROM _mentions_before UNION SELECT normalised_name FROM touched),
+        named AS (
+            SELECT m.rowid AS r FROM {mentions} AS m SEMI JOIN names AS n ON m.normalised_name = n.normalised_name
+            UNION SELECT r FROM touched
+        ), orgs AS (
+            SELECT DISTINCT _source, source_org_id FROM {mentions} WHERE entity = {org} AND rowid IN (SELECT r FROM named)
+        )
+        SELECT r FROM named
+        UNION
+        SELECT m.rowid FROM {mentions} AS m SEMI JOIN orgs AS o ON m._source = o._source AND m.source_org_id = o.source_org_id
+        WHERE m.entity <> {org}
+        """
+    )
+    hit = f"(SELECT * FROM {mentions} WHERE rowid IN (SELECT r FROM _hit))"
+    scope = (
+        f"""(
+        WITH pairs AS (SELECT DISTINCT _source, source_org_id FROM {hit} WHERE entity <> {org}),
+        orgs AS (SELECT m.rowid AS r, m.normalised_name FROM {mentions} AS m SEMI JOIN pairs AS p
+                 ON m._source = p._source AND m.source_org_id = p.source_org_id WHERE m.entity = {org}),
+        names AS (SELECT normalised_name FROM {hit} UNION SELECT normalised_name FROM orgs)
+        SELECT * FROM {mentions} WHERE rowid IN (
+            SELECT m.rowid FROM {mentions} AS m SEMI JOIN names AS n ON m.normalised_name = n.normalised_name
+            UNION SELECT r FROM _hit UNION SELECT r FROM orgs)
+        )"""
+    )
+    resolved = _RESOLVE.format(mentions=scope, uscc_table=USCC_TABLE, org=ORGANIZATION)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _match AS SELECT r.* FROM ({resolved}) AS r "
+                f"SEMI JOIN {hit} AS h ON {_same_mention('r', 'h')}")
+    try:
+        if not _same_shape(con):
+            return False
+        keys = ", ".join(_MENTION_KEY)
+        replaced = (f"SEMI JOIN (SELECT {keys} FROM {hit} UNION SELECT {keys} FROM _touched_mentions) AS k "
+                    f"ON {_same_mention('o', 'k')}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _gids AS SELECT o.org_id FROM core.{MATCH_TABLE} AS o {replaced} "
+                    "WHERE o.org_id IS NOT NULL UNION SELECT org_id FROM _match WHERE org_id IS NOT NULL")
+        con.execute(f"DELETE FROM core.{MATCH_TABLE} AS d WHERE EXISTS (SELECT 1 FROM (SELECT o.rowid AS r "
+                    f"FROM core.{MATCH_TABLE} AS o {replaced}) AS x WHERE x.r = d.rowid)")
+        con.execute(f"INSERT INTO core.{MATCH_TABLE} SELECT * FROM _match")
+        return True
+    finally:
+        con.execute("DROP TABLE IF EXISTS _match")
+
+
+def _same_shape(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``core.organization_match`` has the columns (names and types, in order) of ``_match``."""
+    shapes = con.execute(
+        "SELECT database_name, list((column_name, data_type) ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE (database_name = 'temp' AND table_name = '_match') OR (database_name = current_database() "
+        f"AND schema_name = 'core' AND table_name = {literal(MATCH_TABLE)}) GROUP BY database_name").fetchall()
+    return len(shapes) == 2 and shapes[0][1] == shapes[1][1]
 
 
 def comment_tables(con: duckdb.DuckDBPyConnection, comment: object) -> None:

@@ -365,6 +365,96 @@ def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Cata
                    "WHERE m.entity = 'project' AND m.uscc IS NOT NULL") == [(True, datetime(2025, 3, 8, 8, 0, tzinfo=UTC))]
 
 
+def test_resolving_the_touched_mentions_equals_resolving_all_versions_included(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project change moves mentions it does not touch: another entity's mention with the same
+    normalised name folds into (or leaves) the USCC a new project brings, and a project naming an
+    organisation row by id follows that row when the row's own name folds. Two homes take the same
+    batches, one resolving only what the touched mentions can move (identity._resolve_touched), one
+    resolving every mention: their match tables, golden rows, history and tombstones are equal,
+    change versions and lineage included."""
+    y_uscc = valid_uscc("91310115", "MA1FLY77")
+    steps: list[tuple[str, str, list[dict[str, Any]]]] = [
+        # unmatched names: a cooperation's enterprise, an organisation row without a USCC, and a project
+        # naming that row by id under a short form of its name (resolved through the row)
+        ("cooperation", "district_jiading", [
+            {"cooperation_id": "C1", "school_name": "上海电机学院", "enterprise_name": "上海积塔半导体有限公司",
+             "district_code": "310114"}]),
+        ("organization", "municipal_projects", [
+            {"org_id": "L7", "name": "上海远洋装备有限公司", "district_code": "310115"},
+            {"org_id": "L8", "uscc": SENSETIME, "district_code": "310115"}]),  # a row with no name
+        ("project", "municipal_projects", [
+            {"project_id": "P1", "title": "一", "lead_org_id": "L7", "lead_org_name": "远洋装备"},
+            {"project_id": "P2", "title": "二", "lead_org_name": "上海电机学院"}]),
+        # a project brings 积塔's USCC under a width variant of the name: the cooperation's mention folds in
+        ("project", "municipal_projects", [
+            {"project_id": "P3", "title": "三", "lead_org_name": "上海积塔半导体有限责任公司", "lead_org_uscc": JITA}]),
+        # a project brings the organisation row's USCC by name: the row folds, and P1 (by id) follows it
+        ("project", "municipal_projects", [
+            {"project_id": "P4", "title": "四", "lead_org_name": "上海远洋装备有限公司", "lead_org_uscc": y_uscc}]),
+        # P3 leaves: 积塔 has no USCC mention left, the cooperation's mention is unmatched again
+        ("project", "municipal_projects", [{"project_id": "P3", "_is_deleted": True}]),
+        # P4 moves to another name, P2 changes its lead organisation's form, P5 joins P1's row by id
+        ("project", "municipal_projects", [
+            {"project_id": "P4", "title": "四", "lead_org_name": "上海其他公司", "lead_org_uscc": OTHER},
+            {"project_id": "P2", "title": "二", "lead_org_name": "上海电机学院 "},
+            {"project_id": "P5", "title": "五", "lead_org_id": "L7", "lead_org_name": "远洋"}]),
+        # P6 and P7 name organisation rows by id alone (L8's has no name to share with anything)
+        ("project", "municipal_projects", [
+            {"project_id": "P6", "title": "六", "lead_org_id": "L7", "lead_org_name": "远洋集团"},
+            {"project_id": "P7", "title": "七", "lead_org_id": "L8", "lead_org_name": "商汤"}]),
+    ]
+    tables = {
+        "match": "SELECT * FROM core.organization_match ORDER BY ALL",
+        "golden": "SELECT * FROM core.organization ORDER BY ALL",
+        # a delete's time is the build's clock: the two homes build at other instants
+        "history": "SELECT * EXCLUDE (valid_to), valid_to IS NULL FROM core.organization_history ORDER BY ALL",
+        "tombstones": "SELECT * EXCLUDE (deleted_at) FROM core._tombstones WHERE entity = 'organization' ORDER BY ALL",
+    }
+    scoped: list[bool] = []
+    real = identity._resolve_touched
+    monkeypatch.setattr(identity, "_resolve_touched", lambda con: scoped.append(real(con)) or scoped[-1])
+    homes = {flag: tmp_path / f"touched-{flag}" for flag in (True, False)}
+    follow = ("SELECT entity, source_org_id, name, org_id, match_rule, via_org_id FROM core.organization_match "
+              "WHERE entity IN ('cooperation', 'project') AND role <> 'school' ORDER BY ALL")
+    folded: dict[int, list[tuple]] = {}
+    catalogs = {flag: Catalog.for_home(path) for flag, path in homes.items()}
+    try:
+        for step, (entity, source, items) in enumerate(steps):
+            seen = {}
+            for flag, path in homes.items():
+                monkeypatch.setattr(identity, "RESOLVE_TOUCHED", flag)
+                put(path, catalogs[flag], source, f"w{step + 1}", entity, items,
+                    extracted=datetime(2025, 3, 1 + step, 8, 0, tzinfo=UTC))
+                scoped.clear()
+                build(path, catalogs[flag])
+                # the touched path is taken when only projects changed (and never when switched off)
+                assert scoped == ([True] if flag and step >= 2 else []), (step, flag)
+                seen[flag] = {name: q(path, sql) for name, sql in tables.items()}
+            assert seen[True] == seen[False], step
+            folded[step] = q(homes[True], follow)
+    finally:
+        for cat in catalogs.values():
+            cat.dispose()
+    final = folded[len(steps) - 1]
+    assert final == [
+        ("cooperation", None, "上海积塔半导体有限公司", "name:上海积塔半导体有限公司", "unmatched", False),
+        ("project", "L7", "远洋", "name:上海远洋装备有限公司", "unmatched", True),
+        ("project", "L7", "远洋装备", "name:上海远洋装备有限公司", "unmatched", True),
+        ("project", "L7", "远洋集团", "name:上海远洋装备有限公司", "unmatched", True),
+        ("project", "L8", "商汤", SENSETIME, "uscc", True),
+        ("project", None, "上海其他公司", OTHER, "uscc", False),
+        ("project", None, "上海电机学院", "name:上海电机学院", "unmatched", False),
+    ]
+    # the steps in between moved what they were meant to move
+    moved = {step: sorted((name, org_id, rule) for entity, _, name, org_id, rule, _ in rows
+                          if (entity, name) in {("cooperation", "上海积塔半导体有限公司"), ("project", "远洋装备")})
+             for step, rows in folded.items()}
+    assert moved[3] == [("上海积塔半导体有限公司", JITA, "name"), ("远洋装备", "name:上海远洋装备有限公司", "unmatched")]
+    assert moved[4] == [("上海积塔半导体有限公司", JITA, "name"), ("远洋装备", y_uscc, "name")]
+    assert moved[5] == [("上海积塔半导体有限公司", "name:上海积塔半导体有限公司", "unmatched"), ("远洋装备", y_uscc, "name")]
+
+
 def test_mentions_follow_an_update_in_place_without_a_re_read_unless_it_is_older(
         home: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     """A project re-sent with only its title changed keeps every mention's rows: the mention takes the
