@@ -20,9 +20,11 @@ The same organisation is one row in ``core.organization`` whichever way it came:
   by column from the best contribution (organisation rows before mentions, USCC-matched before
   name-matched, latest ``updated_at`` first, then the most mentioned form; ties by source and
   key, never by extraction time, so parallel workers that land streams in another order build
-  the same row), with ``match_rule`` and ``sources``. It is recomputed in full on
-  every build that touched an organisation or a mention (organisations are few: see
-  ``bench/warehouse_build.py``) and then diffed against the previous golden table through
+  the same row), with ``match_rule`` and ``sources``. A build whose mentions changed key by key
+  (an incremental build of entities other than the organisation rows) resolves only the mentions
+  those keys can move and recomputes the golden rows of the ids involved (:func:`_resolve_touched`);
+  a build that re-read a whole entity resolves everything. Either way the rows are then diffed
+  against the previous golden table through
   :func:`warehouse.versions.apply_rows`, so changed rows take change versions from the
   hub-wide sequence and a row that disappears (folded into a USCC row once that arrived)
   becomes a tombstone, like every other entity's. A golden row's ``_record_hash`` is DuckDB's
