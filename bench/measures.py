@@ -338,8 +338,15 @@ def floor_sql(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
     return run(params, scratch)
 
 
+def floor_sql_incremental(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    from bench.floors import floor_sql_incremental as run
+
+    return run(params, scratch)
+
+
 MEASURES: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "floor_sql": floor_sql,
+    "floor_sql_incremental": floor_sql_incremental,
     "hub_delivery": hub_delivery,
     "hub_feed_latency": hub_feed_latency,
     "hub_lake_soak": hub_lake_soak,

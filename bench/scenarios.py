@@ -376,6 +376,9 @@ def incremental_cases(ctx: Context) -> list[Case]:
              Measure("hub_municipal", {"url": url, "full": False, "template_home": inc["home_before_change"]}), none),
         Case("municipal-nochange", "municipal PostgreSQL, sync with nothing changed",
              Measure("hub_municipal", {"url": url, "full": False, "template_home": inc["home_after_change"]}), none),
+        Case("municipal-incremental-floor", "floor: the changed rows (ADBC) → Parquet → merged into a DuckDB copy "
+             "of the table, in place (no versions, history, marts or published snapshot)",
+             Measure("floor_sql_incremental", {"url": url, "floor_db": inc["floor_db"], "cursor": inc["floor_cursor"]})),
         Case("yangpu-diff", f"杨浦 snapshot diff, 2 × {diff['rows']:,} rows, 1% changed (file kind alone)",
              Measure("hub_snapshot_diff", {"source": "district_yangpu", "stream": "projects",
                                            "drop_env": "IEHUB_YANGPU_DROP", "drop": diff["drop"],
@@ -398,6 +401,13 @@ S5 = Scenario(
            Goal("incremental_over_nochange", "incremental sync after 1% changed / sync with nothing changed (1.0: "
                 "all of it fixed cost)", "<=", None, "×",
                 lambda o: _ratio_of_cases(o, "municipal-incremental", "municipal-nochange",
+                                          lambda s: s.seconds.median)),
+           Goal("incremental_floor_share", "floor of the incremental sync (changed rows → Parquet → DuckDB merge), "
+                "share of the hub's full sync", "<=", None, "share",
+                lambda o: _ratio_of_cases(o, "municipal-incremental-floor", "municipal-full",
+                                          lambda s: s.seconds.median)),
+           Goal("incremental_over_floor", "hub incremental sync / its floor", "<=", None, "×",
+                lambda o: _ratio_of_cases(o, "municipal-incremental", "municipal-incremental-floor",
                                           lambda s: s.seconds.median)),
            Goal("snapshot_diff_seconds", "snapshot diff 2 × 1M rows, 1% changed", "<=", 3.0, "s",
                 lambda o: _summary_value(o, "yangpu-diff", lambda s: s.seconds.median), nominal_scale=1_000_000)),

@@ -221,6 +221,7 @@ def municipal_incremental(ctx: Context, rows: int) -> dict[str, Any]:
     url = pg_database(f"iehub_bench_{rows}_s{ctx.seed}_changed1pct")
 
     def prepare(folder: Path) -> dict[str, Any]:
+        from bench.floors import floor_table
         from sandbox import municipal
 
         marker = uuid.uuid4().hex
@@ -228,15 +229,20 @@ def municipal_incremental(ctx: Context, rows: int) -> dict[str, Any]:
         base, synced = folder / "home-before-change", folder / "home-after-change"
         _helper_run(Measure("hub_municipal", {"url": url, "home": str(base), "full": True}), ctx.work,
                     f"the first sync of {rows:,} municipal projects")
+        # the incremental floor's copy of the table as it was (bench/floors.py)
+        floor_db = folder / "floor-before-change.duckdb"
+        cursor = floor_table(url.replace("postgresql+psycopg://", "postgresql://"), "projects", floor_db)
         changed = municipal.mutate(url, changed=0.01, seed=1)["projects"]
         shutil.copytree(base, synced, symlinks=True)
         _helper_run(Measure("hub_municipal", {"url": url, "home": str(synced), "full": False}), ctx.work,
                     "the sync of the 1% change")
         _marker(url, marker)
         return {"url": url, "marker": marker, "changed": changed, "home_before_change": str(base),
-                "home_after_change": str(synced), "source_bytes": _table_bytes(url, "projects")}
+                "home_after_change": str(synced), "source_bytes": _table_bytes(url, "projects"),
+                "floor_db": str(floor_db), "floor_cursor": cursor}
 
-    return cached(ctx.work, name, prepare, lambda info: _marker(url) == info.get("marker"), depends=HUB_CODE)
+    return cached(ctx.work, name, prepare, lambda info: _marker(url) == info.get("marker"),
+                  depends=(*HUB_CODE, "bench/setups.py", "bench/floors.py"))
 
 
 # ---------------------------------------------------------------------------- district files
