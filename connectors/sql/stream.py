@@ -27,9 +27,9 @@ from connectors.base import BOOKKEEPING, RawPage, SourceStream, register_kind
 from connectors.errors import Actor, ConnectorError, FatalError, SpecError
 from connectors.secrets import Secret, mask, resolve_secret
 from connectors.spec import interpolate_env
-from connectors.sql.backends import Backend, is_dropped_connection, is_type_mismatch, open_backend
+from connectors.sql.backends import Backend, choose, is_dropped_connection, is_type_mismatch, open_backend
 from connectors.sql.spec import SqlSourceSpec
-from connectors.sql.types import NAIVE_US, UTC_US, arrow_type, conform_table, from_sqlalchemy
+from connectors.sql.types import NAIVE_US, UTC_US, arrow_type, conform_table, from_postgres, from_sqlalchemy
 from schemas import duckdb_compute
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,16 @@ class SqlSourceStream(SourceStream):
         """Reflected (table) or declared (query) column types, as Arrow."""
         if self.stream.query is not None:
             return pa.schema([(n, arrow_type(t)) for n, t in self.stream.columns.items()])
+        if self.dialect == "postgresql" and choose(self.url, self.backend_choice) == "adbc":
+            declared = self._reflect_postgres()
+        else:
+            declared = self._reflect()
+        for name, kind in self.stream.columns.items():  # a spec may pin a type (e.g. naive → timestamptz)
+            declared[name] = arrow_type(kind)
+        return pa.schema(list(declared.items()))
+
+    def _reflect(self) -> dict[str, pa.DataType]:
+        """The table's columns as SQLAlchemy reflects them, typed by :func:`from_sqlalchemy`."""
         engine = create_engine(self.url, poolclass=NullPool)
         try:
             schema, _, table_name = (self.stream.table or "").rpartition(".")
@@ -113,17 +123,42 @@ class SqlSourceStream(SourceStream):
             if not reflected:  # SQLite reports a missing table as one without columns
                 raise LookupError(f"no table {self.stream.table!r}")
         except Exception as exc:  # noqa: BLE001 - any reflection failure is reported with where and what to do
-            if is_dropped_connection(exc):
-                raise self._error("cannot connect to the database; check the URL and that the server is up",
-                                  getattr(exc, "orig", None) or exc, Actor.CONFIGURATION) from None
-            raise self._error(f"cannot read the columns of table {self.stream.table!r}; check the spec's table name "
-                              "and the database URL", exc, Actor.CONFIGURATION) from None
+            raise self._reflection_error(exc) from None
         finally:
             engine.dispose()
-        declared = {c["name"]: from_sqlalchemy(c["type"]) for c in reflected}
-        for name, kind in self.stream.columns.items():  # a spec may pin a type (e.g. naive → timestamptz)
-            declared[name] = arrow_type(kind)
-        return pa.schema(list(declared.items()))
+        return {c["name"]: from_sqlalchemy(c["type"]) for c in reflected}
+
+    def _reflect_postgres(self) -> dict[str, pa.DataType]:
+        """The table's columns read from PostgreSQL's catalog over the connection the rows are then read on,
+        typed as :meth:`_reflect` types them (:func:`from_postgres`): no second connection and no second
+        driver (SQLAlchemy's psycopg) for one catalog query (1% incremental sync of 1M projects: 50-90 ms).
+        The name resolves as the server resolves it in the query (``to_regclass``, the search path)."""
+        name = ".".join(_quote(self.url, part) for part in (self.stream.table or "").split("."))
+        sql = ("SELECT a.attname, t.typname, information_schema._pg_numeric_precision(a.atttypid, a.atttypmod), "
+               "information_schema._pg_numeric_scale(a.atttypid, a.atttypmod) "
+               "FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid "
+               f"WHERE a.attrelid = to_regclass({_literal(name, self.dialect)}) AND a.attnum > 0 "
+               "AND NOT a.attisdropped ORDER BY a.attnum")
+        try:
+            if self.backend is None:
+                self.backend = self._connect()
+            parts = [p for p in self.backend.batches(sql) if p.num_rows]
+        except ConnectorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any reflection failure is reported with where and what to do
+            self._drop_backend()
+            raise self._reflection_error(exc) from None
+        rows = [r for p in parts for r in zip(*(p.column(i).to_pylist() for i in range(4)))]
+        if not rows:
+            raise self._reflection_error(LookupError(f"no table {self.stream.table!r}"))
+        return {n: from_postgres(t, precision, scale) for n, t, precision, scale in rows}
+
+    def _reflection_error(self, exc: BaseException) -> ConnectorError:
+        if is_dropped_connection(exc):
+            return self._error("cannot connect to the database; check the URL and that the server is up",
+                               getattr(exc, "orig", None) or exc, Actor.CONFIGURATION)
+        return self._error(f"cannot read the columns of table {self.stream.table!r}; check the spec's table name "
+                           "and the database URL", exc, Actor.CONFIGURATION)
 
     @property
     def raw_schema(self) -> pa.Schema:  # type: ignore[override]

@@ -46,6 +46,22 @@ def from_sqlalchemy(column_type: sat.TypeEngine) -> pa.DataType:
     return pa.string()
 
 
+#: PostgreSQL's own names of the types :func:`from_sqlalchemy` gives other than text (``pg_type.typname``).
+_POSTGRES_TYPES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(), "int2": pa.int64(), "int4": pa.int64(), "int8": pa.int64(), "float4": pa.float64(),
+    "float8": pa.float64(), "timestamp": NAIVE_US, "timestamptz": UTC_US, "date": pa.date32(),
+}
+
+
+def from_postgres(typname: str, precision: int | None, scale: int | None) -> pa.DataType:
+    """A PostgreSQL column type (``pg_type.typname``, and a numeric's declared precision and scale) as
+    Arrow, the same as :func:`from_sqlalchemy` gives for what SQLAlchemy reflects of that column (a
+    domain, an enum, an array, time, interval or money: text)."""
+    if typname == "numeric":
+        return pa.decimal128(38, 10) if precision is None else pa.decimal128(min(precision, 38), scale or 0)
+    return _POSTGRES_TYPES.get(typname, pa.string())
+
+
 def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
