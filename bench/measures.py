@@ -238,6 +238,45 @@ def peer_dlt_sql(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
             "imports_seconds": imports}
 
 
+def dlt_incremental_source(url: str, table: str = "projects", key: str = "project_id") -> Any:
+    """dlt's documented incremental table read: ``sql_table`` (connectorx) with an incremental cursor on
+    ``updated_at`` (pushed down as a WHERE), merged by primary key into the destination (delete-insert)."""
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    return sql_table(credentials=url.replace("postgresql+psycopg://", "postgresql://"), table=table,
+                     backend="connectorx", incremental=dlt.sources.incremental("updated_at"),
+                     write_disposition="merge", primary_key=key)
+
+
+def prepare_dlt_incremental(url: str, folder: Path) -> None:
+    """The dlt peer's state before a change: one full incremental-merge load of the table into ``folder``."""
+    seconds, rows = _dlt_run(folder, dlt_incremental_source(url), ["projects"], "municipal")
+    if not rows:
+        raise RuntimeError(f"dlt loaded no rows of projects from {url} into {folder}")
+
+
+def peer_dlt_sql_incremental(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    """dlt's incremental merge of the change, from a copy of the pipeline and DuckDB file its full load
+    left before the change (``dlt_dir``); rows: those the run loaded (its normalize counts)."""
+    imports = _dlt_imports()
+    t = time.perf_counter()
+    import dlt
+    from dlt.sources.sql_database import sql_table  # noqa: F401
+
+    imports += time.perf_counter() - t
+    shutil.copytree(params["dlt_dir"], scratch, dirs_exist_ok=True)
+    seconds, rows = _dlt_run(scratch, dlt_incremental_source(params["url"]), ["projects"], "municipal")
+    pipe = dlt.pipeline(pipeline_name="iehub_bench", destination=dlt.destinations.duckdb(str(scratch / "dlt.duckdb")),
+                        dataset_name="municipal", pipelines_dir=str(scratch / "pipelines"))
+    trace = pipe.last_trace
+    loaded = int((trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}).get("projects", 0))
+    if not loaded:
+        raise RuntimeError("dlt's incremental run loaded no changed row: the peer measured nothing")
+    return {"seconds": seconds, "rows": loaded, "bytes": None, "stages": {"pipeline": seconds},
+            "imports_seconds": imports, "extra": {"table_rows": rows}}
+
+
 def peer_dlt_rest(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
     """dlt's RESTClient over the Lingang sandbox (OAuth2 client credentials, page-number paging), every
     module, records written with ``loader_file_format="parquet"`` into DuckDB."""
@@ -356,6 +395,7 @@ MEASURES: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "hub_snapshot_diff": hub_snapshot_diff,
     "hub_warehouse_build": hub_warehouse_build,
     "peer_dlt_sql": peer_dlt_sql,
+    "peer_dlt_sql_incremental": peer_dlt_sql_incremental,
     "peer_dlt_rest": peer_dlt_rest,
     "peer_dlt_csv": peer_dlt_csv,
     "selftest_sleep": selftest_sleep,

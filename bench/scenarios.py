@@ -363,17 +363,23 @@ S4 = Scenario(
 
 
 # ------------------------------------------------------------------------------------------ S5
+PEER_INCREMENTAL = "dlt sql_table incremental merge (connectorx) → duckdb"
+
+
 def incremental_cases(ctx: Context) -> list[Case]:
     inc = municipal_incremental(ctx, ctx.scale)
     diff = yangpu_two_snapshots(ctx, ctx.scale)
     url, size = inc["url"], inc["source_bytes"]
     none = (Peer("dlt", missing="not measured: dlt peers cover full loads (S1–S3)"),)
+    # dlt's incremental merge of the same change, from the state its own full load left before it
+    merge = (dlt_peer(PEER_INCREMENTAL, Measure("peer_dlt_sql_incremental", {"url": url, "dlt_dir": inc["dlt_dir"]}))
+             if inc.get("dlt_dir") else Peer(PEER_INCREMENTAL, missing=dlt_missing() or "dlt was not prepared"),)
     return [
         Case("municipal-full", "municipal PostgreSQL, full sync of the changed database (reference)",
              Measure("hub_municipal", {"url": url, "full": True, "source_bytes": size})),
         # no source_bytes: an incremental pass reads the changed rows, not the table, so MB/s would mislead
         Case("municipal-incremental", "municipal PostgreSQL, incremental sync after 1% changed",
-             Measure("hub_municipal", {"url": url, "full": False, "template_home": inc["home_before_change"]}), none),
+             Measure("hub_municipal", {"url": url, "full": False, "template_home": inc["home_before_change"]}), merge),
         Case("municipal-nochange", "municipal PostgreSQL, sync with nothing changed",
              Measure("hub_municipal", {"url": url, "full": False, "template_home": inc["home_after_change"]}), none),
         Case("municipal-incremental-floor", "floor: the changed rows (ADBC) → Parquet → merged into a DuckDB copy "
@@ -406,6 +412,9 @@ S5 = Scenario(
                 "share of the hub's full sync", "<=", None, "share",
                 lambda o: _ratio_of_cases(o, "municipal-incremental-floor", "municipal-full",
                                           lambda s: s.seconds.median)),
+           Goal("incremental_vs_dlt", "incremental sync after 1% changed vs dlt's incremental merge (hub with its "
+                "quality gate, versions and published snapshot; dlt without)", ">=", None, "× dlt",
+                _peer_ratio("municipal-incremental", PEER_INCREMENTAL)),
            Goal("incremental_over_floor", "hub incremental sync / its floor", "<=", None, "×",
                 lambda o: _ratio_of_cases(o, "municipal-incremental", "municipal-incremental-floor",
                                           lambda s: s.seconds.median)),

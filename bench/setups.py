@@ -11,6 +11,7 @@ they start once per harness run and stop with it.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import secrets
@@ -232,6 +233,12 @@ def municipal_incremental(ctx: Context, rows: int) -> dict[str, Any]:
         # the incremental floor's copy of the table as it was (bench/floors.py)
         floor_db = folder / "floor-before-change.duckdb"
         cursor = floor_table(url.replace("postgresql+psycopg://", "postgresql://"), "projects", floor_db)
+        # the dlt peer's pipeline and DuckDB file as its full load left them (bench/measures.py)
+        dlt_dir = folder / "dlt-before-change"
+        if importlib.util.find_spec("dlt") is not None:
+            from bench.measures import prepare_dlt_incremental
+
+            prepare_dlt_incremental(url, dlt_dir)
         changed = municipal.mutate(url, changed=0.01, seed=1)["projects"]
         shutil.copytree(base, synced, symlinks=True)
         _helper_run(Measure("hub_municipal", {"url": url, "home": str(synced), "full": False}), ctx.work,
@@ -239,7 +246,8 @@ def municipal_incremental(ctx: Context, rows: int) -> dict[str, Any]:
         _marker(url, marker)
         return {"url": url, "marker": marker, "changed": changed, "home_before_change": str(base),
                 "home_after_change": str(synced), "source_bytes": _table_bytes(url, "projects"),
-                "floor_db": str(floor_db), "floor_cursor": cursor}
+                "floor_db": str(floor_db), "floor_cursor": cursor,
+                "dlt_dir": str(dlt_dir) if dlt_dir.exists() else None}
 
     return cached(ctx.work, name, prepare, lambda info: _marker(url) == info.get("marker"),
                   depends=(*HUB_CODE, "bench/setups.py", "bench/floors.py"))
