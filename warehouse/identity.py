@@ -511,7 +511,7 @@ def _reread_mentions(con: duckdb.DuckDBPyConnection, entity: str, roles: list[Or
         core = f"core.{ident(entity)}"
         table = (f"(SELECT * FROM {core} WHERE rowid IN (SELECT c.rowid FROM {core} AS c SEMI JOIN {keys} AS k "
                  f"ON c._source = k._source AND nullif(trim(c.{ident(role.name_column)}), '') IS NOT DISTINCT FROM "
-                 f"k.name AND {' AND '.join(same)}))")
+                 f"k.name AND {' AND '.join(same)}{_few_values(con, role, columns, keys)}))")
         select = _mention_select(role, table, columns)
         assert select is not None
         selects.append(select)
@@ -523,6 +523,28 @@ def _reread_mentions(con: duckdb.DuckDBPyConnection, entity: str, roles: list[Or
     finally:
         for i in range(len(roles)):
             con.execute(f"DROP TABLE IF EXISTS _mention_keys_{i}")
+
+
+#: Up to this many mentions re-read at once, :func:`_few_values` names their values in the scan of core.
+_LITERAL_KEYS = 1000
+
+
+def _few_values(con: duckdb.DuckDBPyConnection, role: OrgRole, columns: set[str], keys: str) -> str:
+    """A filter of core's rows to the few mentions in ``keys``: ``WHERE <column> IN (<their values>)`` on the
+    role's USCC column, else its org id column, when every key has a value there; else nothing.
+
+    A re-read is usually a handful of mentions whose latest row left (deletes), and finding their rows
+    took a scan of core computing every row's trimmed name for the join. Values spelled out are
+    filtered inside the scan, before the join (1M projects, 10 mentions re-read: 44 -> 21 ms).
+    """
+    if int(con.execute(f"SELECT count(*) FROM {keys}").fetchall()[0][0]) > _LITERAL_KEYS:
+        return ""
+    for column, target in ((role.uscc_column, "uscc"), (role.id_column, "source_org_id")):
+        if column and column in columns:
+            values = [v for (v,) in con.execute(f"SELECT DISTINCT {target} FROM {keys} ORDER BY 1").fetchall()]
+            if values and None not in values:
+                return f" WHERE c.{ident(column)} IN ({', '.join(literal(str(v)) for v in values)})"
+    return ""
 
 
 def _check_new_usccs(con: duckdb.DuckDBPyConnection) -> int:

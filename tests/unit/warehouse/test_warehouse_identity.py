@@ -532,3 +532,25 @@ def test_mention_deltas_refuse_prior_rows_without_their_source_key() -> None:
     with pytest.raises(ValueError, match="organisation mentions of project: _prior_project lacks the rows' _source_key"):
         identity._count_mentions(con, "project", ("project_id",), roles, {"project_id", "lead_org_name"},
                                  "_prior_project", "_now_project")
+
+
+def test_a_re_read_of_few_mentions_names_their_values_in_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """identity._few_values: the USCC column when every re-read mention has a USCC, else the org id column
+    when every one has an id, else no filter; none either above _LITERAL_KEYS mentions."""
+    con = duckdb.connect()
+    lead = next(r for r in ORG_ROLES if r.entity == "project" and r.role == "lead_org")
+    columns = {"lead_org_name", "lead_org_uscc", "lead_org_id"}
+
+    def keys(*rows: tuple[str | None, str | None]) -> str:
+        con.execute("CREATE OR REPLACE TABLE k (source_org_id VARCHAR, uscc VARCHAR)")
+        con.executemany("INSERT INTO k VALUES (?, ?)", list(rows))
+        return "k"
+
+    assert identity._few_values(con, lead, columns, keys(("L1", JITA), (None, "X'9"))) == \
+        f""" WHERE c."lead_org_uscc" IN ('{JITA}', 'X''9')"""
+    assert identity._few_values(con, lead, columns, keys(("L2", JITA), ("L1", None))) == \
+        """ WHERE c."lead_org_id" IN ('L1', 'L2')"""
+    assert identity._few_values(con, lead, columns, keys(("L1", None), (None, JITA))) == ""
+    assert identity._few_values(con, lead, {"lead_org_name"}, keys(("L1", JITA))) == ""
+    monkeypatch.setattr(identity, "_LITERAL_KEYS", 1)
+    assert identity._few_values(con, lead, columns, keys(("L1", JITA), ("L2", OTHER))) == ""
