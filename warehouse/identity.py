@@ -313,11 +313,11 @@ def refresh_mentions(
     # Kept for build_golden when only some mentions were touched: it resolves the ones they can move.
     touched = resolve and touched_only and RESOLVE_TOUCHED
     if not touched:
-        drop_touched(con)
+        _drop_touched(con)
     return Refreshed(todo, resolve=resolve, touched=touched)
 
 
-def drop_touched(con: duckdb.DuckDBPyConnection) -> None:
+def _drop_touched(con: duckdb.DuckDBPyConnection) -> None:
     """Drop what :func:`refresh_mentions` kept for :func:`build_golden` (``Refreshed.touched``)."""
     con.execute("DROP TABLE IF EXISTS _touched_mentions")
     con.execute("DROP TABLE IF EXISTS _mentions_before")
@@ -736,7 +736,8 @@ def _resolve_touched(con: duckdb.DuckDBPyConnection) -> bool:
     columns than the resolution gives: the caller resolves everything then.
     """
     mentions, org = f"core.{MENTIONS_TABLE}", literal(ORGANIZATION)
-    # Row ids, not rows: the sets are unions, and a union of whole mention rows hashes every column.
+    # Row ids, not rows: the sets are unions, and a union of whole mention rows hashes every column. They
+    # stay valid: an incremental build is one transaction and checkpoints only at its end.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _hit AS
