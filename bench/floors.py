@@ -27,6 +27,11 @@ from typing import Any, Iterator
 READERS = ("adbc", "connectorx")
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL (``postgresql+psycopg://``) as the libpq URI ADBC, connectorx and dlt take."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
 def _adbc_batches(uri: str, sql: str) -> Iterator[Any]:
     import adbc_driver_postgresql.dbapi as driver
 
@@ -65,7 +70,7 @@ def floor_sql(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
         raise ValueError(f"floor_sql: unknown reader {reader!r} (one of {', '.join(READERS)})")
     imports = time.perf_counter() - t
 
-    uri = params["url"].replace("postgresql+psycopg://", "postgresql://")
+    uri = libpq_url(params["url"])
     table, key = params.get("table", "projects"), params.get("key", "project_id")
     sql = f"SELECT * FROM {table}"
     path, db = scratch / f"{table}.parquet", scratch / "floor.duckdb"
@@ -104,13 +109,13 @@ def floor_sql(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
             "imports_seconds": imports, "extra": {"reader": reader, "parquet_bytes": path.stat().st_size}}
 
 
-def floor_table(uri: str, table: str, db: Path) -> str:
+def floor_table(url: str, table: str, db: Path) -> str:
     """Copy ``table`` from PostgreSQL into a DuckDB file (the incremental floor's state before a change);
     returns the cursor to read changes from (the table's newest ``updated_at``, ISO)."""
     import duckdb
     import pyarrow as pa
 
-    data = pa.Table.from_batches(list(_adbc_batches(uri, f"SELECT * FROM {table}")))
+    data = pa.Table.from_batches(list(_adbc_batches(libpq_url(url), f"SELECT * FROM {table}")))
     con = duckdb.connect(str(db))
     try:
         con.register("_copy", data)
@@ -132,7 +137,7 @@ def floor_sql_incremental(params: dict[str, Any], scratch: Path) -> dict[str, An
     import pyarrow.parquet as pq
 
     imports = time.perf_counter() - t
-    uri = params["url"].replace("postgresql+psycopg://", "postgresql://")
+    uri = libpq_url(params["url"])
     table, key = params.get("table", "projects"), params.get("key", "project_id")
     db = scratch / "floor.duckdb"
     shutil.copyfile(params["floor_db"], db)
@@ -141,7 +146,8 @@ def floor_sql_incremental(params: dict[str, Any], scratch: Path) -> dict[str, An
     t0 = time.perf_counter()
     batches = list(_adbc_batches(uri, f"SELECT * FROM {table} WHERE updated_at > '{params['cursor']}'"))
     stages["extract"] = time.perf_counter() - t0
-    if not batches or not sum(b.num_rows for b in batches):
+    changed = sum(b.num_rows for b in batches)
+    if not changed:
         raise RuntimeError(f"floor_sql_incremental: no row of {table} changed after {params['cursor']}")
     t = time.perf_counter()
     with pq.ParquetWriter(path, batches[0].schema, compression="zstd") as writer:
@@ -155,7 +161,6 @@ def floor_sql_incremental(params: dict[str, Any], scratch: Path) -> dict[str, An
         con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM read_parquet('{path}'))")
         con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet('{path}')")
         con.execute("COMMIT")
-        changed = int(con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0])
         table_rows = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
     finally:
         con.close()  # the checkpoint that writes the merge into the file is part of it

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.floors import libpq_url
+
 STAGES = ("extract", "standardise", "validate", "land", "build")
 SYNC_STAGES = STAGES[:4]
 
@@ -228,7 +230,7 @@ def peer_dlt_sql(params: dict[str, Any], scratch: Path) -> dict[str, Any]:
     from dlt.sources.sql_database import sql_table
 
     imports += time.perf_counter() - t
-    url = params["url"].replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(params["url"])
     backend = params["backend"]
     # dlt's defaults for both backends: connectorx reads the table as one Arrow table (its fastest mode,
     # protocol "binary"), pyarrow fetches 50,000-row chunks into Arrow; neither normalises row by row
@@ -244,14 +246,14 @@ def dlt_incremental_source(url: str, table: str = "projects", key: str = "projec
     import dlt
     from dlt.sources.sql_database import sql_table
 
-    return sql_table(credentials=url.replace("postgresql+psycopg://", "postgresql://"), table=table,
+    return sql_table(credentials=libpq_url(url), table=table,
                      backend="connectorx", incremental=dlt.sources.incremental("updated_at"),
                      write_disposition="merge", primary_key=key)
 
 
 def prepare_dlt_incremental(url: str, folder: Path) -> None:
     """The dlt peer's state before a change: one full incremental-merge load of the table into ``folder``."""
-    seconds, rows = _dlt_run(folder, dlt_incremental_source(url), ["projects"], "municipal")
+    _, rows = _dlt_run(folder, dlt_incremental_source(url), ["projects"], "municipal")
     if not rows:
         raise RuntimeError(f"dlt loaded no rows of projects from {url} into {folder}")
 

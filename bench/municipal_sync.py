@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.floors import libpq_url  # noqa: E402 (after the path the script needs)
+
 SERVER = os.environ.get("IEHUB_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -94,7 +96,7 @@ def worker_dlt(url: str, work: str) -> dict:
     from dlt.sources.sql_database import sql_table
 
     t = time.perf_counter()
-    pg = url.replace("postgresql+psycopg://", "postgresql://")
+    pg = libpq_url(url)
     source = sql_table(credentials=pg, table="projects", backend="connectorx")
     pipe = dlt.pipeline(pipeline_name="iehub_bench", destination=dlt.destinations.duckdb(f"{work}/dlt.duckdb"),
                         dataset_name="municipal", pipelines_dir=f"{work}/pipelines")

@@ -232,7 +232,7 @@ def municipal_incremental(ctx: Context, rows: int) -> dict[str, Any]:
                     f"the first sync of {rows:,} municipal projects")
         # the incremental floor's copy of the table as it was (bench/floors.py)
         floor_db = folder / "floor-before-change.duckdb"
-        cursor = floor_table(url.replace("postgresql+psycopg://", "postgresql://"), "projects", floor_db)
+        cursor = floor_table(url, "projects", floor_db)
         # the dlt peer's pipeline and DuckDB file as its full load left them (bench/measures.py)
         dlt_dir = folder / "dlt-before-change"
         if importlib.util.find_spec("dlt") is not None:

@@ -40,7 +40,7 @@ def test_the_incremental_floor_merges_the_changed_rows_into_the_copy(tmp_path: P
     with fresh_database("postgresql", tmp_path / "pg") as url:
         municipal.seed(url, scale=0.1, seed=7, tables=("organizations", "projects"))
         before = tmp_path / "before.duckdb"
-        cursor = floor_table(url.replace("postgresql+psycopg://", "postgresql://"), "projects", before)
+        cursor = floor_table(url, "projects", before)
         changed = municipal.mutate(url, changed=0.05, seed=1)["projects"]
         result = run_measure(Measure("floor_sql_incremental", {"url": url, "floor_db": str(before), "cursor": cursor}),
                              work_dir=tmp_path / "run", timeout=120)
