@@ -327,9 +327,12 @@ def parse_range(task: RangeTask) -> RangeResult:
     read = pcsv.ReadOptions(column_names=task.names, block_size=8 << 20, use_threads=False)
     parse = pcsv.ParseOptions(delimiter=task.delimiter, invalid_row_handler=invalid, newlines_in_values=False,
                               ignore_empty_lines=True)
-    # blank cells are null (empty text means nothing was given), quoted or not
+    # blank cells are null (empty text means nothing was given), quoted or not. Text the transcoder
+    # wrote is valid UTF-8 by construction (Python's codec decoded it strictly, then encoded it), so
+    # Arrow checks only bytes it reads as they are (a million 杨浦 rows: 0.06-0.1 CPU-s saved).
     convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in task.names}, null_values=[""],
-                                  strings_can_be_null=True, quoted_strings_can_be_null=True)
+                                  strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                  check_utf8=task.encoding is None)
     try:
         table = pcsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
     except (UnicodeDecodeError, pa.ArrowException) as exc:
