@@ -235,6 +235,32 @@ class LakeStore:
             if self._fs.get_file_info(path).type == pafs.FileType.File:
                 self._fs.delete_file(path)
 
+    def delete_folder(self, prefix: str) -> None:
+        """Remove a folder key and everything under it, in the store (and this worker's copy); a missing
+        one is fine. In object storage the folder itself goes too (S3 keeps an empty folder as an object)."""
+        folder = self.path(prefix)
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        if self.remote:
+            assert self._fs is not None
+            path = self._remote_path(prefix)
+            if self._fs.get_file_info(path).type == pafs.FileType.Directory:
+                self._fs.delete_dir(path)
+
+    def folders(self, prefix: str | None = None) -> list[str]:
+        """Names of the folders directly under the key ``prefix`` (the store's root when None), in the store."""
+        if not self.remote:
+            folder = self.path(prefix) if prefix else self.home
+            return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        assert self._fs is not None
+        where = self._remote_path(prefix) if prefix else self._root
+        try:
+            infos = self._fs.get_file_info(pafs.FileSelector(where, allow_not_found=True))
+        except OSError as exc:
+            raise LakeStoreError(f"cannot list {self.where(prefix) if prefix else _display(self.url or '')}: "
+                                 f"{exc}; check the credentials and that the bucket exists") from None
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
     def names(self, prefix: str) -> list[str]:
         """Names of the files directly under the key ``prefix`` (a folder), in the store."""
         if not self.remote:

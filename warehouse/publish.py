@@ -22,14 +22,19 @@ for readers on other machines: ``<url>/<version>/warehouse.duckdb`` and ``manife
 ``<url>/CURRENT`` (a small object holding the version) last. Each object appears whole with its
 one PUT, so a reader that follows CURRENT finds a complete snapshot: readers on other machines
 (feed servers, ``iehub snapshots --pull``) adopt it through :mod:`warehouse.snapshot_follow`.
-Remote retention is not implemented yet: old remote snapshots stay until removed by hand.
+The bucket keeps the same number of snapshots as the home (:func:`prune_remote`, after each upload):
+every upload is a whole warehouse (170 MB at 1M projects, 800 MB at 5M), so an hourly build
+without retention filled ~4-19 GB a day. A reader holds its own copy once pulled, and only an
+older version than the newest ``keep`` is removed, never the one CURRENT names.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import struct
 from dataclasses import dataclass
@@ -40,6 +45,7 @@ from typing import Any
 import duckdb
 
 from warehouse.landing import fsync_dir
+from warehouse.lakestore import LakeStoreError
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -50,11 +56,14 @@ __all__ = [
     "current_version",
     "list_snapshots",
     "prune",
+    "prune_remote",
     "new_version",
     "publish",
     "published_dir",
     "upload",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = 5
 _F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)  # Linux value; Python < 3.12 does not name it
@@ -170,8 +179,10 @@ def publish(
     return Snapshot(version, root / version, body, True)
 
 
-def upload(home: Path, version: str, store: Any) -> None:
-    """Copy a local snapshot to a :class:`warehouse.lakestore.LakeStore`: its files first, CURRENT last."""
+def upload(home: Path, version: str, store: Any, *, keep: int | None = None) -> list[str]:
+    """Copy a local snapshot to a :class:`warehouse.lakestore.LakeStore`: its files first, CURRENT last;
+    then remove the remote snapshots beyond the newest ``keep`` (:func:`prune_remote`). Returns the
+    versions removed."""
     folder = published_dir(home) / version
     for name in (DATABASE, MANIFEST):
         store.put(f"{version}/{name}", folder / name)
@@ -181,6 +192,43 @@ def upload(home: Path, version: str, store: Any) -> None:
         store.put(CURRENT, pointer)
     finally:
         pointer.unlink(missing_ok=True)
+    return prune_remote(store, current=version, keep=keep)
+
+
+#: What new_version names a snapshot: only folders named so are ever removed from a bucket.
+_VERSION_NAME = re.compile(r"\d{8}T\d{12}Z(-1)*")
+
+
+def prune_remote(store: Any, *, current: str, keep: int | None = None) -> list[str]:
+    """Remove the uploaded snapshots older than the newest ``keep`` (as :func:`prune`), never ``current``.
+
+    Only folders named like a version are touched, so other objects under the URL stay. A folder's
+    database goes before its manifest: a removal cut short leaves the manifest, and the next upload
+    finishes it (a folder with a database and no manifest, left by an upload cut short, goes too).
+    A removal that fails is logged and left for the next upload: it never fails the build.
+    """
+    keep = _keep(keep)
+    try:
+        versions = [name for name in store.folders() if _VERSION_NAME.fullmatch(name)]
+    except (OSError, LakeStoreError) as exc:
+        log.warning("remote snapshots not pruned: %s", exc)
+        return []
+    versions.sort()
+    removed = []
+    for version in versions[:-keep] if len(versions) > keep else []:
+        if version >= current:  # newer than the one just uploaded (another builder's): not this one's to remove
+            continue
+        try:
+            for name in (DATABASE, MANIFEST):
+                store.delete(f"{version}/{name}")
+            store.delete_folder(version)  # anything else an upload left there, and the folder itself
+        except (OSError, LakeStoreError) as exc:
+            log.warning("remote snapshot %s not removed (%s); the next upload retries", store.where(version), exc)
+            continue
+        removed.append(version)
+    if removed:
+        log.info("removed %d uploaded snapshot(s) beyond the newest %d: %s", len(removed), keep, ", ".join(removed))
+    return removed
 
 
 def _switch_current(root: Path, version: str) -> None:
@@ -242,11 +290,20 @@ def in_use(database: Path) -> bool:
         os.close(fd)
 
 
+def _keep(keep: int | None) -> int:
+    """How many snapshots to keep: ``keep``, else ``IEHUB_SNAPSHOTS_KEEP``, else DEFAULT_KEEP; at least 1."""
+    if keep is None:
+        text = os.environ.get("IEHUB_SNAPSHOTS_KEEP") or str(DEFAULT_KEEP)
+        try:
+            keep = int(text)
+        except ValueError:
+            raise PublishError(f"IEHUB_SNAPSHOTS_KEEP={text!r}: expected how many snapshots to keep, e.g. 5") from None
+    return max(1, keep)
+
+
 def prune(home: Path, *, keep: int | None = None) -> list[str]:
     """Remove snapshots beyond the newest ``keep`` that nobody reads; returns the removed versions."""
-    if keep is None:
-        keep = int(os.environ.get("IEHUB_SNAPSHOTS_KEEP", DEFAULT_KEEP))
-    keep = max(1, keep)
+    keep = _keep(keep)
     root = published_dir(home)
     if not root.exists():
         return []

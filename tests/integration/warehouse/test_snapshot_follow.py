@@ -134,3 +134,74 @@ def test_snapshots_pull_and_the_follow_loop(homes: Homes) -> None:
         stop.set()
         loop.join(10)
     assert not loop.is_alive() and errors == []
+
+
+def test_the_bucket_keeps_as_many_snapshots_as_the_home_and_nothing_else_is_touched(
+        homes: Homes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every upload is a whole warehouse: without retention the bucket grew by one per build."""
+    monkeypatch.setenv("IEHUB_SNAPSHOTS_KEEP", "2")
+    builder, reader, catalog = homes.builder, homes.reader, homes.catalog
+    fs, root = pafs.FileSystem.from_uri(homes.published)
+    # left by an upload cut short before its manifest (older than any build here), and objects of others
+    with fs.open_output_stream(f"{root}/20000101T000000000000Z/warehouse.duckdb") as out:
+        out.write(b"partial")
+    with fs.open_output_stream(f"{root}/notes/20000101T000000000000Z.txt") as out:
+        out.write(b"an operator's note")
+    with fs.open_output_stream(f"{root}/readme.txt") as out:
+        out.write(b"not a snapshot")
+
+    versions = [_build_and_upload(builder, catalog, f"w{i}", [{"notice_id": f"N{i}", "title": f"公告{i}"}])
+                for i in range(1, 5)]
+
+    def remote() -> dict[str, list[str]]:
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        out: dict[str, list[str]] = {}
+        for info in infos:
+            if info.type == pafs.FileType.File:
+                folder, _, name = info.path[len(root) + 1:].rpartition("/")
+                out.setdefault(folder, []).append(name)
+        return {k: sorted(v) for k, v in out.items()}
+
+    assert remote() == {"": ["CURRENT", "readme.txt"], "notes": ["20000101T000000000000Z.txt"],
+                        versions[2]: ["manifest.json", "warehouse.duckdb"],
+                        versions[3]: ["manifest.json", "warehouse.duckdb"]}
+    folders = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root)) if i.type == pafs.FileType.Directory)
+    assert folders == sorted(["notes", versions[2], versions[3]])  # no empty folder left behind (S3 keeps one)
+    with fs.open_input_stream(f"{root}/CURRENT") as src:
+        assert src.read().decode().strip() == versions[3]
+    assert [s.version for s in list_snapshots(builder.home)] == versions[2:]  # the home keeps as many
+    assert reader.pull_snapshot() == versions[3]
+    assert _notices(current_path(reader.home)) == [(f"N{i}", f"公告{i}") for i in range(1, 5)]
+
+
+def test_a_failed_removal_is_logged_and_retried_by_the_next_upload(
+        homes: Homes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from warehouse import lakestore
+
+    monkeypatch.setenv("IEHUB_SNAPSHOTS_KEEP", "1")
+    builder, catalog = homes.builder, homes.catalog
+    first = _build_and_upload(builder, catalog, "w1", [{"notice_id": "N1", "title": "公告"}])
+    real_delete = lakestore.LakeStore.delete
+
+    def refused(self: lakestore.LakeStore, key: str) -> None:
+        raise OSError("AccessDenied: s3:DeleteObject")
+
+    monkeypatch.setattr(lakestore.LakeStore, "delete", refused)
+    second = _build_and_upload(builder, catalog, "w2", [{"notice_id": "N2", "title": "通知"}])  # the build succeeds
+    assert f"{first} not removed" in caplog.text and "AccessDenied" in caplog.text
+    fs, root = pafs.FileSystem.from_uri(homes.published)
+    assert fs.get_file_info(f"{root}/{first}/warehouse.duckdb").type == pafs.FileType.File
+
+    def unlisted(self: lakestore.LakeStore, prefix: str | None = None) -> list[str]:
+        raise lakestore.LakeStoreError("cannot list s3://bucket/published: AccessDenied: s3:ListBucket")
+
+    real_folders = lakestore.LakeStore.folders
+    monkeypatch.setattr(lakestore.LakeStore, "delete", real_delete)
+    monkeypatch.setattr(lakestore.LakeStore, "folders", unlisted)
+    caplog.clear()
+    _build_and_upload(builder, catalog, "w2b", [{"notice_id": "N2b", "title": "通知二"}])
+    assert "remote snapshots not pruned" in caplog.text and "s3:ListBucket" in caplog.text
+    monkeypatch.setattr(lakestore.LakeStore, "folders", real_folders)
+    third = _build_and_upload(builder, catalog, "w3", [{"notice_id": "N3", "title": "公告三"}])
+    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root)) if i.type == pafs.FileType.Directory)
+    assert names == [third] and second < third
