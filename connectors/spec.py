@@ -233,6 +233,11 @@ def spec_model(kind: object) -> type[BaseSourceSpec] | None:
 _DISCRIMINATOR_TAGS = {"client_credentials", "api_key", "none", "page_number", "cursor"}
 
 
+#: libyaml's safe loader where PyYAML was built with it (the same documents and line marks, ~10x quicker:
+#: every sync step and every DAG parse loads specs; 6 specs took 0.27 s with the Python loader).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """Line (1-based) of the deepest YAML node along a pydantic error location."""
     node, line = root, None
@@ -258,8 +263,8 @@ def load_spec(name_or_path: str | Path) -> SourceSpec:
         raise SpecError(f"no spec for source '{name_or_path}' ({path}); known sources: {known}")
     text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        data = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, libyaml's where present
+        root = yaml.compose(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
