@@ -329,7 +329,7 @@ def parse_range(task: RangeTask) -> RangeResult:
                               ignore_empty_lines=True)
     # blank cells are null (empty text means nothing was given), quoted or not. Text the transcoder
     # wrote is valid UTF-8 by construction (Python's codec decoded it strictly, then encoded it), so
-    # Arrow checks only bytes it reads as they are (a million 杨浦 rows: 0.06-0.1 CPU-s saved).
+    # Arrow checks only bytes it reads as they are (a million 杨浦 rows in one range: 1.11 -> 0.98 CPU-s).
     convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in task.names}, null_values=[""],
                                   strings_can_be_null=True, quoted_strings_can_be_null=True,
                                   check_utf8=task.encoding is None)
