@@ -400,16 +400,15 @@ def _per_unique(
             outs.append(None)
             reasons.append(exc.reason)
     values = pc.take(pa.array(outs, type=out_type), encoded.indices)
-    # Most columns have no value the rule refuses: their reasons are all null, not a take of nulls
-    # (a string take per row: 0.1 s of a million 杨浦 rows' code lists and dates).
-    refused = any(r is not None for r in reasons)
-    why = pc.take(pa.array(reasons, type=pa.string()), encoded.indices) if refused else None
-    if every:
-        return values, why if refused else pa.nulls(len(arr), pa.string())
-    mask = pc.fill_null(mask, False)
-    return (pc.replace_with_mask(pa.nulls(len(arr), out_type), mask, values),
-            pc.replace_with_mask(pa.nulls(len(arr), pa.string()), mask, why) if refused
-            else pa.nulls(len(arr), pa.string()))
+    if not every:
+        mask = pc.fill_null(mask, False)
+        values = pc.replace_with_mask(pa.nulls(len(arr), out_type), mask, values)
+    # Most columns have no value the rule refuses: their reasons are nulls made at once, not gathered
+    # row by row (code lists and dates of a million 杨浦 rows: ~10 ms).
+    if all(r is None for r in reasons):
+        return values, pa.nulls(len(arr), pa.string())
+    why = pc.take(pa.array(reasons, type=pa.string()), encoded.indices)
+    return values, why if every else pc.replace_with_mask(pa.nulls(len(arr), pa.string()), mask, why)
 
 
 FAST_SPLIT_MIN_ROWS = 16  # a failing block this small goes the slow way whole

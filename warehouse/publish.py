@@ -202,10 +202,10 @@ _VERSION_NAME = re.compile(r"\d{8}T\d{12}Z(-1)*")
 def prune_remote(store: Any, *, current: str, keep: int | None = None) -> list[str]:
     """Remove the uploaded snapshots older than the newest ``keep`` (as :func:`prune`), never ``current``.
 
-    Only folders named like a version are touched, so other objects under the URL stay. A folder's
-    database goes before its manifest: a removal cut short leaves the manifest, and the next upload
-    finishes it (a folder with a database and no manifest, left by an upload cut short, goes too).
-    A removal that fails is logged and left for the next upload: it never fails the build.
+    Only folders named like a version are touched, so other objects under the URL stay; an old folder
+    goes whole whatever it holds (a database without its manifest, left by an upload cut short, too),
+    and one whose removal was cut short is still listed, so the next upload finishes it. A removal that
+    fails is logged and left for the next upload: it never fails the build.
     """
     keep = _keep(keep)
     try:
@@ -219,9 +219,7 @@ def prune_remote(store: Any, *, current: str, keep: int | None = None) -> list[s
         if version >= current:  # newer than the one just uploaded (another builder's): not this one's to remove
             continue
         try:
-            for name in (DATABASE, MANIFEST):
-                store.delete(f"{version}/{name}")
-            store.delete_folder(version)  # anything else an upload left there, and the folder itself
+            store.delete_folder(version)  # its files and the folder itself (S3 keeps an empty one as an object)
         except (OSError, LakeStoreError) as exc:
             log.warning("remote snapshot %s not removed (%s); the next upload retries", store.where(version), exc)
             continue

@@ -181,12 +181,12 @@ def test_a_failed_removal_is_logged_and_retried_by_the_next_upload(
     monkeypatch.setenv("IEHUB_SNAPSHOTS_KEEP", "1")
     builder, catalog = homes.builder, homes.catalog
     first = _build_and_upload(builder, catalog, "w1", [{"notice_id": "N1", "title": "公告"}])
-    real_delete = lakestore.LakeStore.delete
+    real_delete = lakestore.LakeStore.delete_folder
 
-    def refused(self: lakestore.LakeStore, key: str) -> None:
+    def refused(self: lakestore.LakeStore, prefix: str) -> None:
         raise OSError("AccessDenied: s3:DeleteObject")
 
-    monkeypatch.setattr(lakestore.LakeStore, "delete", refused)
+    monkeypatch.setattr(lakestore.LakeStore, "delete_folder", refused)
     second = _build_and_upload(builder, catalog, "w2", [{"notice_id": "N2", "title": "通知"}])  # the build succeeds
     assert f"{first} not removed" in caplog.text and "AccessDenied" in caplog.text
     fs, root = pafs.FileSystem.from_uri(homes.published)
@@ -196,7 +196,7 @@ def test_a_failed_removal_is_logged_and_retried_by_the_next_upload(
         raise lakestore.LakeStoreError("cannot list s3://bucket/published: AccessDenied: s3:ListBucket")
 
     real_folders = lakestore.LakeStore.folders
-    monkeypatch.setattr(lakestore.LakeStore, "delete", real_delete)
+    monkeypatch.setattr(lakestore.LakeStore, "delete_folder", real_delete)
     monkeypatch.setattr(lakestore.LakeStore, "folders", unlisted)
     caplog.clear()
     _build_and_upload(builder, catalog, "w2b", [{"notice_id": "N2b", "title": "通知二"}])
