@@ -215,7 +215,7 @@ def prune_remote(store: Any, *, current: str, keep: int | None = None) -> list[s
         return []
     versions.sort()
     removed = []
-    for version in versions[:-keep] if len(versions) > keep else []:
+    for version in versions[:-keep]:  # keep >= 1: nothing when there are no more than keep
         if version >= current:  # newer than the one just uploaded (another builder's): not this one's to remove
             continue
         try:
