@@ -234,7 +234,8 @@ def _mention_select(role: OrgRole, table: str, columns: set[str]) -> str | None:
     return (
         f"SELECT {literal(role.entity)} AS entity, {literal(role.role)} AS role, _source, "
         f"{org_id} AS source_org_id, {name} AS name, {uscc} AS uscc, count(*) AS mentions, "
-        "arg_max(_source_key, _extracted_at) AS _source_key, arg_max(_batch_id, _extracted_at) AS _batch_id, "
+        "arg_max(_source_key, (_extracted_at, _source_key)) AS _source_key, "
+        "arg_max(_batch_id, (_extracted_at, _source_key)) AS _batch_id, "
         f"max(_extracted_at) AS _extracted_at FROM {table} "
         f"WHERE {name} IS NOT NULL OR {uscc} IS NOT NULL GROUP BY ALL"
     )
@@ -429,7 +430,8 @@ def _count_mentions(con: duckdb.DuckDBPyConnection, entity: str, key: tuple[str,
                     FROM {ident(prior)} SEMI JOIN {ident(now)} USING ({keys}) WHERE {mentioned} GROUP BY ALL
                 ), a AS (
                     SELECT _source, {org_id} AS source_org_id, {name} AS name, {uscc} AS uscc, count(*) AS n,
-                           arg_max(_source_key, _extracted_at) AS a_key, arg_max(_batch_id, _extracted_at) AS a_batch,
+                           arg_max(_source_key, (_extracted_at, _source_key)) AS a_key,
+                           arg_max(_batch_id, (_extracted_at, _source_key)) AS a_batch,
                            max(_extracted_at) AS a_at
                     FROM {ident(now)} WHERE NOT _del AND {mentioned} GROUP BY ALL
                 )

@@ -15,7 +15,9 @@ only, so the work is proportional to the new batches, not to the warehouse:
    ``_record_hash`` differs (or that revives a deleted/absent key), or a delete of a key that
    is not already deleted. Re-sent identical rows are not changes and get no version;
 4. changes are numbered from the sequence in (natural key, merge order), which makes the
-   numbering independent of how the same data happened to be split into batches;
+   numbering independent of how the same data happened to be split into batches; a first load
+   whose keys each arrive once (nothing live or deleted before it) is numbered in merge order
+   instead, the order its rows were landed in, so that it is written with no sort;
 5. the last change per key decides the key's new state: a row in ``core.<entity>`` or a
    tombstone carrying the natural key, the version and the time;
 6. for history entities every live change becomes a ``core.<entity>_history`` row whose
@@ -120,7 +122,7 @@ def apply_entity(
     prior: tuple[str, list[str]] | None = None,
     core_own_keyed: bool = False,
 ) -> Applied:
-    """Apply the rows of ``files`` (columns ``path``, ``landed_seq``) to core; see the module doc.
+    """Apply the rows of ``files`` (columns ``path``, ``landed_seq``, ``rows``) to core; see the module doc.
 
     ``schema`` is the core table's business + lineage columns (without ``change_version``);
     ``present`` the columns the files have (absent ones read as NULL). Returns the counts and
@@ -136,27 +138,26 @@ def apply_entity(
     select = [(f"f.{ident(c)}" if c in present else f"NULL::{duck_type(schema.field(c).type)}") + f" AS {ident(c)}"
               for c in columns]
     deleted = f"coalesce(f.{ident(DELETED)}, false)" if DELETED in present else "false"
+    # Merge order: the files in landing order, each file's rows in order. ``_seq`` is the file's place
+    # in that list, read by the scan itself (no join on the file name), and with each file's row count
+    # a row's place in merge order follows from (``_seq``, ``_row``) alone (:func:`_merge_version`).
+    files = files.sort_by("landed_seq")
     paths = "[" + ", ".join(literal(p) for p in files.column("path").to_pylist()) + "]"
-    con.register("_files_arrow", files)
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE _files AS SELECT * FROM _files_arrow")
-    finally:
-        con.unregister("_files_arrow")
+    counts = [int(n) for n in files.column("rows").to_pylist()]
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW _in AS
         SELECT *, {at} AS _at FROM (
-            SELECT {", ".join(select)}, {deleted} AS _del, s.landed_seq AS _seq, f.file_row_number AS _row
-            FROM read_parquet({paths}, filename = true, file_row_number = true, union_by_name = true) AS f
-            JOIN _files AS s ON f.filename = s.path
+            SELECT {", ".join(select)}, {deleted} AS _del, (f.file_index + 1)::BIGINT AS _seq, f.file_row_number AS _row
+            FROM read_parquet({paths}, file_row_number = true, union_by_name = true) AS f
         )
         """
     )
     try:
         return apply_rows(con, entity, schema, last_version, history=history, positioned=True, prior=prior,
-                          core_own_keyed=core_own_keyed)
+                          core_own_keyed=core_own_keyed, file_rows=counts)
     finally:
-        clean_up(con, "DROP VIEW IF EXISTS _in", "DROP TABLE IF EXISTS _files")
+        clean_up(con, "DROP VIEW IF EXISTS _in")
 
 
 def _key_from_json(schema: pa.Schema, key: list[str], column: str) -> str:
@@ -198,6 +199,7 @@ def apply_rows(
     positioned: bool = False,
     prior: tuple[str, list[str]] | None = None,
     core_own_keyed: bool = False,
+    file_rows: list[int] | None = None,
 ) -> Applied:
     """Apply ``_in`` to ``core.<entity.name>``: steps 2-6 of the module doc.
 
@@ -217,6 +219,9 @@ def apply_rows(
     and the rows the apply left for them in :func:`now_table` (``_now_<table>``: written, or deleted).
     ``core_own_keyed``: every row in core carries its own key as ``_source_key`` (see
     :func:`warehouse.key_changes.apply_renames`); renames are then looked for only when new rows do not.
+
+    ``file_rows`` (with ``positioned``): how many rows each file holds, in merge order (``_seq`` 1, 2,
+    …): a row's place in merge order is then its file's offset plus ``_row``, which numbers a first load.
     """
     name = entity.name
     table = f"core.{ident(name)}"
@@ -235,7 +240,7 @@ def apply_rows(
     try:
         applied = _apply_rows(con, entity, schema, last_version, history=history, table=table, hist=hist, key=key,
                               columns=columns, surrogate=surrogate, row_key=row_key, prior=prior,
-                              core_own_keyed=core_own_keyed)
+                              core_own_keyed=core_own_keyed, file_rows=file_rows if positioned else None)
         if not outer:
             con.execute("COMMIT")
         return applied
@@ -301,7 +306,8 @@ def insertion_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schema, last_version: int, *,
                 history: bool, table: str, hist: str, key: list[str], columns: list[str], surrogate: bool,
-                row_key: list[str], prior: tuple[str, list[str]] | None, core_own_keyed: bool) -> Applied:
+                row_key: list[str], prior: tuple[str, list[str]] | None, core_own_keyed: bool,
+                file_rows: list[int] | None) -> Applied:
     """:func:`apply_rows` inside its transaction."""
     name = entity.name
     keys = ", ".join(ident(k) for k in key)
@@ -367,31 +373,42 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     intervals = (f", max(_at) OVER (PARTITION BY {keys} ORDER BY _seq, _row ROWS BETWEEN UNBOUNDED PRECEDING "
                  f"AND CURRENT ROW) AS _run_at, lead(_at) OVER ({per_key}) AS _next_at" if history else "")
     # A first load (nothing live, no tombstones) whose keys each arrive once: every row is a change
-    # and its key's last, so one numbering sort replaces the three windows (at 5M rows they spilled
-    # past the memory limit: 5.4 of the build's 27 s). The same sort says whether a key repeats
-    # (``_repeat``: a row whose predecessor in key order has its key); if one does, the general way.
-    # The rows are sorted by an ORDER BY and numbered in that order by row_number() and lag() OVER ()
-    # (a streaming window, run in its input's order; insertion order is preserved for the statement
-    # so that no plan may reorder them): the window operator's own sort of the same rows cost 0.45 s
-    # at 1M projects and 3.9 s at 5M, these 0.20 and 1.8 s.
-    first_load = not has_rows and not has_tombs
-    if first_load:
-        repeat = " AND ".join(f"{ident(k)} IS NOT DISTINCT FROM lag({ident(k)}) OVER ()" for k in key)
-        firsts = ", _at AS _run_at, NULL::TIMESTAMPTZ AS _next_at" if history else ""
+    # and its key's last, so no window is needed. Whether a key repeats is one hash aggregate; if
+    # one does, the general way.
+    # Rows landed from files (``file_rows`` known) are numbered in merge order (file, then row: the
+    # order they were landed in), not by key: a row's change version is its place in that order,
+    # computed from (``_seq``, ``_row``) with no sort and no join, so history is written straight
+    # from the files and core copied from it (at 1M projects the key-order numbering and core's
+    # sorted read-back of the history cost 0.4 and 2.6 s of a 7.3 s build; at 5M both spilled).
+    # Rows computed by a query (the golden organisations) have no such order: one sort numbers them
+    # by key (a streaming row_number() OVER () over an ORDER BY, insertion order preserved for the
+    # statement so that no plan may reorder the sorted rows before they are counted).
+    maybe_first = not has_rows and not has_tombs
+    first_load = maybe_first and bool(_scalar(con, f"SELECT count(*) = count(DISTINCT ({keys})) FROM _new"))
+    landing = first_load and file_rows is not None
+    firsts = ", _at AS _run_at, NULL::TIMESTAMPTZ AS _next_at" if history else ""
+    if landing:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _changed AS
+            SELECT {keys}, _seq, _row, _del, _at{extra}, {_merge_version(last_version, file_rows)} AS {CHANGE_VERSION},
+                   true AS _last{firsts}, true AS _final
+            FROM _new
+            """
+        )
+    elif first_load:
         with insertion_order(con):
             con.execute(
                 f"""
                 CREATE OR REPLACE TEMP TABLE _changed AS
-                SELECT *, {last_version} + row_number() OVER () AS {CHANGE_VERSION},
-                       true AS _last{firsts}, true AS _final, {repeat} AS _repeat
+                SELECT *, {last_version} + row_number() OVER () AS {CHANGE_VERSION}, true AS _last{firsts}, true AS _final
                 FROM (SELECT {keys}, _seq, _row, _del, _at{extra} FROM _new ORDER BY {keys}, _seq, _row)
                 """
             )
-        first_load = not _scalar(con, "SELECT count(*) FROM (SELECT 1 FROM _changed WHERE _repeat LIMIT 1)")
     # An incremental apply whose keys each arrive once (a sync's batch, one row per key) compares each
     # new row with its key's state before the build in a join, and numbers the changes in one sort:
     # at 1M projects and a 1% change the windows below cost 0.02 s per entity for 10,000 rows.
-    once = JOIN_WHEN_KEYS_ARRIVE_ONCE and not first_load and _scalar(
+    once = JOIN_WHEN_KEYS_ARRIVE_ONCE and not maybe_first and _scalar(
         con, f"SELECT count(*) = count(DISTINCT ({keys})) FROM _new")
     if once:
         new_extra = ", n._source_key" if surrogate else ""
@@ -455,7 +472,7 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     foreign = surrogate and supports_key_changes(entity) and has_foreign_surrogates(
         con, entity, "_changed", "_final AND NOT _del")
     # A surrogate under a new natural key: a rename.
-    apply_renames(con, entity, schema, table, core_empty=not has_rows, core_own_keyed=core_own_keyed)
+    renamed = apply_renames(con, entity, schema, table, core_empty=not has_rows, core_own_keyed=core_own_keyed)
     if has_tombs:
         con.execute(
             f"""
@@ -477,16 +494,33 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     # Stored in change-version order: feed pages (change_version > after ORDER BY change_version)
     # then touch one row group by its min/max, not half the table.
     if history:
-        _apply_history(con, name, key, columns, has_history, row_key, first_load=first_load)
+        _apply_history(con, name, key, columns, has_history, row_key, first_load=first_load,
+                       merge_version=_merge_version(last_version, file_rows, "i") if landing else None)
         close_renamed_history(con, entity)
         # Core's rows are the history rows just written for each key's final live change:
         # read back from there (native columns) rather than from the files a second time, in
         # slices of change versions that each sort within the memory limit (see _sorted_slices).
-        for lo, hi in _sorted_slices(con, last_version, int(last)):
+        if landing and not has_history:
+            # core is a copy of the history rows just written, in their order: every live change (each
+            # is its key's last) but a renamed key's
+            final = (f" AND {CHANGE_VERSION} IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)"
+                     if renamed else "")
+            with insertion_order(con):
+                con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {hist} "
+                            f"WHERE {CHANGE_VERSION} > {last_version}{final}")
+        for lo, hi in [] if landing and not has_history else _sorted_slices(con, last_version, int(last)):
             in_slice = f"{CHANGE_VERSION} > {lo} AND {CHANGE_VERSION} <= {hi}"
             con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {hist} WHERE {in_slice} "
                         f"AND {CHANGE_VERSION} IN (SELECT {CHANGE_VERSION} FROM _changed "
                         f"WHERE _final AND NOT _del AND {in_slice}) ORDER BY {CHANGE_VERSION}")
+    elif landing:
+        # straight from the files, in merge order, that is in change-version order (no join, no sort)
+        version = _merge_version(last_version, file_rows, "i")
+        final = (f" AND {version} IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)"
+                 if renamed else "")
+        with insertion_order(con):
+            con.execute(f"INSERT INTO {table} ({col_list}) SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, "
+                        f"{version} FROM _in AS i WHERE NOT i._del{final}")
     else:
         con.execute(f"INSERT INTO {table} ({col_list}) SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, "
                     f"c.{CHANGE_VERSION} FROM (SELECT * FROM _changed WHERE _final AND NOT _del) AS c "
@@ -525,6 +559,18 @@ def _sorted_slices(con: duckdb.DuckDBPyConnection, after: int, last: int) -> lis
     except (ValueError, KeyError):  # no limit, or one DuckDB spells differently: one slice, as before
         return [(after, last)] if last > after else []
     return [(lo, min(lo + step, last)) for lo in range(after, last, step)]
+
+
+def _merge_version(last_version: int, file_rows: list[int], alias: str = "") -> str:
+    """A first load's change version of a row from files: ``last_version`` plus its 1-based place in
+    merge order, that is the rows of the files before its own (``_seq`` is 1 for the first file) plus
+    its row number in its file. Every row of a first load is a change, so the places are the versions."""
+    offsets, total = [], 0
+    for n in file_rows:
+        offsets.append(total)
+        total += n
+    col = f"{alias}." if alias else ""
+    return f"({last_version + 1} + list_extract({offsets}::BIGINT[], {col}_seq) + {col}_row)"
 
 
 def now_table(prior_table: str) -> str:
@@ -634,7 +680,8 @@ def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bo
 
 
 def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], columns: list[str],
-                   has_history: bool, row_key: list[str], *, first_load: bool = False) -> None:
+                   has_history: bool, row_key: list[str], *, first_load: bool = False,
+                   merge_version: str | None = None) -> None:
     """Close each changed key's open history row and add one row per live change.
 
     ``valid_from`` never goes backwards within a key (a source may send a correction with an
@@ -644,7 +691,9 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
 
     ``first_load``: every key arrives once into an empty history, so each row opens at its own
     event time and stays open; the join to ``_in`` then carries the change version alone (at 5M
-    projects the wider hash table spilled: 9.7 -> 7.9 s for the insert).
+    projects the wider hash table spilled: 9.7 -> 7.9 s for the insert). ``merge_version``: a first
+    load from files, whose change versions follow from each row's place (see :func:`_merge_version`):
+    no join at all, the rows are written as the files are read.
     """
     hist = f"core.{ident(name + '_history')}"
     keys = ", ".join(ident(k) for k in key)
@@ -664,6 +713,12 @@ def _apply_history(con: duckdb.DuckDBPyConnection, name: str, key: list[str], co
         on_open = " AND ".join(f"o.{ident(k)} = c.{ident(k)}" for k in key)
         open_from, open_join = "o.valid_from", f"LEFT JOIN _open AS o ON {on_open}"
     col_list = ", ".join(ident(c) for c in [*columns, CHANGE_VERSION])
+    if first_load and not has_history and merge_version is not None:
+        with insertion_order(con):  # written in merge order, that is in change-version order
+            con.execute(f"INSERT INTO {hist} ({col_list}, valid_from, valid_to) "
+                        f"SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, {merge_version}, i._at, NULL "
+                        "FROM _in AS i WHERE NOT i._del")
+        return
     if first_load and not has_history:
         matched = ", ".join(ident(c) for c in [*row_key, "_seq", "_row"])
         con.execute(

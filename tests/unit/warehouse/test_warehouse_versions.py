@@ -290,10 +290,11 @@ def _built(home: Path, registry: dict, batches: list[list[dict]], extracted: dat
             rows(home, "SELECT natural_key, change_version, deleted_at FROM core._tombstones ORDER BY ALL"))
 
 
-def test_a_first_load_of_unique_keys_numbers_like_the_general_way(tmp_path: Path) -> None:
+def test_a_first_load_of_unique_keys_is_numbered_in_landing_order(tmp_path: Path) -> None:
     """A first load whose keys each arrive once takes one numbering sort instead of the windows
-    (versions._apply_rows); a key sent twice takes the general way. Both give the same versions,
-    history, tombstones and core for the keys they share (the repeated key sorts last)."""
+    (versions._apply_rows), in the order its rows were landed, and is written in that order; a key
+    sent twice takes the general way, numbered by key. Both give the same rows, history intervals
+    and tombstones for the keys they share."""
     registry = {"project": PROJECT}
     t1, t2 = datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC)
     items = [{"project_id": "P04", "title": "订单班", "status": "立项", "updated_at": t1},
@@ -306,22 +307,28 @@ def test_a_first_load_of_unique_keys_numbers_like_the_general_way(tmp_path: Path
     for name, batch in (("unique", items), ("repeated", repeated)):
         seen[name] = _built(tmp_path / name, registry, [batch], t2, "project_id, status, change_version")
     core, history, tombstones = seen["unique"]
-    assert core == [("P01", "在建", 1), ("P02", "结项", 2), ("P04", "立项", 4), ("P05", "立项", 5)]
-    assert [v for *_, v, _f, _t in history] == [1, 2, 4, 5] and all(to is None for *_, to in history)
-    assert [(f, to) for *_, f, to in history][1] == (t2, None)
-    assert [(v, at) for _, v, at in tombstones] == [(3, t2)]
+    assert core == [("P04", "立项", 1), ("P01", "在建", 2), ("P05", "立项", 3), ("P02", "结项", 5)]
+    assert [(p, v, f, to) for p, _s, v, f, to in history] == [
+        ("P04", 1, t1, None), ("P01", 2, t2, None), ("P05", 3, t1, None), ("P02", 5, t2, None)]
+    assert [(v, at) for _, v, at in tombstones] == [(4, t2)]
     core_r, history_r, tombstones_r = seen["repeated"]
-    assert core_r[:3] == core[:3] and core_r[3] == ("P05", "在建", 6)
-    assert history_r[:3] == history[:3] and tombstones_r == tombstones
+    assert core_r == [("P01", "在建", 1), ("P02", "结项", 2), ("P04", "立项", 4), ("P05", "在建", 6)]
+
+    def unversioned(rows: list[tuple]) -> list[tuple]:
+        return sorted((p, s, f, to) for p, s, _v, f, to in rows if p != "P05")
+
+    assert unversioned(history_r) == unversioned(history)
+    assert [(at,) for _, _v, at in tombstones_r] == [(t2,)] and tombstones_r[0][1] == 3
     assert [(p, s, v, f, to) for p, s, v, f, to in history_r if p == "P05"] == [
         ("P05", "立项", 5, t1, t2), ("P05", "在建", 6, t2, None)]
 
 
-def test_a_large_first_load_is_numbered_in_key_order_on_every_thread(tmp_path: Path, monkeypatch) -> None:
-    """The first load numbers its rows by sorting them and counting in the sorted order (a streaming
-    row_number() OVER (), versions._apply_rows): with keys landed far out of order, in batches of
-    several row groups read by four threads, the change versions still follow the key order, and
-    each history row opens at its own event time and stays open."""
+def test_a_large_first_load_is_numbered_in_landing_order_on_every_thread(tmp_path: Path, monkeypatch) -> None:
+    """The first load numbers its rows in merge order (batch, then row in the file) and writes
+    history and core in that order with no sort (versions._apply_rows): keys landed far out of key
+    order, in two batches of several row groups each, read by four threads, are numbered exactly in
+    the order they were landed, stored in change-version order, and each history row opens at its
+    own event time and stays open."""
     import random
 
     monkeypatch.setenv("IEHUB_BUILD_THREADS", "4")
@@ -332,17 +339,36 @@ def test_a_large_first_load_is_numbered_in_key_order_on_every_thread(tmp_path: P
              for n, pid in enumerate(ids)]
     catalog = Catalog.for_home(tmp_path)
     try:
-        land(tmp_path, catalog, "municipal_db", "w1", project_rows(items, extracted=t1), entity=PROJECT)
+        land(tmp_path, catalog, "municipal_db", "w1", project_rows(items[:90_000], extracted=t1), entity=PROJECT)
+        land(tmp_path, catalog, "municipal_db", "w2", project_rows(items[90_000:], extracted=t1), entity=PROJECT)
         result = build(tmp_path, catalog, registry={"project": PROJECT})
     finally:
         catalog.dispose()
     assert (result.first_change_version, result.last_change_version) == (1, 150_000)
-    out_of_order = ("SELECT count(*) FROM (SELECT change_version, row_number() OVER (ORDER BY project_id) AS n "
-                    "FROM core.{}) WHERE change_version <> n")
-    assert rows(tmp_path, out_of_order.format("project")) == [(0,)]
-    assert rows(tmp_path, out_of_order.format("project_history")) == [(0,)]
+    for table in ("project", "project_history"):
+        assert [r[0] for r in rows(tmp_path, f"SELECT project_id FROM core.{table} ORDER BY change_version")] == ids
+        stored_out_of_order = ("SELECT count(*) FROM (SELECT change_version, row_number() OVER (ORDER BY rowid) AS n "
+                               f"FROM core.{table}) WHERE change_version <> n")
+        assert rows(tmp_path, stored_out_of_order) == [(0,)], table
     assert rows(tmp_path, "SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL AND valid_from = "
                           "coalesce(updated_at, _extracted_at)) FROM core.project_history") == [(150_000, 150_000)]
+
+
+def test_a_first_load_without_history_is_numbered_and_stored_in_landing_order(home: Path, catalog: Catalog) -> None:
+    """An entity without history (notices) takes the first load's way too: core is written straight
+    from the files in merge order (versions._apply_rows), numbered in it, a delete in the load
+    numbered in its place and tombstoned, and the rows stored in change-version order."""
+    land(home, catalog, "lingang", "w1", notice_rows("lingang", [
+        {"notice_id": "N9", "title": "申报通知"}, {"notice_id": "N2", "_is_deleted": True},
+        {"notice_id": "N5", "title": "人才需求"}]))
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [
+        {"notice_id": "N1", "title": "校企合作"}, {"notice_id": "N7", "title": "技术服务"}]))
+    result = build(home, catalog, registry=REGISTRY)
+    assert (result.first_change_version, result.last_change_version) == (1, 5)
+    assert rows(home, "SELECT notice_id, change_version FROM core.notice ORDER BY rowid") == [
+        ("N9", 1), ("N5", 3), ("N1", 4), ("N7", 5)]
+    assert rows(home, "SELECT natural_key, change_version FROM core._tombstones") == [
+        ('{"_source":"lingang","notice_id":"N2"}', 2)]
 
 
 def test_an_incremental_apply_of_keys_that_arrive_once_equals_the_windows(tmp_path: Path, monkeypatch) -> None:
