@@ -541,8 +541,10 @@ MARTS: tuple[Mart, ...] = (
             FROM (SELECT * FROM r SEMI JOIN _touched_project USING (_source, project_id)) AS r
             LEFT JOIN _prior_project AS p USING (_source, project_id)
             """,
-            {"project": "SELECT * FROM core.project AS x SEMI JOIN _groups AS g "
-                        "ON coalesce(x.lead_org_uscc, x.lead_org_id, x.lead_org_name) IS NOT DISTINCT FROM g.lead_org_key",
+            # the groups' projects found by the three organisation columns alone, then read by row id:
+            # the join read every column the mart needs of all 1M projects (1% changed: 58 -> 48 ms)
+            {"project": "SELECT * FROM core.project WHERE rowid IN (SELECT x.rowid FROM core.project AS x SEMI JOIN _groups AS g "
+                        "ON coalesce(x.lead_org_uscc, x.lead_org_id, x.lead_org_name) IS NOT DISTINCT FROM g.lead_org_key)",
              # the reports of those projects, and (NULL group only) the reports whose project is unknown
              "project_report": "SELECT r.* FROM core.project_report AS r SEMI JOIN _only_project AS p "
                                "ON p._source = r._source AND p.project_id = r.project_id "
