@@ -292,6 +292,30 @@ def test_the_golden_row_does_not_depend_on_which_stream_landed_first(tmp_path: P
     assert first[0][:2] == (JITA, "上海积塔半导体有限公司")
 
 
+def test_a_mentions_latest_row_does_not_depend_on_the_order_rows_were_landed_in(tmp_path: Path) -> None:
+    """Rows extracted together are equally new: a mention's lineage (its latest row) is the greatest
+    source key among them, not whichever the scan met last. A first load is stored in the order it
+    was landed, so two landings of the same rows in another order must still record the same row
+    (and a rebuild from the lake, stored otherwise, the same again)."""
+    items = [{"project_id": f"YP-{n}", "title": "订单班", "lead_org_name": "上海积塔半导体有限公司",
+              "lead_org_uscc": JITA, "district_code": "310110"} for n in (3, 1, 4, 2)]
+    seen = []
+    for order in (items, list(reversed(items))):
+        home = tmp_path / order[0]["project_id"]
+        catalog = Catalog.for_home(home)
+        try:
+            put(home, catalog, "district_yangpu", "w1", "project", order,
+                extracted=datetime(2025, 3, 1, 8, 0, tzinfo=UTC))
+            build(home, catalog)
+            sql = "SELECT role, _source_key, mentions FROM core._organization_mentions WHERE entity = 'project'"
+            seen.append(q(home, sql))
+            build(home, catalog, full=True)
+            assert q(home, sql) == seen[-1]
+        finally:
+            catalog.dispose()
+    assert seen[0] == seen[1] == [("lead_org", "YP-4", 4)]
+
+
 def test_an_incremental_identity_equals_a_full_rebuild(home: Path, catalog: Catalog,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Updates, inserts and deletes that move mentions between organisations: after every incremental
