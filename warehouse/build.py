@@ -369,8 +369,9 @@ def build(
                         _commit_by_checkpoint(con, flush, last if first is None else first - 1)
                 if full:
                     flush.wait()
-                    # A full build's one checkpoint, of a new file with nothing deleted to compact: no
-                    # vacuum, which would otherwise merge every under-full row group into full ones. A
+                    # A full build's one checkpoint, of a new file (only the golden organisations may
+                    # have deleted a few rows): no vacuum, which would otherwise merge every under-full
+                    # row group into full ones, and leave the few dead rows to an incremental build's. A
                     # first load's tables are written in change-version order, one row group per
                     # landed row group (~100k rows, DuckDB's hold 122,880): merged, the 1M projects'
                     # history and core were rewritten whole (1.2-2.3 s of a 6 s build).
