@@ -44,6 +44,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse import retire
 from warehouse.landing import fsync_dir
 from warehouse.lakestore import LakeStoreError
 
@@ -313,7 +314,7 @@ def prune(home: Path, *, keep: int | None = None) -> list[str]:
     for snap in snapshots[:-keep]:
         if snap.is_current or in_use(snap.database):
             continue
-        shutil.rmtree(snap.path)
+        retire.retire(snap.path, home)  # out of published/ now, its files deleted in the background
         removed.append(snap.version)
     if removed:
         fsync_dir(root)
