@@ -497,22 +497,23 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         _apply_history(con, name, key, columns, has_history, row_key, first_load=first_load,
                        merge_version=_merge_version(last_version, file_rows, "i") if landing else None)
         close_renamed_history(con, entity)
-        # Core's rows are the history rows just written for each key's final live change:
-        # read back from there (native columns) rather than from the files a second time, in
-        # slices of change versions that each sort within the memory limit (see _sorted_slices).
+        # Core's rows are the history rows just written for each key's final live change: read back
+        # from there (native columns) rather than from the files a second time.
         if landing and not has_history:
-            # core is a copy of the history rows just written, in their order: every live change (each
-            # is its key's last) but a renamed key's
+            # a first load: core is a copy of the history rows just written, in their order (every live
+            # change is its key's last), but a renamed key's
             final = (f" AND {CHANGE_VERSION} IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)"
                      if renamed else "")
             with insertion_order(con):
                 con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {hist} "
                             f"WHERE {CHANGE_VERSION} > {last_version}{final}")
-        for lo, hi in [] if landing and not has_history else _sorted_slices(con, last_version, int(last)):
-            in_slice = f"{CHANGE_VERSION} > {lo} AND {CHANGE_VERSION} <= {hi}"
-            con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {hist} WHERE {in_slice} "
-                        f"AND {CHANGE_VERSION} IN (SELECT {CHANGE_VERSION} FROM _changed "
-                        f"WHERE _final AND NOT _del AND {in_slice}) ORDER BY {CHANGE_VERSION}")
+        else:
+            # in slices of change versions that each sort within the memory limit (see _sorted_slices)
+            for lo, hi in _sorted_slices(con, last_version, int(last)):
+                in_slice = f"{CHANGE_VERSION} > {lo} AND {CHANGE_VERSION} <= {hi}"
+                con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {hist} WHERE {in_slice} "
+                            f"AND {CHANGE_VERSION} IN (SELECT {CHANGE_VERSION} FROM _changed "
+                            f"WHERE _final AND NOT _del AND {in_slice}) ORDER BY {CHANGE_VERSION}")
     elif landing:
         # straight from the files, in merge order, that is in change-version order (no join, no sort)
         version = _merge_version(last_version, file_rows, "i")
