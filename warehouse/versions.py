@@ -502,11 +502,9 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         if landing and not has_history:
             # a first load: core is a copy of the history rows just written, in their order (every live
             # change is its key's last), but a renamed key's
-            final = (f" AND {CHANGE_VERSION} IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)"
-                     if renamed else "")
             with insertion_order(con):
                 con.execute(f"INSERT INTO {table} ({col_list}) SELECT {col_list} FROM {hist} "
-                            f"WHERE {CHANGE_VERSION} > {last_version}{final}")
+                            f"WHERE {CHANGE_VERSION} > {last_version}{_final_only(CHANGE_VERSION, renamed)}")
         else:
             # in slices of change versions that each sort within the memory limit (see _sorted_slices)
             for lo, hi in _sorted_slices(con, last_version, int(last)):
@@ -517,11 +515,9 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     elif landing:
         # straight from the files, in merge order, that is in change-version order (no join, no sort)
         version = _merge_version(last_version, file_rows, "i")
-        final = (f" AND {version} IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)"
-                 if renamed else "")
         with insertion_order(con):
             con.execute(f"INSERT INTO {table} ({col_list}) SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, "
-                        f"{version} FROM _in AS i WHERE NOT i._del{final}")
+                        f"{version} FROM _in AS i WHERE NOT i._del{_final_only(version, renamed)}")
     else:
         con.execute(f"INSERT INTO {table} ({col_list}) SELECT {', '.join(f'i.{ident(c)}' for c in columns)}, "
                     f"c.{CHANGE_VERSION} FROM (SELECT * FROM _changed WHERE _final AND NOT _del) AS c "
@@ -560,6 +556,13 @@ def _sorted_slices(con: duckdb.DuckDBPyConnection, after: int, last: int) -> lis
     except (ValueError, KeyError):  # no limit, or one DuckDB spells differently: one slice, as before
         return [(after, last)] if last > after else []
     return [(lo, min(lo + step, last)) for lo in range(after, last, step)]
+
+
+def _final_only(version: str, renamed: bool) -> str:
+    """A first load's filter to its keys' final live changes: every live change is one, but a renamed
+    key's (``apply_renames`` took its final mark); ``version`` is the row's change version expression."""
+    return (f" AND {version} IN (SELECT {CHANGE_VERSION} FROM _changed WHERE _final AND NOT _del)"
+            if renamed else "")
 
 
 def _merge_version(last_version: int, file_rows: list[int], alias: str = "") -> str:
