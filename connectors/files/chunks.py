@@ -15,18 +15,19 @@ naming the line the quote opened on, exactly as the sequential read does. Line n
 each range knows how many lines precede it from the byte scan. A newline byte is never part of a
 GBK, GB18030 or UTF-8 character, so a cut never splits a character either.
 
-Why processes, not threads: Python's codecs hold the GIL and run ~100 MB/s per core, and decoding
-(~1.5 s per 144 MB of GB18030, plus 0.7 s to write the UTF-8 Arrow wants) is the largest cost of a
-district file. glibc's iconv would release the GIL but maps 25 GB18030 codes differently from
-Python's codec (which the hub has always used), and DuckDB's `encodings` extension corrupts
-GB18030 text at its buffer boundaries. So the caller's process parses the first range and forked
-children the others; a child writes its Arrow table to an IPC file in shared memory that the
-parent maps (no copy through a pipe). Small files, or platforms without fork, parse in one range
-in-process: the same code path, so both are tested by the same tests.
+Why processes, not threads: Arrow's CSV parser runs single-threaded per range (so the invalid-row
+handler gets each bad line's number), and the text conversion around it (Python's codec for
+encodings other than GBK/GB18030, `not_text_reasons`, the line bookkeeping) holds the GIL. GBK
+and GB18030 go through `transcode.Transcoder`'s C loop (its tables made from Python's codec, so
+the text is the codec's; glibc's iconv maps 25 GB18030 codes otherwise and DuckDB's `encodings`
+extension corrupts GB18030 text at its buffer boundaries): the 1M-row 杨浦 file's read fell from
+0.94-1.12 s to 0.76-0.88 s on two ranges (0.85-0.89 s in one). So the caller's process parses the
+first range and forked children the others; a child writes its Arrow table to an IPC file in
+shared memory that the parent maps (no copy through a pipe). Small files, or platforms without
+fork, parse in one range in-process: the same code path, so both are tested by the same tests.
 """
 from __future__ import annotations
 
-import codecs
 import io
 import mmap
 import multiprocessing
@@ -44,6 +45,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+
+from connectors.files.transcode import Transcoder, prepare
 
 #: Raw bytes decoded at a time: bounds each range's transcoding memory, and keeps the decoded text
 #: and its UTF-8 in cache (half of the 1M 杨浦 file through the codec: 0.45-0.54 CPU-s in 8 MB blocks,
@@ -182,9 +185,10 @@ def _count_lines(fh: Any, start: int, end: int) -> int:
 class _Utf8Transcoder(io.RawIOBase):
     """A file's bytes in [start, end), decoded from ``encoding`` and handed to Arrow as UTF-8.
 
-    Decoding runs a large block at a time through Python's C codec (an incremental decoder, so a
-    character split across blocks is whole again); memory stays bounded by the block size. A
-    decoding error is kept with the file offset where it happened, for the caller's reason.
+    Decoding runs a block at a time through `transcode.Transcoder` (GBK and GB18030 by its C loop,
+    other encodings by Python's incremental decoder; a character split across blocks is whole
+    again); memory stays bounded by the block size. A decoding error is kept with the file offset
+    where it happened, for the caller's reason.
     """
 
     def __init__(self, path: Path, start: int, end: int, encoding: str) -> None:
@@ -192,11 +196,14 @@ class _Utf8Transcoder(io.RawIOBase):
         self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._raw.seek(start)
         self._left = end - start
-        self._decoder = codecs.getincrementaldecoder(encoding)()
-        self._position = start         # file offset of the next raw block
+        self._decoder = Transcoder(encoding, start)
         self._out = memoryview(b"")    # UTF-8 not handed out yet
         self._eof = False
-        self.error_at: int | None = None
+
+    @property
+    def error_at(self) -> int | None:
+        """The file offset of the first byte the codec refused, after a UnicodeDecodeError."""
+        return self._decoder.error_at
 
     def readable(self) -> bool:
         return True
@@ -204,15 +211,9 @@ class _Utf8Transcoder(io.RawIOBase):
     def _fill(self) -> None:
         raw = self._raw.read(min(DECODE_BLOCK_BYTES, self._left)) if self._left > 0 else b""
         final = not raw
-        try:
-            text = self._decoder.decode(raw, final=final)
-        except UnicodeDecodeError as exc:
-            self.error_at = self._position + exc.start
-            raise
-        self._position += len(raw)
+        self._out = memoryview(self._decoder.feed(raw, final=final))
         self._left -= len(raw)
         self._eof = final
-        self._out = memoryview(text.encode("utf-8"))
 
     def readinto(self, buffer: Any) -> int:
         # fill the whole buffer (short reads only at the end): Arrow cuts its blocks by what it gets
@@ -435,6 +436,8 @@ def parse_ranges(tasks: list[RangeTask]) -> list[RangeResult]:
     """Every range parsed: the first in this process, the others in forked children at the same time."""
     if len(tasks) == 1:
         return [parse_range(tasks[0])]
+    if tasks[0].encoding is not None:
+        prepare(tasks[0].encoding)  # the decoding tables, built once and inherited by the children
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=len(tasks) - 1, mp_context=context) as pool:
         futures = [pool.submit(_parse_range_to_file, task) for task in tasks[1:]]
