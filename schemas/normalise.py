@@ -28,6 +28,11 @@ import pyarrow.compute as pc
 
 from schemas.codes import CODE_LISTS, CodeList
 
+try:  # the byte loops in C (built by setup.py); without a compiler the numpy passes below do the same
+    from schemas import _utf8
+except ImportError:  # the tests run both ways, setting _utf8 to None
+    _utf8 = None
+
 __all__ = [
     "NormResult",
     "Normaliser",
@@ -553,11 +558,19 @@ for _cp, _ascii in _FULLWIDTH.items():
     _FULLWIDTH_ASCII[_b[1], _b[2]] = _ascii
 
 
+_HALFWIDTH_TABLE = bytes(_FULLWIDTH.get(cp, 0) for cp in range(0x10000))  # per BMP code point, for _utf8
+
+
 def _halfwidth_array(arr: pa.Array) -> pa.Array:
     """:func:`to_halfwidth` over a string array: each 3-byte full-width form becomes its ASCII byte."""
     if arr.null_count == len(arr):
         return arr
     offsets, values = _utf8_buffers(arr)
+    if _utf8 is not None:  # one pass in C (1M 杨浦 titles: ~0.05 s against ~0.5 s in numpy passes)
+        changed = _utf8.halfwidth(values, offsets, _HALFWIDTH_TABLE)
+        if changed is None:
+            return arr
+        return _from_utf8_buffers(arr, np.frombuffer(changed[0], dtype=np.int32), np.frombuffer(changed[1], np.uint8))
     starts = _FULLWIDTH_CHARS.starts(values)
     if not len(starts):
         return arr
@@ -640,6 +653,22 @@ _TRIM_LAST = np.zeros(256, dtype=bool)  # a value's last byte when its last char
 _TRIM_LAST[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
 
 
+def _arrow_trims(codes: range) -> np.ndarray:
+    """Per code point, whether norm_trim's Arrow trims remove it when it stands alone."""
+    chars = pa.array([chr(c) for c in codes if not 0xD800 <= c <= 0xDFFF], pa.string())
+    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.utf8_trim(chars, characters=_ZW_CHARS))), 0).to_numpy(zero_copy_only=False)
+
+
+@functools.cache
+def _trimmed_table() -> bytes:
+    """For _utf8.ends_in: one byte per BMP code point, 1 where Arrow's trims remove it (asked of
+    Arrow itself; a test proves no character beyond the BMP is removed)."""
+    table = np.zeros(0x10000, dtype=np.uint8)
+    codes = np.array([c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF])
+    table[codes[_arrow_trims(range(0x10000))]] = 1
+    return table.tobytes()
+
+
 @functools.cache
 def _trimmed_chars() -> _Chars:
     """The characters Arrow's trims remove, as Arrow itself answers for every 1- and 3-byte one (the
@@ -672,6 +701,8 @@ def _untrimmed_rows(arr: pa.Array) -> np.ndarray:
     (lead byte EF, as U+FEFF's), and the whole column went through Arrow's trims.
     """
     offsets, values = _utf8_buffers(arr)
+    if _utf8 is not None:  # exact, in one pass over the rows' ends in C
+        return np.frombuffer(_utf8.ends_in(values, offsets, _trimmed_table()), dtype=np.int64)
     starts, ends = offsets[:-1], offsets[1:]
     length = ends - starts
     if not len(values):

@@ -90,14 +90,6 @@ def test_trim_only_touches_what_arrows_trims_change(values: list[str | None], cu
     assert NORMALISERS["trim"](arr).values.to_pylist() == reference.to_pylist()
 
 
-def test_trim_pre_check_misses_no_code_point() -> None:
-    # every Unicode scalar at either end of a value: the byte pre-check must not skip any Arrow trims
-    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
-    arr = pa.array([c + "x" for c in chars] + ["x" + c for c in chars], type=pa.string())
-    reference = pc.utf8_trim_whitespace(pc.utf8_trim(arr, characters="\u200b\u200c\u200d\u2060\ufeff"))
-    assert NORMALISERS["trim"](arr).values.equals(reference)
-
-
 def test_halfwidth_and_clean_text_on_real_looking_rows() -> None:
     arr = pa.array(["上海电机学院校企合作实训基地（１２）", "９１３１０１１５ＭＡ１ＧＸ　", None,
                     "上海临港经济发展（集团）有限公司", "临港\u200b集团\u3000 \u00a0研究院 ", "“双师型”教师—培养…", ""])
@@ -435,12 +427,3 @@ def test_one_impossible_date_sends_only_its_own_block_to_the_per_value_rule(monk
     values = result.values.to_pylist()
     assert values[0] == parse_local_timestamp(texts[0]) and values[4999] == parse_local_timestamp(texts[4999])
     assert values[3216] == parse_local_timestamp(texts[3216]) and values[3217] is None
-
-
-def test_trim_pre_check_passes_over_full_width_ends_it_does_not_trim() -> None:
-    # '（' and '）' share the lead byte EF with U+FEFF: only the rows Arrow's trims change are taken
-    from schemas.normalise import _untrimmed_rows
-
-    titles = pa.array(["校企合作实训基地（1）", "（二期）智能制造工坊", " 前导空格", "尾随全角空格\u3000", "\ufeff带BOM", "末尾\u00b7"],
-                      pa.string())
-    assert _untrimmed_rows(titles).tolist() == [2, 3, 4, 5]  # U+00B7 (lead C2) stays a candidate, as U+00A0's

@@ -1,0 +1,178 @@
+/* Per-character work over an Arrow string column's UTF-8 bytes, for schemas/normalise.py.
+ *
+ * What it owns: two byte loops that numpy could only do in a dozen passes over the whole column
+ * (finding candidate bytes, confirming them, shifting offsets). It knows UTF-8's structure and
+ * nothing of which characters matter: the caller passes a table per BMP code point, built from the
+ * same Python rule (to_halfwidth) or from Arrow's own answer (the trims), so the result is theirs.
+ * Values are read row by row between their offsets; the loops run without the GIL.
+ *
+ * halfwidth(values, offsets, table) -> None | (offsets: bytes, values: bytes)
+ *   Every three-byte character whose table entry is not 0 becomes that one ASCII byte. None when
+ *   no value holds one (the caller keeps its array). offsets: int32, rows + 1, rebased to 0.
+ * ends_in(values, offsets, table) -> bytes
+ *   The rows (int64, ascending) whose first or last character has a table entry other than 0.
+ *   Characters beyond the BMP never do: the caller proves no such character is in its set.
+ *
+ *   table: 65536 bytes, one per BMP code point.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BMP 65536
+
+typedef struct {
+    Py_buffer values, offsets, table;
+    const uint8_t *v;
+    const int32_t *off;
+    const uint8_t *map;
+    Py_ssize_t rows;
+} Column;
+
+static void release(Column *c) {
+    PyBuffer_Release(&c->values);
+    PyBuffer_Release(&c->offsets);
+    PyBuffer_Release(&c->table);
+}
+
+/* Parse (values, offsets, table) and check the offsets stay inside the values, ascending. */
+static int column_from_args(PyObject *args, Column *c) {
+    if (!PyArg_ParseTuple(args, "y*y*y*", &c->values, &c->offsets, &c->table))
+        return 0;
+    const char *problem = NULL;
+    if (c->table.len != BMP)
+        problem = "table must hold one byte per BMP code point (65536)";
+    else if (c->offsets.len < (Py_ssize_t)sizeof(int32_t) || c->offsets.len % sizeof(int32_t))
+        problem = "offsets must be int32, one more than the rows";
+    if (!problem) {
+        c->v = c->values.buf;
+        c->off = c->offsets.buf;
+        c->map = c->table.buf;
+        c->rows = c->offsets.len / (Py_ssize_t)sizeof(int32_t) - 1;
+        if (c->off[0] < 0 || c->off[c->rows] > c->values.len)
+            problem = "offsets point outside the values";
+        for (Py_ssize_t i = 0; !problem && i < c->rows; i++)
+            if (c->off[i + 1] < c->off[i])
+                problem = "offsets must not decrease";
+    }
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        release(c);
+        return 0;
+    }
+    return 1;
+}
+
+/* The code point of the three-byte character at p (lead 0xE0-0xEF), or -1 when it is cut by end. */
+static inline int32_t three_byte(const uint8_t *p, const uint8_t *end) {
+    if (end - p < 3)
+        return -1;
+    return ((int32_t)(p[0] & 0x0F) << 12) | ((int32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+}
+
+/* The replacement of the character starting at p, or 0 (not a three-byte character in the table). */
+static inline uint8_t replaced(const Column *c, const uint8_t *p, const uint8_t *end) {
+    if ((*p & 0xF0) != 0xE0)
+        return 0;
+    int32_t cp = three_byte(p, end);
+    return cp < 0 ? 0 : c->map[cp];
+}
+
+static PyObject *halfwidth(PyObject *self, PyObject *args) {
+    Column c;
+    if (!column_from_args(args, &c))
+        return NULL;
+    PyObject *result = NULL;
+    const uint8_t *first = c.v + c.off[0], *last = c.v + c.off[c.rows];
+    int found = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* rows never split a character, so the first hit can be looked for over the whole span */
+    for (const uint8_t *p = first; p < last && !found; p++)
+        found = replaced(&c, p, last) != 0;
+    Py_END_ALLOW_THREADS
+    if (!found) {
+        release(&c);
+        Py_RETURN_NONE;
+    }
+    PyObject *out_values = PyBytes_FromStringAndSize(NULL, last - first);
+    PyObject *out_offsets = PyBytes_FromStringAndSize(NULL, c.offsets.len);
+    if (out_values && out_offsets) {
+        uint8_t *w = (uint8_t *)PyBytes_AS_STRING(out_values), *start = w;
+        int32_t *o = (int32_t *)PyBytes_AS_STRING(out_offsets);
+        Py_BEGIN_ALLOW_THREADS
+        o[0] = 0;
+        for (Py_ssize_t i = 0; i < c.rows; i++) {
+            const uint8_t *p = c.v + c.off[i], *end = c.v + c.off[i + 1];
+            while (p < end) {
+                uint8_t ascii = replaced(&c, p, end);
+                if (ascii) {
+                    *w++ = ascii;
+                    p += 3;
+                } else {
+                    *w++ = *p++;
+                }
+            }
+            o[i + 1] = (int32_t)(w - start);
+        }
+        Py_END_ALLOW_THREADS
+        if (_PyBytes_Resize(&out_values, w - start) == 0)
+            result = Py_BuildValue("(OO)", out_offsets, out_values);
+    }
+    Py_XDECREF(out_values);
+    Py_XDECREF(out_offsets);
+    release(&c);
+    return result;
+}
+
+/* Whether the character starting at p, within [p, end), has a table entry. */
+static inline int listed(const Column *c, const uint8_t *p, const uint8_t *end) {
+    uint8_t b = *p;
+    if (b < 0x80)
+        return c->map[b] != 0;
+    if ((b & 0xE0) == 0xC0)
+        return end - p >= 2 && c->map[((b & 0x1F) << 6) | (p[1] & 0x3F)] != 0;
+    if ((b & 0xF0) == 0xE0) {
+        int32_t cp = three_byte(p, end);
+        return cp >= 0 && c->map[cp] != 0;
+    }
+    return 0; /* four bytes: beyond the BMP */
+}
+
+static PyObject *ends_in(PyObject *self, PyObject *args) {
+    Column c;
+    if (!column_from_args(args, &c))
+        return NULL;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, c.rows * (Py_ssize_t)sizeof(int64_t));
+    if (result) {
+        int64_t *rows = (int64_t *)PyBytes_AS_STRING(result), *r = rows;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < c.rows; i++) {
+            const uint8_t *p = c.v + c.off[i], *end = c.v + c.off[i + 1];
+            if (p == end)
+                continue;
+            const uint8_t *tail = end - 1;
+            while (tail > p && (*tail & 0xC0) == 0x80 && end - tail < 4)
+                tail--;
+            if (listed(&c, p, end) || listed(&c, tail, end))
+                *r++ = i;
+        }
+        Py_END_ALLOW_THREADS
+        if (_PyBytes_Resize(&result, (r - rows) * (Py_ssize_t)sizeof(int64_t)) != 0)
+            result = NULL;
+    }
+    release(&c);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"halfwidth", halfwidth, METH_VARARGS,
+     "halfwidth(values, offsets, table) -> None | (offsets, values): three-byte characters to the ASCII byte the table gives"},
+    {"ends_in", ends_in, METH_VARARGS,
+     "ends_in(values, offsets, table) -> bytes: int64 rows whose first or last character the table lists"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_utf8", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__utf8(void) { return PyModule_Create(&module); }
