@@ -7,18 +7,28 @@ record in another batch gives the same hash.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import duckdb_compute
 from schemas.model import Entity
-from schemas.normalise import _plain
+from schemas.normalise import _plain, _utf8_buffers
+
+try:  # the row loop in C (built by setup.py); without a compiler DuckDB's md5 gives the same hashes
+    from schemas import _md5
+except ImportError:  # the tests run both ways, setting _md5 to None
+    _md5 = None
 
 __all__ = ["add_lineage", "record_hash"]
 
 _NULL_MARK = "\x00"  # a null is not the empty string
+_SEPARATOR = 0x1F
+#: Threads of the C loop: every core, up to 4 (as DuckDB's instance would use for the same rows).
+HASH_THREADS = max(1, min(os.cpu_count() or 1, 4))
 #: Rows per Arrow batch handed to DuckDB: it hashes one batch per thread, so a chunk given as one
 #: batch ran on one core (250k project rows: 0.23 s wall as one batch, 0.13 s as several).
 HASH_BATCH_ROWS = 1 << 16
@@ -44,8 +54,15 @@ def record_hash(table: pa.Table, entity: Entity) -> pa.Array:
     if n == 0:
         return pa.array([], type=pa.string())
     parts = {f"c{i}": _hash_text(_plain(table[f.name]).cast(f.type)) for i, f in enumerate(entity.business_fields)}
+    if _md5 is not None:
+        # each row streamed through one MD5 state, nothing joined in memory (1M 杨浦 rows: 0.2 s on
+        # two cores against DuckDB's 0.44 s, which first builds every row's joined text)
+        columns = [_utf8_buffers(part)[::-1] for part in parts.values()]
+        digests = _md5.hex_rows(columns, _SEPARATOR, HASH_THREADS)
+        offsets = np.arange(0, 32 * (n + 1), 32, dtype=np.int32)
+        return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(digests)])
     # Nulls are already U+0000, so concat_ws skips nothing; DuckDB joins and hashes in parallel.
-    expr = f"md5(concat_ws(chr(31), {', '.join(parts)}))"
+    expr = f"md5(concat_ws(chr({_SEPARATOR}), {', '.join(parts)}))"
     with duckdb_compute.cursor() as con:
         con.register("rows_to_hash", pa.Table.from_batches(pa.table(parts).to_batches(max_chunksize=HASH_BATCH_ROWS)))
         # preserve_insertion_order (set on the shared instance) keeps output rows aligned with input,
