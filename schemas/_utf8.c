@@ -71,10 +71,17 @@ static inline int32_t three_byte(const uint8_t *p, const uint8_t *end) {
     return ((int32_t)(p[0] & 0x0F) << 12) | ((int32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
 }
 
-/* The replacement of the character starting at p, or 0 (not a three-byte character in the table). */
+/* Lead bytes of the three-byte characters the table maps (at most 16: 0xE0-0xEF), so that the
+ * loops skip every other byte with one lookup: only EF and E3 for the full-width forms. */
+static void mapped_leads(const Column *c, uint8_t leads[256]) {
+    memset(leads, 0, 256);
+    for (int32_t cp = 0x800; cp < BMP; cp++)
+        if (c->map[cp])
+            leads[0xE0 | (cp >> 12)] = 1;
+}
+
+/* The replacement of the character starting at p (a mapped lead), or 0. */
 static inline uint8_t replaced(const Column *c, const uint8_t *p, const uint8_t *end) {
-    if ((*p & 0xF0) != 0xE0)
-        return 0;
     int32_t cp = three_byte(p, end);
     return cp < 0 ? 0 : c->map[cp];
 }
@@ -85,11 +92,13 @@ static PyObject *halfwidth(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     const uint8_t *first = c.v + c.off[0], *last = c.v + c.off[c.rows];
+    uint8_t leads[256];
     int found = 0;
     Py_BEGIN_ALLOW_THREADS
+    mapped_leads(&c, leads);
     /* rows never split a character, so the first hit can be looked for over the whole span */
     for (const uint8_t *p = first; p < last && !found; p++)
-        found = replaced(&c, p, last) != 0;
+        found = leads[*p] && replaced(&c, p, last) != 0;
     Py_END_ALLOW_THREADS
     if (!found) {
         release(&c);
@@ -105,6 +114,14 @@ static PyObject *halfwidth(PyObject *self, PyObject *args) {
         for (Py_ssize_t i = 0; i < c.rows; i++) {
             const uint8_t *p = c.v + c.off[i], *end = c.v + c.off[i + 1];
             while (p < end) {
+                const uint8_t *q = p;
+                while (q < end && !leads[*q])
+                    q++;
+                memcpy(w, p, (size_t)(q - p)); /* the unmapped run, whole */
+                w += q - p;
+                p = q;
+                if (p == end)
+                    break;
                 uint8_t ascii = replaced(&c, p, end);
                 if (ascii) {
                     *w++ = ascii;
