@@ -566,7 +566,7 @@ def _halfwidth_array(arr: pa.Array) -> pa.Array:
     if arr.null_count == len(arr):
         return arr
     offsets, values = _utf8_buffers(arr)
-    if _utf8 is not None:  # one pass in C (1M 杨浦 titles: ~0.05 s against ~0.5 s in numpy passes)
+    if _utf8 is not None:  # one pass in C (1M 杨浦 titles: 0.07 s against 0.32 s in numpy passes)
         changed = _utf8.halfwidth(values, offsets, _HALFWIDTH_TABLE)
         if changed is None:
             return arr
