@@ -105,29 +105,32 @@ def test_builds_replace_and_prune_without_leaving_files_behind(home: Path, catal
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     land(home, catalog, "lingang", "w1", notice_rows("lingang", [{"notice_id": "N1"}]))
     build(home, catalog, registry=REGISTRY, keep=2)
-    first_inode = (home / "warehouse.duckdb").stat().st_ino
-    released: list[int] = []
-    real_release = retire.release
+    # held open so that the file system cannot give its inode number to a later file once it is
+    # deleted (ext4 reuses freed numbers at once: the comparisons below then failed now and then)
+    with open(home / "warehouse.duckdb", "rb") as first:
+        first_inode = os.fstat(first.fileno()).st_ino
+        released: list[int] = []
+        real_release = retire.release
 
-    def release(held: Path | None) -> None:
-        if held is not None:
-            released.append(held.stat().st_ino)
-        real_release(held)
+        def release(held: Path | None) -> None:
+            if held is not None:
+                released.append(held.stat().st_ino)
+            real_release(held)
 
-    monkeypatch.setattr(retire, "release", release)
-    versions = []
-    for i in range(3):
-        land(home, catalog, "lingang", f"w{i + 2}", notice_rows("lingang", [{"notice_id": f"N{i + 2}"}]))
-        versions.append(build(home, catalog, registry=REGISTRY, keep=2).snapshot.version)
-    retire.wait()
-    # only the two newest snapshots, the builder's file (linked into the newest), nothing in tmp/retired
-    assert [s.version for s in list_snapshots(home)] == versions[-2:]
-    assert sorted(p.name for p in (home / "published").iterdir()) == sorted([*versions[-2:], "CURRENT"])
-    assert _retired(home) == []
-    assert (home / "warehouse.duckdb").stat().st_ino != first_inode
-    assert released[0] == first_inode  # the next build held the file it replaced, then let it go
-    assert os.path.samefile(home / "warehouse.duckdb", home / "published" / versions[-1] / "warehouse.duckdb")
-    assert prune(home, keep=1) == [versions[-2]]
-    assert not (home / "published" / versions[-2]).exists()
-    retire.wait()
-    assert _retired(home) == []
+        monkeypatch.setattr(retire, "release", release)
+        versions = []
+        for i in range(3):
+            land(home, catalog, "lingang", f"w{i + 2}", notice_rows("lingang", [{"notice_id": f"N{i + 2}"}]))
+            versions.append(build(home, catalog, registry=REGISTRY, keep=2).snapshot.version)
+        retire.wait()
+        # only the two newest snapshots, the builder's file (linked into the newest), nothing in tmp/retired
+        assert [s.version for s in list_snapshots(home)] == versions[-2:]
+        assert sorted(p.name for p in (home / "published").iterdir()) == sorted([*versions[-2:], "CURRENT"])
+        assert _retired(home) == []
+        assert (home / "warehouse.duckdb").stat().st_ino != first_inode
+        assert released[0] == first_inode  # the next build held the file it replaced, then let it go
+        assert os.path.samefile(home / "warehouse.duckdb", home / "published" / versions[-1] / "warehouse.duckdb")
+        assert prune(home, keep=1) == [versions[-2]]
+        assert not (home / "published" / versions[-2]).exists()
+        retire.wait()
+        assert _retired(home) == []
