@@ -595,8 +595,8 @@ def _one_pass(batch: _Batch, std_path: Path, q_path: Path, repeats: Any,
     from quality.runner import validate_table
 
     entity = batch.entity
-    p = _Pass(PipelinedSink(ParquetSink(std_path, entity.arrow_schema())),
-              ParquetSink(q_path, QUARANTINE_SCHEMA, row_group_bytes=QUARANTINE_ROW_GROUP_BYTES))
+    p = _Pass(PipelinedSink(ParquetSink(std_path, entity.arrow_schema(), use_dictionary="auto")),
+              ParquetSink(q_path, QUARANTINE_SCHEMA, use_dictionary="auto", row_group_bytes=QUARANTINE_ROW_GROUP_BYTES))
     has_updated = "updated_at" in entity.arrow_schema().names
     try:
         for start, raw in batch.chunks():

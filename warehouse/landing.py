@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 __all__ = [
@@ -98,6 +99,34 @@ def read_chunks(path: Path | str, rows: int) -> Iterator[pa.Table]:
         yield pf.read_row_groups(group)
 
 
+#: Rows of a file's first batch looked at to choose its dictionary columns, and the share of distinct
+#: values above which a text column is written without a dictionary.
+DICTIONARY_SAMPLE_ROWS = 4096
+DICTIONARY_MAX_DISTINCT = 0.5
+
+
+def dictionary_columns(table: pa.Table) -> list[str]:
+    """The columns worth a Parquet dictionary: every one but the text columns whose values are
+    mostly distinct in the first rows (IDs, titles, record hashes).
+
+    Parquet builds a dictionary for such a column until its page is full and then falls back to
+    plain pages, so the work is wasted and the file larger: 1M 杨浦 std rows were written in
+    0.72 s into 31 MB this way, 0.79 s into 34 MB with dictionaries everywhere (DuckDB reads
+    both alike). Judged on a sample of the first batch (a ~1 ms count per column).
+    """
+    sample = table.slice(0, DICTIONARY_SAMPLE_ROWS)
+    keep = []
+    for field in table.schema:
+        column = sample.column(field.name)
+        text = pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
+            or pa.types.is_binary(field.type)
+        present = len(column) - column.null_count
+        if text and present >= 64 and pc.count_distinct(column).as_py() > DICTIONARY_MAX_DISTINCT * present:
+            continue
+        keep.append(field.name)
+    return keep
+
+
 class ParquetSink:
     """Streams record batches into one Parquet file that appears atomically on commit.
 
@@ -106,11 +135,14 @@ class ParquetSink:
     not already, and the result is then in :attr:`landed`.
     """
 
-    def __init__(self, final_path: Path, schema: pa.Schema, *, use_dictionary: bool = True,
+    def __init__(self, final_path: Path, schema: pa.Schema, *, use_dictionary: bool | str = True,
                  row_group_bytes: int | None = None) -> None:
         """``use_dictionary=False`` for files of mostly distinct values (staged raw rows): Parquet's
-        dictionary pages then cost time to build and to decode and save no space. Rows are held
-        until ``row_group_bytes`` (default ROW_GROUP_BYTES) or ROW_GROUP_ROWS of them gather."""
+        dictionary pages then cost time to build and to decode and save no space. ``"auto"``
+        decides per text column from the first rows written (:func:`dictionary_columns`). Rows are
+        held until ``row_group_bytes`` (default ROW_GROUP_BYTES) or ROW_GROUP_ROWS of them gather."""
+        if use_dictionary not in (True, False, "auto"):
+            raise LandingError(f"{final_path}: use_dictionary must be True, False or 'auto', not {use_dictionary!r}")
         self.row_group_bytes = row_group_bytes or ROW_GROUP_BYTES
         self.final_path = Path(final_path)
         self.schema = schema
@@ -118,9 +150,12 @@ class ParquetSink:
         self.temp_path = self.final_path.with_name(
             f".{self.final_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         )
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.temp_path, schema, compression="zstd", use_dictionary=use_dictionary
-        )
+        self._use_dictionary = use_dictionary
+        self._writer: pq.ParquetWriter | None = None
+        if use_dictionary == "auto":
+            self.temp_path.touch()  # a path that cannot be written fails here, as the writer's would
+        else:
+            self._open_writer(None)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -186,12 +221,20 @@ class ParquetSink:
             columns.append(column)
         return pa.Table.from_arrays(columns, schema=self.schema)
 
+    def _open_writer(self, first: pa.Table | None) -> pq.ParquetWriter:
+        choice = self._use_dictionary
+        if choice == "auto":
+            choice = dictionary_columns(first) if first is not None else True
+        self._writer = pq.ParquetWriter(self.temp_path, self.schema, compression="zstd", use_dictionary=choice)
+        return self._writer
+
     def _flush(self, *, final: bool) -> None:
         """Write whole row groups; on the final flush also the remainder."""
-        assert self._writer is not None
         if not self._pending:
             return
         buffered = pa.concat_tables(self._pending)
+        if self._writer is None:
+            self._open_writer(buffered)
         cut = buffered.num_rows if final else (buffered.num_rows // ROW_GROUP_ROWS) * ROW_GROUP_ROWS
         if cut:
             self._writer.write_table(buffered.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
@@ -211,8 +254,7 @@ class ParquetSink:
         self._require_open("commit")
         try:
             self._flush(final=True)
-            assert self._writer is not None
-            self._writer.close()
+            (self._writer or self._open_writer(None)).close()
             self._writer = None
             size, sha256 = _fsync_and_hash(self.temp_path)
             os.replace(self.temp_path, self.final_path)

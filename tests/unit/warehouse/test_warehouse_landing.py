@@ -200,3 +200,44 @@ def test_a_sink_given_a_smaller_row_group_bound_holds_no_more_than_it(tmp_path: 
             assert sink._pending_bytes < 1 << 20
     meta = pq.ParquetFile(tmp_path / "q.parquet").metadata
     assert meta.num_rows == 500 and meta.num_row_groups >= 4
+
+
+def _dictionary_encoded(path: Path) -> dict[str, bool]:
+    meta = pq.ParquetFile(path).metadata
+    column = meta.row_group(0).column
+    return {meta.schema.column(i).name: column(i).has_dictionary_page for i in range(meta.num_columns)}
+
+
+def test_auto_dictionary_leaves_mostly_distinct_text_columns_plain(tmp_path: Path) -> None:
+    from warehouse.landing import dictionary_columns
+
+    rows = orgs(20_000).set_column(0, "org_name", pa.array(["上海电机学院", "临港集团", None, "上海电机学院"] * 5_000))
+    assert dictionary_columns(rows) == ["org_name", "funding_amount", "headcount"]  # uscc: every value distinct
+    auto, always = tmp_path / "auto.parquet", tmp_path / "always.parquet"
+    with ParquetSink(auto, SCHEMA, use_dictionary="auto") as sink:
+        sink.write(rows)
+    with ParquetSink(always, SCHEMA) as sink:
+        sink.write(rows)
+    assert _dictionary_encoded(auto) == {"org_name": True, "uscc": False, "funding_amount": True, "headcount": True}
+    assert _dictionary_encoded(always)["uscc"]
+    assert pq.read_table(auto).equals(pq.read_table(always))
+    assert auto.stat().st_size < always.stat().st_size
+
+
+def test_auto_dictionary_sink_fails_early_commits_empty_and_aborts_cleanly(tmp_path: Path) -> None:
+    with pytest.raises(LandingError, match="use_dictionary"):
+        ParquetSink(tmp_path / "x.parquet", SCHEMA, use_dictionary="sometimes")
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    try:
+        if not os.access(tmp_path / "ro", os.W_OK):  # root writes anywhere: nothing to check there
+            with pytest.raises(PermissionError):
+                ParquetSink(tmp_path / "ro" / "x.parquet", SCHEMA, use_dictionary="auto")
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+    empty = ParquetSink(tmp_path / "empty.parquet", SCHEMA, use_dictionary="auto").commit()
+    assert empty.rows == 0 and pq.read_table(empty.path).schema.equals(SCHEMA)
+    sink = ParquetSink(tmp_path / "gone.parquet", SCHEMA, use_dictionary="auto")
+    sink.write(orgs(10))
+    sink.abort()
+    assert leftovers(tmp_path) == ["empty.parquet", "ro"]
