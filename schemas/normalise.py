@@ -653,35 +653,36 @@ _TRIM_LAST = np.zeros(256, dtype=bool)  # a value's last byte when its last char
 _TRIM_LAST[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
 
 
-def _arrow_trims(codes: range) -> np.ndarray:
+def _scalars(low: int, high: int) -> np.ndarray:
+    """The Unicode scalar values in [low, high): every code point but the surrogates."""
+    codes = np.arange(low, high, dtype=np.uint32)
+    return codes[(codes < 0xD800) | (codes > 0xDFFF)]
+
+
+def _arrow_trims(codes: np.ndarray) -> np.ndarray:
     """Per code point, whether norm_trim's Arrow trims remove it when it stands alone."""
-    chars = pa.array([chr(c) for c in codes if not 0xD800 <= c <= 0xDFFF], pa.string())
-    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.utf8_trim(chars, characters=_ZW_CHARS))), 0).to_numpy(zero_copy_only=False)
+    chars = pa.array([chr(c) for c in codes.tolist()], pa.string())
+    return pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.utf8_trim(chars, characters=_ZW_CHARS))), 0) \
+        .to_numpy(zero_copy_only=False)
 
 
 @functools.cache
 def _trimmed_table() -> bytes:
-    """For _utf8.ends_in: one byte per BMP code point, 1 where Arrow's trims remove it (asked of
-    Arrow itself; a test proves no character beyond the BMP is removed)."""
+    """One byte per BMP code point, 1 where Arrow's trims remove it, as Arrow itself answers (a
+    test proves no character beyond the BMP is removed): for _utf8.ends_in, and the set of
+    :func:`_trimmed_chars`."""
+    codes = _scalars(0, 0x10000)
     table = np.zeros(0x10000, dtype=np.uint8)
-    codes = np.array([c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF])
-    table[codes[_arrow_trims(range(0x10000))]] = 1
+    table[codes[_arrow_trims(codes)]] = 1
     return table.tobytes()
 
 
 @functools.cache
 def _trimmed_chars() -> _Chars:
-    """The characters Arrow's trims remove, as Arrow itself answers for every 1- and 3-byte one (the
-    2-byte ones, U+0085 and U+00A0, by their lead byte C2 taken whole: a superset)."""
-    wide = np.arange(0x800, 0x10000, dtype=np.uint32)
-    wide = wide[(wide < 0xD800) | (wide > 0xDFFF)]
-    utf8 = np.stack([0xE0 | wide >> 12, 0x80 | (wide >> 6) & 0x3F, 0x80 | wide & 0x3F], axis=1).astype(np.uint8)
-    codes = np.concatenate([np.arange(0x80, dtype=np.uint32), wide])
-    data = np.concatenate([np.arange(0x80, dtype=np.uint8), utf8.ravel()])
-    offsets = np.concatenate([np.arange(0x80, dtype=np.int32), 0x80 + 3 * np.arange(len(wide) + 1, dtype=np.int32)])
-    chars = pa.Array.from_buffers(pa.string(), len(codes), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    left = pc.utf8_length(pc.utf8_trim_whitespace(pc.utf8_trim(chars, characters=_ZW_CHARS))).to_numpy()
-    return _Chars("".join(map(chr, codes[left == 0].tolist())), whole_leads=b"\xc2")
+    """The characters Arrow's trims remove, for the numpy way: the 1- and 3-byte ones exactly, the
+    2-byte ones (U+0085, U+00A0) by their lead byte C2 taken whole (a superset)."""
+    trimmed = np.flatnonzero(np.frombuffer(_trimmed_table(), dtype=np.uint8))
+    return _Chars("".join(chr(c) for c in trimmed.tolist() if c < 0x80 or c >= 0x800), whole_leads=b"\xc2")
 
 
 def _last_char_starts(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
