@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py connectors/files/_transcode.c schemas/_utf8.c schemas/_md5.c
+$(STAMP): pyproject.toml setup.py connectors/files/_transcode.c schemas/_utf8.c schemas/_md5.c schemas/_string_column.h
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "iehub needs Python 3.11, found " + sys.version.split()[0]'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

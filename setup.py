@@ -13,7 +13,8 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[
     Extension("connectors.files._transcode", ["connectors/files/_transcode.c"], optional=True, extra_compile_args=["-O3"]),
-    Extension("schemas._utf8", ["schemas/_utf8.c"], optional=True, extra_compile_args=["-O3"]),
-    Extension("schemas._md5", ["schemas/_md5.c"], optional=True, extra_compile_args=["-O3", "-pthread"],
-              extra_link_args=["-pthread"]),
+    Extension("schemas._utf8", ["schemas/_utf8.c"], depends=["schemas/_string_column.h"], optional=True,
+              extra_compile_args=["-O3"]),
+    Extension("schemas._md5", ["schemas/_md5.c"], depends=["schemas/_string_column.h"], optional=True,
+              extra_compile_args=["-O3", "-pthread"], extra_link_args=["-pthread"]),
 ])

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_string_column.h"
+
 #define MAX_THREADS 8
 
 typedef struct {
@@ -186,25 +188,17 @@ static PyObject *hex_rows(PyObject *self, PyObject *args) {
         if (!PyArg_ParseTuple(pair, "y*y*", &bufs[2 * c], &bufs[2 * c + 1]))
             goto done;
         Py_buffer *v = &bufs[2 * c], *o = &bufs[2 * c + 1];
-        Py_ssize_t n = o->len / (Py_ssize_t)sizeof(int32_t) - 1;
-        const int32_t *off = o->buf;
-        if (o->len % sizeof(int32_t) || n < 0 || (rows >= 0 && n != rows)) {
-            PyErr_Format(PyExc_ValueError, "column %zd: offsets must be int32, one more than the rows of every column", c);
+        Py_ssize_t n = -1;
+        const char *problem = string_column_problem(v, o, &n);
+        if (!problem && rows >= 0 && n != rows)
+            problem = "offsets must be int32, one more than the rows of every column";
+        if (problem) {
+            PyErr_Format(PyExc_ValueError, "column %zd: %s", c, problem);
             got++;
             goto done;
         }
         rows = n;
-        if (off[0] < 0 || off[n] > v->len) {
-            PyErr_Format(PyExc_ValueError, "column %zd: offsets point outside the values", c);
-            got++;
-            goto done;
-        }
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (off[i + 1] < off[i]) {
-                PyErr_Format(PyExc_ValueError, "column %zd: offsets must not decrease", c);
-                got++;
-                goto done;
-            }
+        const int32_t *off = o->buf;
         values[c] = v->buf;
         offsets[c] = off;
     }

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_string_column.h"
+
 #define BMP 65536
 
 typedef struct {
@@ -40,22 +42,11 @@ static void release(Column *c) {
 static int column_from_args(PyObject *args, Column *c) {
     if (!PyArg_ParseTuple(args, "y*y*y*", &c->values, &c->offsets, &c->table))
         return 0;
-    const char *problem = NULL;
-    if (c->table.len != BMP)
-        problem = "table must hold one byte per BMP code point (65536)";
-    else if (c->offsets.len < (Py_ssize_t)sizeof(int32_t) || c->offsets.len % sizeof(int32_t))
-        problem = "offsets must be int32, one more than the rows";
-    if (!problem) {
-        c->v = c->values.buf;
-        c->off = c->offsets.buf;
-        c->map = c->table.buf;
-        c->rows = c->offsets.len / (Py_ssize_t)sizeof(int32_t) - 1;
-        if (c->off[0] < 0 || c->off[c->rows] > c->values.len)
-            problem = "offsets point outside the values";
-        for (Py_ssize_t i = 0; !problem && i < c->rows; i++)
-            if (c->off[i + 1] < c->off[i])
-                problem = "offsets must not decrease";
-    }
+    const char *problem = c->table.len != BMP ? "table must hold one byte per BMP code point (65536)"
+                                               : string_column_problem(&c->values, &c->offsets, &c->rows);
+    c->v = c->values.buf;
+    c->off = c->offsets.buf;
+    c->map = c->table.buf;
     if (problem) {
         PyErr_SetString(PyExc_ValueError, problem);
         release(c);
