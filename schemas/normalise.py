@@ -558,7 +558,14 @@ for _cp, _ascii in _FULLWIDTH.items():
     _FULLWIDTH_ASCII[_b[1], _b[2]] = _ascii
 
 
-_HALFWIDTH_TABLE = bytes(_FULLWIDTH.get(cp, 0) for cp in range(0x10000))  # per BMP code point, for _utf8
+def _bmp_table(entries: dict[int, int]) -> bytes:
+    """One byte per BMP code point for the C loops: the entry's value, 0 where there is none."""
+    table = np.zeros(0x10000, dtype=np.uint8)
+    table[list(entries)] = list(entries.values())
+    return table.tobytes()
+
+
+_HALFWIDTH_TABLE = _bmp_table(_FULLWIDTH)  # per full-width form, the ASCII byte it becomes
 
 
 def _halfwidth_array(arr: pa.Array) -> pa.Array:
