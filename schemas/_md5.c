@@ -8,8 +8,17 @@
  * state. Rows are split over up to `threads` threads; the GIL is released.
  *
  * hex_rows(columns, sep, threads) -> bytes
- *   columns: a sequence of (values, offsets) pairs, one per column, every offsets int32 with
- *            rows + 1 entries rebased to 0 (the same rows in every column)
+ *   columns: one entry per column, the same rows in every column, each either
+ *            (values, offsets): text, every offsets int32 with rows + 1 entries rebased to 0; or
+ *            (kind, data, nulls, param): a typed column written as Arrow's cast to string writes
+ *            it, so that nothing is cast in memory first (1M 杨浦 rows: 0.27 s of casts):
+ *              INT     data: signed little-endian integers of `param` bytes (1, 2, 4 or 8)
+ *              DATE    data: int32 days since 1970-01-01, as YYYY-MM-DD (years 0000-9999 only)
+ *              DECIMAL data: 16-byte little-endian decimal128 unscaled values; param: the scale,
+ *                      0-6 (where Arrow writes plain digits, never an exponent)
+ *              BOOL    data: one byte per row, 0 false, else true ("true"/"false")
+ *            nulls: one byte per row, non-zero for null (written as the null mark, one 0x00
+ *            byte, as lineage.py writes a null text value), or None when there are none
  *   sep:     the byte between two columns' values
  *   returns: 32 lowercase hex characters per row, rows back to back
  */
@@ -131,10 +140,128 @@ static void finish_hex(Md5 *h, char *out) {
     }
 }
 
+enum { TEXT = 0, INT = 1, DATE = 2, DECIMAL = 3, BOOL = 4 };
+
+/* Days of 0000-01-01 and 9999-12-31 since 1970-01-01: the dates Arrow writes as four-digit years. */
+#define FIRST_DAY (-719528)
+#define LAST_DAY 2932896
+
+typedef struct {
+    int kind, param;
+    const uint8_t *values; /* TEXT */
+    const int32_t *offsets;
+    const uint8_t *data; /* typed */
+    const uint8_t *nulls;
+} Column;
+
+/* Digits of u, most significant first, into out; returns how many. */
+static size_t digits(unsigned __int128 u, char *out) {
+    char tmp[40];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t format_int(int64_t v, char *out) {
+    if (v < 0) {
+        out[0] = '-';
+        return 1 + digits((unsigned __int128)(0 - (uint64_t)v), out + 1);
+    }
+    return digits((unsigned __int128)(uint64_t)v, out);
+}
+
+/* The civil date of a day count (H. Hinnant's days_from_civil, inverted), as YYYY-MM-DD. */
+static size_t format_date(int32_t days, char *out) {
+    int64_t z = (int64_t)days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+    unsigned year = (unsigned)((int64_t)yoe + era * 400 + (month <= 2)); /* 0-9999: checked on entry */
+    out[0] = (char)('0' + year / 1000);
+    out[1] = (char)('0' + year / 100 % 10);
+    out[2] = (char)('0' + year / 10 % 10);
+    out[3] = (char)('0' + year % 10);
+    out[4] = '-';
+    out[5] = (char)('0' + month / 10);
+    out[6] = (char)('0' + month % 10);
+    out[7] = '-';
+    out[8] = (char)('0' + day / 10);
+    out[9] = (char)('0' + day % 10);
+    return 10;
+}
+
+/* An unscaled decimal128 with `scale` (0-6) digits after the point, as Arrow writes it: "-0.05". */
+static size_t format_decimal(const uint8_t *p, int scale, char *out) {
+    unsigned __int128 u = 0;
+    for (int i = 15; i >= 0; i--)
+        u = u << 8 | p[i];
+    int negative = (p[15] & 0x80) != 0;
+    if (negative)
+        u = ~u + 1;
+    char d[40];
+    size_t n = digits(u, d), k = 0;
+    if (negative)
+        out[k++] = '-';
+    if (scale == 0) {
+        memcpy(out + k, d, n);
+        return k + n;
+    }
+    if (n <= (size_t)scale) {
+        out[k++] = '0';
+        out[k++] = '.';
+        for (size_t i = n; i < (size_t)scale; i++)
+            out[k++] = '0';
+        memcpy(out + k, d, n);
+        return k + n;
+    }
+    memcpy(out + k, d, n - (size_t)scale);
+    k += n - (size_t)scale;
+    out[k++] = '.';
+    memcpy(out + k, d + n - (size_t)scale, (size_t)scale);
+    return k + (size_t)scale;
+}
+
+static int64_t int_at(const uint8_t *data, int width, Py_ssize_t r) {
+    switch (width) {
+    case 1: return ((const int8_t *)data)[r];
+    case 2: { int16_t v; memcpy(&v, data + 2 * r, 2); return v; }
+    case 4: { int32_t v; memcpy(&v, data + 4 * r, 4); return v; }
+    default: { int64_t v; memcpy(&v, data + 8 * r, 8); return v; }
+    }
+}
+
+static void feed_value(Md5 *h, const Column *col, Py_ssize_t r) {
+    if (col->kind == TEXT) {
+        feed(h, col->values + col->offsets[r], (size_t)(col->offsets[r + 1] - col->offsets[r]));
+        return;
+    }
+    if (col->nulls && col->nulls[r]) {
+        static const uint8_t null_mark = 0;
+        feed(h, &null_mark, 1);
+        return;
+    }
+    char text[48];
+    size_t n;
+    switch (col->kind) {
+    case INT: n = format_int(int_at(col->data, col->param, r), text); break;
+    case DATE: { int32_t days; memcpy(&days, col->data + 4 * r, 4); n = format_date(days, text); break; }
+    case DECIMAL: n = format_decimal(col->data + 16 * r, col->param, text); break;
+    default: n = col->data[r] ? 4 : 5; memcpy(text, col->data[r] ? "true" : "false", n); break;
+    }
+    feed(h, (const uint8_t *)text, n);
+}
+
 typedef struct {
     Py_ssize_t ncols, first, last; /* rows [first, last) */
-    const uint8_t **values;
-    const int32_t **offsets;
+    const Column *columns;
     uint8_t sep;
     char *out;
 } Work;
@@ -147,10 +274,47 @@ static void *hash_rows(void *arg) {
         for (Py_ssize_t c = 0; c < w->ncols; c++) {
             if (c)
                 feed(&h, &w->sep, 1);
-            feed(&h, w->values[c] + w->offsets[c][r], (size_t)(w->offsets[c][r + 1] - w->offsets[c][r]));
+            feed_value(&h, &w->columns[c], r);
         }
         finish_hex(&h, w->out + 32 * r);
     }
+    return NULL;
+}
+
+/* NULL when a typed column is well formed (and then *rows is set); else what is wrong with it. */
+static const char *typed_column(int kind, int param, const Py_buffer *data, const Py_buffer *nulls,
+                                Py_ssize_t *rows) {
+    Py_ssize_t width;
+    switch (kind) {
+    case INT:
+        if (param != 1 && param != 2 && param != 4 && param != 8)
+            return "an INT column's param is its width in bytes: 1, 2, 4 or 8";
+        width = param;
+        break;
+    case DATE: width = 4; break;
+    case DECIMAL:
+        if (param < 0 || param > 6)
+            return "a DECIMAL column's scale must be 0-6 (Arrow writes larger scales with an exponent)";
+        width = 16;
+        break;
+    case BOOL: width = 1; break;
+    default: return "kind must be INT, DATE, DECIMAL or BOOL";
+    }
+    if (data->len % width)
+        return "data is not a whole number of values";
+    Py_ssize_t n = data->len / width;
+    if (nulls && nulls->len != n)
+        return "nulls must have one byte per row";
+    if (kind == DATE) {
+        const uint8_t *p = data->buf;
+        for (Py_ssize_t r = 0; r < n; r++) {
+            int32_t days;
+            memcpy(&days, p + 4 * r, 4);
+            if ((days < FIRST_DAY || days > LAST_DAY) && !(nulls && ((const uint8_t *)nulls->buf)[r]))
+                return "a date outside the years 0000-9999";
+        }
+    }
+    *rows = n;
     return NULL;
 }
 
@@ -169,9 +333,8 @@ static PyObject *hex_rows(PyObject *self, PyObject *args) {
     Py_ssize_t ncols = PySequence_Fast_GET_SIZE(seq), rows = -1, got = 0;
     PyObject *result = NULL;
     Py_buffer *bufs = PyMem_Calloc(2 * (size_t)(ncols ? ncols : 1), sizeof(Py_buffer));
-    const uint8_t **values = PyMem_Calloc((size_t)(ncols ? ncols : 1), sizeof(*values));
-    const int32_t **offsets = PyMem_Calloc((size_t)(ncols ? ncols : 1), sizeof(*offsets));
-    if (!bufs || !values || !offsets) {
+    Column *cols = PyMem_Calloc((size_t)(ncols ? ncols : 1), sizeof(Column));
+    if (!bufs || !cols) {
         PyErr_NoMemory();
         goto done;
     }
@@ -179,28 +342,43 @@ static PyObject *hex_rows(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "at least one column is needed");
         goto done;
     }
-    for (Py_ssize_t c = 0; c < ncols; c++, got++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, c);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_Format(PyExc_TypeError, "column %zd: each column is a (values, offsets) pair", c);
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, c);
+        Py_ssize_t size = PyTuple_Check(item) ? PyTuple_GET_SIZE(item) : -1;
+        Py_buffer *a = &bufs[2 * c], *b = &bufs[2 * c + 1];
+        Py_ssize_t n = -1;
+        const char *problem;
+        if (size == 2) {
+            if (!PyArg_ParseTuple(item, "y*y*", a, b))
+                goto done;
+            got = 2 * c + 2;
+            problem = string_column_problem(a, b, &n);
+            cols[c] = (Column){TEXT, 0, a->buf, b->buf, NULL, NULL};
+        } else if (size == 4) {
+            int kind, param;
+            PyObject *nulls;
+            if (!PyArg_ParseTuple(item, "iy*Oi", &kind, a, &nulls, &param))
+                goto done;
+            got = 2 * c + 1;
+            if (nulls != Py_None) {
+                if (PyObject_GetBuffer(nulls, b, PyBUF_SIMPLE) < 0)
+                    goto done;
+                got = 2 * c + 2;
+            }
+            problem = typed_column(kind, param, a, nulls != Py_None ? b : NULL, &n);
+            cols[c] = (Column){kind, param, NULL, NULL, a->buf, nulls != Py_None ? b->buf : NULL};
+        } else {
+            PyErr_Format(PyExc_TypeError,
+                         "column %zd: each column is a (values, offsets) pair or a (kind, data, nulls, param) tuple", c);
             goto done;
         }
-        if (!PyArg_ParseTuple(pair, "y*y*", &bufs[2 * c], &bufs[2 * c + 1]))
-            goto done;
-        Py_buffer *v = &bufs[2 * c], *o = &bufs[2 * c + 1];
-        Py_ssize_t n = -1;
-        const char *problem = string_column_problem(v, o, &n);
         if (!problem && rows >= 0 && n != rows)
-            problem = "offsets must be int32, one more than the rows of every column";
+            problem = "every column must have the same rows";
         if (problem) {
             PyErr_Format(PyExc_ValueError, "column %zd: %s", c, problem);
-            got++;
             goto done;
         }
         rows = n;
-        const int32_t *off = o->buf;
-        values[c] = v->buf;
-        offsets[c] = off;
     }
     result = PyBytes_FromStringAndSize(NULL, 32 * rows);
     if (!result)
@@ -215,7 +393,7 @@ static PyObject *hex_rows(PyObject *self, PyObject *args) {
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     for (int t = 0; t < threads; t++)
-        work[t] = (Work){ncols, rows * t / threads, rows * (t + 1) / threads, values, offsets, (uint8_t)sep,
+        work[t] = (Work){ncols, rows * t / threads, rows * (t + 1) / threads, cols, (uint8_t)sep,
                          PyBytes_AS_STRING(result)};
     Py_BEGIN_ALLOW_THREADS
     for (int t = 1; t < threads; t++)
@@ -229,11 +407,11 @@ static PyObject *hex_rows(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
 done:
-    for (Py_ssize_t i = 0; bufs && i < 2 * got; i++)
-        PyBuffer_Release(&bufs[i]);
+    for (Py_ssize_t i = 0; bufs && i < got; i++)
+        if (bufs[i].obj || bufs[i].buf)
+            PyBuffer_Release(&bufs[i]);
     PyMem_Free(bufs);
-    PyMem_Free(values);
-    PyMem_Free(offsets);
+    PyMem_Free(cols);
     Py_DECREF(seq);
     return result;
 }
@@ -246,4 +424,12 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_md5", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__md5(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__md5(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && (PyModule_AddIntConstant(m, "INT", INT) < 0 || PyModule_AddIntConstant(m, "DATE", DATE) < 0 ||
+              PyModule_AddIntConstant(m, "DECIMAL", DECIMAL) < 0 || PyModule_AddIntConstant(m, "BOOL", BOOL) < 0)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
