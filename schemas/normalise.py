@@ -444,6 +444,25 @@ def _fast_where_it_holds(
     return pa.concat_arrays([head, tail]), np.concatenate([head_missed, tail_missed])
 
 
+@functools.cache
+def _shapes() -> dict[str, int]:
+    """The patterns :func:`_convert` screens with that ``_utf8.shapes`` decides itself, by its constant."""
+    assert _utf8 is not None
+    return {_ISO_DATE: _utf8.ISO_DATE, _ISO_LOCAL: _utf8.ISO_LOCAL, _ISO_UTC: _utf8.ISO_UTC,
+            _PLAIN_NUMBER: _utf8.PLAIN_NUMBER, _INT18: _utf8.INT18}
+
+
+def _has_shape(arr: pa.Array, pattern: str) -> pa.Array:
+    """Whether each value matches ``pattern`` (a null: False). The screening patterns go through one C
+    pass over the bytes (0.1 s of RE2 per million dates, per column, before); others through RE2."""
+    shape = _shapes().get(pattern) if _utf8 is not None and arr.type == pa.string() else None
+    if shape is None:
+        return pc.fill_null(pc.match_substring_regex(arr, pattern), False)
+    offsets, values = _utf8_buffers(arr)
+    matched = np.frombuffer(_utf8.shapes(values, offsets, shape), dtype=np.bool_)
+    return pc.and_(pc.is_valid(arr), pa.array(matched)) if arr.null_count else pa.array(matched)
+
+
 def _convert(
     arr: pa.Array,
     out_type: pa.DataType,
@@ -459,7 +478,7 @@ def _convert(
     if fast is not None:
         candidates = present
         if pattern is not None:
-            candidates = pc.and_(present, pc.fill_null(pc.match_substring_regex(arr, pattern), False))
+            candidates = pc.and_(present, _has_shape(arr, pattern))
         if pc.any(candidates).as_py():
             try:
                 fast_values, missed = _fast_where_it_holds(fast, arr.filter(candidates), out_type)
@@ -819,6 +838,7 @@ def norm_date(arr: pa.Array) -> NormResult:
 
 
 _ISO_LOCAL = "^" + _YEAR + r"-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?$"
+_ISO_UTC = "^" + _YEAR + r"-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$"
 
 
 def _assume_zone(naive: pa.Array, tz: str) -> pa.Array:
@@ -869,8 +889,7 @@ def norm_utc_timestamp(arr: pa.Array) -> NormResult:
         return NormResult(pa.nulls(len(arr), TIMESTAMP))
     if not _is_text(t):
         return _all_rows_error(arr, TIMESTAMP, f"is a {t}, not a timestamp")
-    pattern = "^" + _YEAR + r"-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?$"
-    return _convert(arr, TIMESTAMP, _utc_ts, fast=_fast_utc, pattern=pattern)  # type: ignore[arg-type]
+    return _convert(arr, TIMESTAMP, _utc_ts, fast=_fast_utc, pattern=_ISO_UTC)  # type: ignore[arg-type]
 
 
 def norm_excel_date(arr: pa.Array) -> NormResult:
@@ -907,6 +926,7 @@ def norm_excel_date(arr: pa.Array) -> NormResult:
 # Numbers ---------------------------------------------------------------------------------------------
 
 _PLAIN_NUMBER = r"^[+-]?[0-9]+(\.[0-9]+)?$"
+_INT18 = r"^[+-]?[0-9]{1,18}$"
 
 
 def _money(arr: pa.Array, factor: int, suffixes: tuple[str, ...]) -> NormResult:
@@ -951,7 +971,7 @@ def norm_int(arr: pa.Array) -> NormResult:
     if pa.types.is_null(t):
         return NormResult(pa.nulls(len(arr), pa.int64()))
     if _is_text(t):
-        return _convert(arr, pa.int64(), _int, fast=lambda a: a.cast(pa.int64()), pattern=r"^[+-]?[0-9]{1,18}$")
+        return _convert(arr, pa.int64(), _int, fast=lambda a: a.cast(pa.int64()), pattern=_INT18)
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         return _convert(arr, pa.int64(), _int)
     return _all_rows_error(arr, pa.int64(), f"is a {t}, not a whole number")

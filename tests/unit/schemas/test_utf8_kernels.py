@@ -117,3 +117,61 @@ def test_bad_buffers_are_refused_with_what_is_wrong() -> None:
     # a three-byte character cut by its row's end is left as it is, never read past
     assert utf8.halfwidth(values, np.array([0, 2, 4], np.int32), normalise._HALFWIDTH_TABLE) is not None
     assert utf8.halfwidth(values[:2], np.array([0, 2], np.int32), normalise._HALFWIDTH_TABLE) is None
+
+
+# The shapes: the screening regular expressions before a vectorised cast, decided in C -------------
+
+SHAPE_SAMPLES = ["2024-03-01", "1999-12-31", "1899-12-31", "0999-01-01", "2024-3-01", "2024-03-01 08:30:00",
+                 "2024-03-01T08:30:00.123456", "2024-03-01 08:30:00.1234567", "2024-03-01 08:30", "2024-03-01T08:30Z",
+                 "2024-03-01 08:30:00+08:00", "2024-03-01 08:30:00.5-0530", "2024-03-01T08:30:00.Z", "2024-03-01 08:30+8",
+                 "0", "-12", "+3.50", "1.", ".5", "12.3.4", "1e5", "123456789012345678", "1234567890123456789",
+                 "-000000000000000001", "", "+", "-", "２０２４-03-01", "2024-03-01\n", " 2024-03-01", "１２"]
+SHAPE_ALPHABET = "0123456789-:. TZ+e１\n"
+
+
+def _mutations(rng: random.Random) -> list[str]:
+    """Every sample, and each with a character replaced, inserted or removed somewhere."""
+    out = list(SHAPE_SAMPLES)
+    for value in SHAPE_SAMPLES:
+        for i in range(len(value) + 1):
+            out.append(value[:i] + rng.choice(SHAPE_ALPHABET) + value[i + 1:])
+            out.append(value[:i] + rng.choice(SHAPE_ALPHABET) + value[i:])
+            out.append(value[:i] + value[i + 1:])
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["_ISO_DATE", "_ISO_LOCAL", "_ISO_UTC", "_PLAIN_NUMBER", "_INT18"])
+def test_shapes_match_exactly_what_the_patterns_match(pattern: str) -> None:
+    regex = getattr(normalise, pattern)
+    assert regex in normalise._shapes()  # the pattern _convert is given is the one the C loop stands for
+    values = _mutations(random.Random(pattern)) + [None]
+    arr = pa.array(values, type=pa.string())
+    want = pc.fill_null(pc.match_substring_regex(arr, regex), False).to_pylist()
+    assert sum(want) > 5 and not all(want)
+    for part, expected in ((arr, want), (arr.slice(7), want[7:])):
+        with kernels(True):
+            assert normalise._has_shape(part, regex).to_pylist() == expected
+        with kernels(False):
+            assert normalise._has_shape(part, regex).to_pylist() == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=SHAPE_ALPHABET, max_size=30),
+                          *(st.from_regex(r, fullmatch=True) for r in (
+                              normalise._ISO_DATE, normalise._ISO_LOCAL, normalise._ISO_UTC,
+                              normalise._PLAIN_NUMBER, normalise._INT18))), max_size=20))
+def test_shapes_agree_with_re2_on_any_text_of_their_characters(values: list[str | None]) -> None:
+    arr = pa.array(values, type=pa.string())
+    for regex in normalise._shapes():
+        with kernels(True):
+            assert normalise._has_shape(arr, regex).to_pylist() == \
+                pc.fill_null(pc.match_substring_regex(arr, regex), False).to_pylist()
+
+
+def test_shapes_refuse_bad_input() -> None:
+    utf8 = normalise._utf8
+    assert utf8 is not None
+    with pytest.raises(ValueError, match="shape must be one of"):
+        utf8.shapes(b"ab", np.array([0, 2], np.int32), 99)
+    with pytest.raises(ValueError, match="offsets point outside"):
+        utf8.shapes(b"ab", np.array([0, 5], np.int32), utf8.ISO_DATE)
