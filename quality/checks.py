@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quality.suites import CONTROL_CHARACTERS, CONTROL_CHARACTERS_MULTILINE, MOJIBAKE
+from schemas import normalise
 from schemas.codes import CODE_LISTS
 from schemas.validators import (
     check_mobile,
@@ -76,9 +77,18 @@ REGEX_REQUIRED_BYTES: dict[str, tuple[bytes, ...]] = {MOJIBAKE: (b"\xc2", b"\xc3
 
 
 def rows_containing(arr: pa.Array, needles: tuple[bytes, ...]) -> np.ndarray:
-    """Positions of the values of a string array whose UTF-8 bytes contain one of `needles`."""
+    """Positions of the values of a string array whose UTF-8 bytes contain one of `needles`.
+
+    With schemas' C loops, one pass over the values that finds exactly those holding a needle
+    (1M 杨浦 titles, most ending in '）' = EF BC 89: 0.28 s of numpy passes and gathers at every
+    EF byte before); without them, numpy passes over the whole buffer that may also count a
+    needle spanning two values (a superset, which the regex then confirms row by row).
+    """
     if len(arr) == 0 or arr.null_count == len(arr) or arr.buffers()[2] is None:
         return np.zeros(0, dtype=np.int64)
+    if normalise._utf8 is not None:
+        offsets, values = normalise._utf8_buffers(arr)
+        return np.frombuffer(normalise._utf8.contains_any(values, offsets, needles), dtype=np.int64)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
     firsts = sorted({needle[0] for needle in needles})
@@ -97,13 +107,18 @@ def rows_containing(arr: pa.Array, needles: tuple[bytes, ...]) -> np.ndarray:
     return np.unique(rows)
 
 
+_CONTROL_BYTES = tuple(bytes([b]) for b in (*range(0x20), 0x7F, 0xC2))
+
+
 def rows_with_control_bytes(arr: pa.Array) -> np.ndarray:
     """Positions of the values whose UTF-8 bytes hold one below 0x20, 0x7F or 0xC2.
 
     A superset of the values with a control character (C0, DEL, and C1 = C2 80-9F in UTF-8),
-    found in three vectorised passes over the buffer, so the control-character regex runs only
-    on the few candidates; clean Chinese text has none of these bytes.
+    found in one C pass (:func:`rows_containing`) or three numpy passes over the buffer, so the
+    control-character regex runs only on the few candidates; clean Chinese text has none of these bytes.
     """
+    if normalise._utf8 is not None:
+        return rows_containing(arr, _CONTROL_BYTES)
     if len(arr) == 0 or arr.null_count == len(arr) or arr.buffers()[2] is None:
         return np.zeros(0, dtype=np.int64)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]

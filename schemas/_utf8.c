@@ -14,6 +14,11 @@
  *   Characters beyond the BMP never do: the caller proves no such character is in its set.
  *
  *   table: 65536 bytes, one per BMP code point.
+ * contains_any(values, offsets, needles) -> bytes
+ *   The rows (int64, ascending) whose bytes hold one of the needles (a sequence of non-empty byte
+ *   strings, at most 256) inside the value: one pass over the column, a lookup per byte, the
+ *   needles compared only where their first byte is (the quality checks' prefilters, which
+ *   numpy did in a pass per needle byte plus a gather at every candidate: 0.28 s for 1M titles).
  * shapes(values, offsets, shape) -> bytes
  *   One byte per row, 1 where the value has the shape, else 0: the five regular expressions
  *   normalise.py screens text with before a vectorised cast (SHAPES there names them), each
@@ -178,6 +183,66 @@ static PyObject *ends_in(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *contains_any(PyObject *self, PyObject *args) {
+    Py_buffer values, offsets;
+    PyObject *needles;
+    if (!PyArg_ParseTuple(args, "y*y*O", &values, &offsets, &needles))
+        return NULL;
+    PyObject *result = NULL, *seq = PySequence_Fast(needles, "needles must be a sequence of bytes");
+    Py_ssize_t rows = 0, count = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    const char *problem = NULL;
+    const uint8_t *text[256];
+    Py_ssize_t size[256];
+    uint8_t first[256] = {0};
+    if (!seq)
+        goto done;
+    if (count < 1 || count > 256)
+        problem = "needles must hold 1 to 256 byte strings";
+    for (Py_ssize_t i = 0; !problem && i < count; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) == 0)
+            problem = "every needle must be a non-empty bytes object";
+        else {
+            text[i] = (const uint8_t *)PyBytes_AS_STRING(item);
+            size[i] = PyBytes_GET_SIZE(item);
+            first[text[i][0]] = 1;
+        }
+    }
+    if (!problem)
+        problem = string_column_problem(&values, &offsets, &rows);
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, rows * (Py_ssize_t)sizeof(int64_t));
+    if (result) {
+        int64_t *out = (int64_t *)PyBytes_AS_STRING(result), *o = out;
+        const uint8_t *v = values.buf;
+        const int32_t *off = offsets.buf;
+        Py_BEGIN_ALLOW_THREADS /* the needles are bytes objects held by seq: never freed meanwhile */
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            const uint8_t *p = v + off[r], *end = v + off[r + 1];
+            int hit = 0;
+            for (; p < end && !hit; p++) {
+                if (!first[*p])
+                    continue;
+                for (Py_ssize_t i = 0; i < count && !hit; i++)
+                    hit = text[i][0] == *p && end - p >= size[i] && memcmp(p, text[i], (size_t)size[i]) == 0;
+            }
+            if (hit)
+                *o++ = r;
+        }
+        Py_END_ALLOW_THREADS
+        if (_PyBytes_Resize(&result, (o - out) * (Py_ssize_t)sizeof(int64_t)) != 0)
+            result = NULL;
+    }
+done:
+    Py_XDECREF(seq);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&offsets);
+    return result;
+}
+
 /* The shapes (normalise.SHAPES: the patterns they stand for). */
 enum { ISO_DATE = 1, ISO_LOCAL = 2, ISO_UTC = 3, PLAIN_NUMBER = 4, INT18 = 5 };
 
@@ -291,6 +356,8 @@ static PyMethodDef methods[] = {
      "halfwidth(values, offsets, table) -> None | (offsets, values): three-byte characters to the ASCII byte the table gives"},
     {"ends_in", ends_in, METH_VARARGS,
      "ends_in(values, offsets, table) -> bytes: int64 rows whose first or last character the table lists"},
+    {"contains_any", contains_any, METH_VARARGS,
+     "contains_any(values, offsets, needles) -> bytes: int64 rows whose bytes hold one of the needles"},
     {"shapes", shapes, METH_VARARGS,
      "shapes(values, offsets, shape) -> bytes: one byte per row, 1 where the value has the shape"},
     {NULL, NULL, 0, NULL},
