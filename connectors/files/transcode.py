@@ -60,11 +60,12 @@ def _quad_codes() -> list[bytes]:
     return codes
 
 
-def _decoded_each(codes: list[bytes], encoding: str) -> list[int]:
+def _decoded_each(codes: list[bytes], encoding: str) -> np.ndarray:
     """Every code decoded by the codec, in one call: codes joined by newlines (a newline is never
     part of a GB character, so the codec resynchronises at each), errors replaced, then split.
     Should the pieces not line up one per code, each is decoded on its own instead (slow, same
-    result)."""
+    result). Each piece becomes :func:`_packed`'s uint32, computed for all at once by numpy from
+    the pieces' code points (per piece in Python, GB18030's 63k codes cost 0.11 s per process)."""
     pieces = b"\n".join(codes).decode(encoding, errors="replace").split("\n")
     if len(pieces) != len(codes):  # pragma: no cover - a codec that swallowed a newline
         pieces = []
@@ -73,15 +74,30 @@ def _decoded_each(codes: list[bytes], encoding: str) -> list[int]:
                 pieces.append(code.decode(encoding))
             except UnicodeDecodeError:
                 pieces.append("")
-    return [_packed(piece) for piece in pieces]
+    return _packed_all(pieces)
+
+
+def _packed_all(pieces: list[str]) -> np.ndarray:
+    """:func:`_packed` of every piece, as a uint32 array."""
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    points = np.frombuffer("".join(pieces).encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    first = np.minimum(np.cumsum(lengths) - lengths, max(len(points) - 1, 0))
+    cp = points[first].astype(np.uint32) if len(points) else np.zeros(len(pieces), np.uint32)
+    one = (lengths == 1) & (cp != 0xFFFD) & ~((cp >= 0xD800) & (cp <= 0xDFFF))
+    cont = lambda shift: (0x80 | ((cp >> shift) & 0x3F)).astype(np.uint32)  # noqa: E731
+    packed = np.where(cp < 0x80, cp,
+             np.where(cp < 0x800, (0xC0 | (cp >> 6)) | cont(0) << 8,
+             np.where(cp < 0x10000, (0xE0 | (cp >> 12)) | cont(6) << 8 | cont(0) << 16,
+                      (0xF0 | (cp >> 18)) | cont(12) << 8 | cont(6) << 16 | cont(0) << 24)))
+    return np.where(one, packed, 0).astype(np.uint32)
 
 
 @functools.cache
 def _tables(encoding: str) -> tuple[bytes, bytes]:
-    """(two-byte table, four-byte table) of `encoding`, every code decoded by Python's codec (~10 ms
-    once per process). Slots that are no code (trail 0x7F or 0xFF) decode to no one character: 0."""
-    pairs = np.array(_decoded_each(_pair_codes(), encoding), dtype=np.uint32)
-    quads = np.array(_decoded_each(_quad_codes(), encoding) if encoding == "gb18030" else [], dtype=np.uint32)
+    """(two-byte table, four-byte table) of `encoding`, every code decoded by Python's codec (GBK
+    15 ms, GB18030 45 ms, once per process). Slots that are no code (trail 0x7F or 0xFF) decode to no one character: 0."""
+    pairs = _decoded_each(_pair_codes(), encoding)
+    quads = _decoded_each(_quad_codes(), encoding) if encoding == "gb18030" else np.zeros(0, np.uint32)
     return pairs.tobytes(), quads.tobytes()
 
 

@@ -28,6 +28,18 @@ def _strict_each(codes: list[bytes], encoding: str) -> np.ndarray:
     return np.array(out, dtype=np.uint32)
 
 
+def test_the_tables_pack_every_piece_as_packed_does_one() -> None:
+    # the numpy packing of the codec's pieces: one character of every UTF-8 length, and the pieces
+    # that are not one plain character (empty, several, U+FFFD, a lone surrogate) packed as 0
+    rng = random.Random(3)
+    odd = ["", "ab", "\ufffd", "\ud800", "\udfff", "a\ufffd", "\U0001f600", "\x7f", "\x80", "\u07ff", "\u0800",
+           "\uffff", "\U00010000", "\U0010ffff", "\x00"]
+    pieces = odd + [chr(rng.choice([rng.randint(0, 0xD7FF), rng.randint(0xE000, 0x10FFFF)])) for _ in range(5000)]
+    pieces += ["".join(rng.sample(pieces[:40], k=rng.randint(0, 3))) for _ in range(500)]
+    for part in (pieces, odd[:1], odd[2:3], [], pieces[5:] + [""]):
+        assert transcode._packed_all(part).tolist() == [transcode._packed(p) for p in part]
+
+
 @pytest.mark.parametrize("encoding", ["gb18030", "gbk"])
 def test_tables_hold_what_the_codec_decodes_each_code_to(encoding: str) -> None:
     pairs, quads = transcode._tables(encoding)
