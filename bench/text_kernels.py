@@ -1,4 +1,5 @@
-"""The standardise pass's C loops against the ways used without them: halfwidth, trim, record hash.
+"""The standardise pass's C loops against the ways used without them: halfwidth, trim, record hash,
+the shapes screened before a cast, the quality prefilters.
 
     .venv/bin/python bench/text_kernels.py                  # 1,000,000 rows, best of 3
     .venv/bin/python bench/text_kernels.py --rows 200000 --repeat 5
@@ -6,9 +7,11 @@
 On canonical project rows (bench/quality_gate.py's batch), their titles given what district files
 carry (full-width parentheses and digits on most, an ideographic space or a non-breaking space at
 an end on some), in the pipeline's chunks (iehub.pipeline.CHUNK_ROWS): seconds of the `halfwidth`
-and `trim` normalisers over the titles and of `record_hash` over the rows, with the C extensions
-(schemas/_utf8.c, schemas/_md5.c) and with the ways used where they were not built (numpy passes;
-DuckDB's md5), best of --repeat; and whether both ways gave the same values. Asserts nothing.
+and `trim` normalisers over the titles, of `record_hash` over the rows, of the `date` and
+`wan_to_yuan` normalisers over the rows' dates and amounts as text (their screening patterns), and
+of the title's mojibake and control-character rules (their prefilters), with the C extensions
+(schemas/_utf8.c, schemas/_md5.c) and with the ways used where they were not built (numpy passes,
+RE2, DuckDB's md5), best of --repeat; and whether both ways gave the same values. Asserts nothing.
 """
 from __future__ import annotations
 
@@ -51,8 +54,12 @@ def main() -> None:
 
     import pyarrow as pa
 
+    import numpy as np
+
     from bench.quality_gate import make_batch
     from iehub.pipeline import CHUNK_ROWS
+    from quality.arrow_engine import _matches
+    from quality.suites import CONTROL_CHARACTERS, MOJIBAKE
     from schemas import get_entity, lineage, normalise
     from schemas.normalise import NORMALISERS
 
@@ -68,10 +75,17 @@ def main() -> None:
     print(f"{args.rows:,} project rows in {len(chunks)} chunks of ≤ {CHUNK_ROWS:,} "
           f"(titles {titles.nbytes / 1e6:.0f} MB; generated in {time.perf_counter() - started:.1f} s, not timed)")
     project = get_entity("project")
+    dates = [c.column("start_date").combine_chunks().cast(pa.string()) for c in chunks]
+    amounts = [(c.column("budget_amount").combine_chunks().cast(pa.float64()) / 10000).cast(pa.string()) for c in chunks]
     cases = {
         "halfwidth (titles)": lambda: [NORMALISERS["halfwidth"](c.column("title")).values for c in chunks],
         "trim (titles)": lambda: [NORMALISERS["trim"](c.column("title")).values for c in chunks],
         "record_hash (rows, incl. the values' text)": lambda: [lineage.record_hash(c, project) for c in chunks],
+        "date (ISO text, screened by its shape)": lambda: [NORMALISERS["date"](d).values for d in dates],
+        "wan_to_yuan (amounts as text, screened)": lambda: [NORMALISERS["wan_to_yuan"](a).values for a in amounts],
+        "mojibake + control rules (titles)": lambda: [
+            pa.array(np.concatenate([_matches(c.column("title"), MOJIBAKE), _matches(c.column("title"), CONTROL_CHARACTERS)]))
+            for c in chunks],
     }
     saved = normalise._utf8, lineage._md5
     for label, fn in cases.items():
