@@ -198,7 +198,7 @@ def _add_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column:
 
 
 #: Each connection's current database, asked once: a statement costs ~1 ms inside a build's transaction,
-#: and an incremental build asked 15 times. It changes only by USE, which _connect_to_copy runs before
+#: and an incremental build asked 5 times. It changes only by USE, which _connect_to_copy runs before
 #: anything asks (and then forgets what was known).
 _DATABASES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str] = weakref.WeakKeyDictionary()
 
