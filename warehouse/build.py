@@ -874,8 +874,7 @@ def build_core(
                         # and each row's _source_key, which the organisation mentions' delta needs
                         # (identity._count_mentions: did the row a mention names as its latest leave it?)
                         kept = marts_module.prior_columns(table, entity.key)
-                        prior = (marts_module.capture_changed_keys(con, table, entity.key,
-                                                                   seq_table.column("path").to_pylist()),
+                        prior = (marts_module.capture_changed_keys(table),
                                  [*kept, *(["_source_key"] if "_source_key" in schema.names
                                            and "_source_key" not in kept else [])])
                         captured.add(table)

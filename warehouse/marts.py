@@ -684,28 +684,21 @@ def prior_columns(table: str, key: tuple[str, ...] | list[str]) -> list[str]:
     return [*key, *(c for c in sorted(GROUPED_COLUMNS.get(table, ())) if c not in key)]
 
 
-def capture_changed_keys(con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...] | list[str],
-                         paths: list[str]) -> str:
-    """Before new files are applied to ``core.<table>``: the keys they carry, and those keys' rows.
+def capture_changed_keys(table: str) -> str:
+    """The name of the prior rows the builder has the apply keep for ``core.<table>``'s marts.
 
-    ``_touched_<table>`` holds every natural key of the files (a superset of the changed keys: a
-    re-sent identical row only makes its group recomputed); ``_prior_<table>`` those keys' core
-    rows as they were before the build, in the columns the marts' groups read (:func:`prior_columns`),
-    so a mart can find the groups rows leave (an update moving a row, a delete), not only the ones
-    they join. Reads only the key columns of the new files. The caller has the apply write
-    ``_prior_<table>`` from the scan of core it makes anyway (the builder passes the returned name
-    to :func:`warehouse.versions.apply_entity`), so core is not scanned a second time, and
-    ``_now_<table>``: the rows it wrote and the keys it deleted (a touched key not there kept its
+    :func:`warehouse.versions.apply_entity`, given it, leaves three temp tables from the work it
+    does anyway: ``_touched_<table>``, every natural key of the new files (a superset of the
+    changed keys: a re-sent identical row only makes its group recomputed); ``_prior_<table>``,
+    those keys' core rows as they were before the build, in (at least) the columns the marts'
+    groups read (:func:`prior_columns`), so a mart can find the groups rows leave (an update moving
+    a row, a delete), not only the ones they join, from the scan of core that seeds the comparison
+    (core is not scanned a second time, nor the files read again for their keys); and
+    ``_now_<table>``, the rows it wrote and the keys it deleted (a touched key not there kept its
     prior row), so a mart finds the groups rows join without a scan of core either.
     A rename takes a key that is not in the files out of core: the builder then drops the capture
     (the marts over that table are recomputed whole), see :func:`warehouse.build.build_core`.
     """
-    t = _ident(table)
-    keys = ", ".join(_ident(k) for k in key)
-    listing = "[" + ", ".join(_literal(p) for p in paths) + "]"
-    source = (f"SELECT DISTINCT {keys} FROM read_parquet({listing}, union_by_name = true)" if paths else
-              f"SELECT {keys} FROM core.{t} WHERE false")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_touched_' + table)} AS {source}")
     return "_prior_" + table
 
 
