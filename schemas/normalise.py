@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.codes import CODE_LISTS, CodeList
+from schemas.unicode import utf8_units
 
 try:  # the byte loops in C (built by setup.py); without a compiler the numpy passes below do the same
     from schemas import _utf8
@@ -687,18 +688,14 @@ def _scalars(low: int, high: int) -> np.ndarray:
 
 def _utf8_of(codes: np.ndarray) -> pa.Array:
     """Each scalar value as a one-character string, encoded by numpy (63k chr() calls took 0.2 s)."""
-    codes = codes.astype(np.uint32)
-    width = 1 + (codes >= 0x80) + (codes >= 0x800) + (codes >= 0x10000)
+    width, units = utf8_units(codes)
     offsets = np.concatenate([[0], np.cumsum(width)]).astype(np.int32)
     data = np.zeros(int(offsets[-1]), dtype=np.uint8)
-    first = offsets[:-1]
-    lead = np.choose(width - 1, [codes, 0xC0 | codes >> 6, 0xE0 | codes >> 12, 0xF0 | codes >> 18])
-    data[first] = lead
-    for k in range(1, 4):  # continuation byte k of the characters that have one
+    data[offsets[:-1]] = units[:, 0]
+    for k in range(1, 4):  # each character's byte k, where it has one
         has = width > k
-        shift = 6 * (width[has] - 1 - k)
-        data[first[has] + k] = 0x80 | (codes[has] >> shift) & 0x3F
-    return pa.Array.from_buffers(pa.string(), len(codes), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        data[offsets[:-1][has] + k] = units[has, k]
+    return pa.Array.from_buffers(pa.string(), len(units), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _arrow_trims(codes: np.ndarray) -> np.ndarray:

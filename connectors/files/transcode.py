@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas.unicode import utf8_units
+
 log = logging.getLogger(__name__)
 
 try:  # built by setup.py; optional, so an install without a C compiler still works
@@ -84,11 +86,7 @@ def _packed_all(pieces: list[str]) -> np.ndarray:
     first = np.minimum(np.cumsum(lengths) - lengths, max(len(points) - 1, 0))
     cp = points[first].astype(np.uint32) if len(points) else np.zeros(len(pieces), np.uint32)
     one = (lengths == 1) & (cp != 0xFFFD) & ~((cp >= 0xD800) & (cp <= 0xDFFF))
-    cont = lambda shift: (0x80 | ((cp >> shift) & 0x3F)).astype(np.uint32)  # noqa: E731
-    packed = np.where(cp < 0x80, cp,
-             np.where(cp < 0x800, (0xC0 | (cp >> 6)) | cont(0) << 8,
-             np.where(cp < 0x10000, (0xE0 | (cp >> 12)) | cont(6) << 8 | cont(0) << 16,
-                      (0xF0 | (cp >> 18)) | cont(12) << 8 | cont(6) << 16 | cont(0) << 24)))
+    packed = utf8_units(cp)[1].view("<u4").ravel()  # the bytes, first in the lowest
     return np.where(one, packed, 0).astype(np.uint32)
 
 
