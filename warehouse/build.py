@@ -69,6 +69,7 @@ from warehouse.landing import fsync_dir
 from warehouse.layout import Lake
 from warehouse.publish import Snapshot, new_version, publish
 from warehouse.versions import (CHANGE_VERSION, DELETED, HISTORY_ENTITIES, TOMBSTONES, apply_entity, duck_type,
+                                KEY_DIRECTORY_PREFIX, key_directory,
                                 now_table, one_transaction)
 
 if TYPE_CHECKING:
@@ -96,6 +97,12 @@ DEFAULT_BUILD_MEMORY = "512MB"
 
 #: Builder-owned ops tables; every other ``ops`` table is a copy of the catalog.
 _BUILDER_TABLES = ("build_state", "change_sequence", "builds", "quarantine", marts_module.MART_STATE)
+
+
+def _builders(table: str) -> bool:
+    """Whether ``ops.<table>`` is the builder's own (not a copy of a catalog table): one of
+    :data:`_BUILDER_TABLES` or an entity's key directory (:func:`warehouse.versions.key_directory`)."""
+    return table in _BUILDER_TABLES or table.startswith(KEY_DIRECTORY_PREFIX)
 
 
 class BuildError(RuntimeError):
@@ -848,6 +855,7 @@ def build_core(
                 log.info("entity %s: columns changed since the last build; rebuilding it from all its batches", table)
             con.execute(f"DROP TABLE IF EXISTS core.{_ident(table)}")
             con.execute(f"DROP TABLE IF EXISTS core.{_ident(table + '_history')}")
+            con.execute(f"DROP TABLE IF EXISTS {key_directory(table)}")
             con.execute(f"DELETE FROM core.{TOMBSTONES} WHERE entity = ?", [table])
             con.execute(f"DELETE FROM core.{key_changes.KEY_CHANGES} WHERE entity = ?", [table])
             _create_tables(con, table, schema, history)
@@ -1237,11 +1245,11 @@ def build_ops(
             present.get(t) == _duck_columns(con, a) for t, a in copied.per_batch.items()):
         copied = catalog.ops_tables(None)
     tables = copied.tables
-    clash = sorted(set(tables) & set(_BUILDER_TABLES))
+    clash = sorted(t for t in tables if _builders(t))
     if clash:
         raise BuildError(f"catalog tables {clash} clash with the builder's ops tables; rename them in the catalog")
     for stale in present:
-        if stale not in _BUILDER_TABLES and stale not in tables:
+        if not _builders(stale) and stale not in tables:
             con.execute(f"DROP TABLE ops.{_ident(stale)}")
     if copied.batch_ids is not None:
         con.register("_ops_ids", table_from_columns({"batch_id": copied.batch_ids}, _IDS_SCHEMA))

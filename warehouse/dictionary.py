@@ -18,7 +18,7 @@ from pathlib import Path
 from schemas import ENTITIES, LINEAGE_FIELDS
 from warehouse import identity
 from warehouse.marts import INDICATORS, MARTS
-from warehouse.versions import HISTORY_ENTITIES
+from warehouse.versions import HISTORY_ENTITIES, KEY_DIRECTORY_DOC, KEY_DIRECTORY_PREFIX, KEY_DIRECTORY_TITLE
 
 __all__ = ["render_html", "render_markdown", "write_dictionary"]
 
@@ -107,6 +107,12 @@ def _built_sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
                 "WHERE schema_name IN ('ops', 'ref') AND NOT internal ORDER BY 1 DESC, 2").fetchall()
             out = []
             for schema, table, comment in tables:
+                title = f"{schema}.{table}"
+                if schema == "ops" and table.startswith(KEY_DIRECTORY_PREFIX):
+                    # one per applied entity (an empty build has the organisations'): shown once, for all
+                    if any(shown == KEY_DIRECTORY_TITLE for shown, *_ in out):
+                        continue
+                    title, comment = KEY_DIRECTORY_TITLE, KEY_DIRECTORY_DOC
                 rows = []
                 for column, dtype, doc in con.execute(
                         "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE schema_name = ? "
@@ -114,7 +120,7 @@ def _built_sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
                     zh, _, en = (doc or "").partition(" / ")
                     rows.append([column, dtype.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ (UTC)"), zh,
                                  en or zh, "none (无)", ""])
-                out.append((f"{schema}.{table}", comment or "", ["column", "type", "中文", "English", "PII", "role"],
+                out.append((title, comment or "", ["column", "type", "中文", "English", "PII", "role"],
                             rows))
             return out
         finally:

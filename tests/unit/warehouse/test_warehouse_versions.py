@@ -410,3 +410,85 @@ def test_an_incremental_apply_of_keys_that_arrive_once_equals_the_windows(tmp_pa
     assert [h for h in history if h[0] == "P4"] == [("P4", "立项", 4, t1, t1), ("P4", "立项", 10, t1, None)]
     assert [h[1:] for h in history if h[0] == "P1"] == [
         ("立项", 1, t1, t2), ("在建", 8, t2, t3), ("结项", 15, t3, t3), ("验收", 16, t3, None)]
+
+
+def _directory(home: Path, entity: str) -> tuple[int, int, str]:
+    """(entries of the entity's key directory, rows of its core table, the directory's comment)."""
+    ((entries, live),) = rows(home, f"SELECT (SELECT count(*) FROM ops.keys_{entity}), "
+                                    f"(SELECT count(*) FROM core.{entity})")
+    ((comment,),) = rows(home, f"SELECT comment FROM duckdb_tables() WHERE table_name = 'keys_{entity}'")
+    return entries, live, comment
+
+
+def _change_notices(home: Path, catalog: Catalog, window: str, title: str) -> None:
+    land(home, catalog, "lingang", window, notice_rows("lingang", [
+        {"notice_id": f"N{j}", "title": f"{title}-{j}"} for j in range(4)]))
+    build(home, catalog, registry=REGISTRY)
+
+
+def test_the_key_directory_lists_every_row_written_and_finds_the_live_one(home: Path, catalog: Catalog) -> None:
+    _change_notices(home, catalog, "w1", "a")
+    entries, live, comment = _directory(home, "notice")
+    assert (entries, live) == (4, 4)
+    assert 'core."notice": hash("_source", "notice_id") of DuckDB ' + duckdb.__version__ in comment
+    # two rows changed: their new versions are listed beside the old ones, and the next apply still
+    # replaces each key's live row (one row per key, the latest title)
+    land(home, catalog, "lingang", "w2", notice_rows("lingang", [
+        {"notice_id": "N1", "title": "b-1"}, {"notice_id": "N2", "title": "b-2"}]))
+    build(home, catalog, registry=REGISTRY)
+    assert _directory(home, "notice")[:2] == (6, 4)
+    _change_notices(home, catalog, "w3", "c")
+    assert rows(home, "SELECT notice_id, title FROM core.notice ORDER BY 1") == [
+        ("N0", "c-0"), ("N1", "c-1"), ("N2", "c-2"), ("N3", "c-3")]
+
+
+def test_a_gap_in_the_key_directory_is_counted(home: Path, catalog: Catalog) -> None:
+    from warehouse.versions import directory_gaps
+
+    _change_notices(home, catalog, "w1", "a")
+    path = home / "warehouse.duckdb"
+    path.chmod(0o644)
+    con = duckdb.connect(str(path))
+    try:
+        assert directory_gaps(con, "notice") == 0 and directory_gaps(con, "project") is None
+        con.execute("DELETE FROM ops.keys_notice WHERE change_version = 2")
+        assert directory_gaps(con, "notice") == 1
+    finally:
+        con.close()
+
+
+def test_a_missing_directory_is_made_from_core_and_a_foreign_one_rewritten(
+        home: Path, catalog: Catalog, monkeypatch) -> None:
+    import warehouse.versions as versions
+
+    # hashed by "another DuckDB": the next apply does not trust it and rewrites it from core
+    monkeypatch.setattr(versions.duckdb, "__version__", "0.0.0-other")
+    _change_notices(home, catalog, "w1", "a")
+    assert "of DuckDB 0.0.0-other" in _directory(home, "notice")[2]
+    monkeypatch.undo()
+    _change_notices(home, catalog, "w2", "b")
+    entries, live, comment = _directory(home, "notice")
+    assert f"of DuckDB {duckdb.__version__}" in comment and (entries, live) == (8, 4)
+    # a warehouse from before directories: made from core's rows at the next apply
+    path = home / "warehouse.duckdb"
+    path.chmod(0o644)
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE ops.keys_notice")
+    _change_notices(home, catalog, "w3", "c")
+    assert _directory(home, "notice")[:2] == (8, 4)  # 4 from core, then the 4 rows this apply wrote
+    assert rows(home, "SELECT notice_id, title FROM core.notice ORDER BY 1") == [
+        ("N0", "c-0"), ("N1", "c-1"), ("N2", "c-2"), ("N3", "c-3")]
+
+
+def test_a_directory_grown_past_its_slack_is_rewritten_with_the_live_rows(
+        home: Path, catalog: Catalog, monkeypatch) -> None:
+    import warehouse.versions as versions
+
+    monkeypatch.setattr(versions, "DIRECTORY_SLACK", 1)
+    monkeypatch.setattr(versions, "DIRECTORY_ALLOWANCE", 2)
+    _change_notices(home, catalog, "w1", "a")
+    _change_notices(home, catalog, "w2", "b")  # 4 entries for 4 rows: kept, then 4 more appended
+    assert _directory(home, "notice")[:2] == (8, 4)
+    _change_notices(home, catalog, "w3", "c")  # 8 > 1 x 4 + 2: rewritten (4), then 4 appended
+    assert _directory(home, "notice")[:2] == (8, 4)
+    assert rows(home, "SELECT count(DISTINCT notice_id) FROM core.notice") == [(4,)]
