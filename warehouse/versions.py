@@ -258,7 +258,7 @@ def apply_rows(
         raise
     finally:
         clean_up(con, *(f"DROP TABLE IF EXISTS {temp}" for temp in
-                        ("_new", "_keys", "_cur_ids", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states")))
+                        ("_new", "_keys", "_cur_versions", "_cur", "_tomb", "_changed", "_open", "_gone", "_renames", "_states")))
 
 
 def clean_up(con: duckdb.DuckDBPyConnection, *statements: str) -> None:
@@ -360,13 +360,13 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
         # core on the strings read the keys of every row (1M projects, 1% changed: 0.16-0.19 ->
         # 0.11-0.12 CPU-seconds for the lookup of the projects). The CTE is materialised so that the
         # planner cannot join core to the keys' strings first.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur_ids AS SELECT d.{CHANGE_VERSION} FROM {directory} AS d "
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cur_versions AS SELECT d.{CHANGE_VERSION} FROM {directory} AS d "
                     f"SEMI JOIN (SELECT hash({keys}) AS key_hash FROM _keys) USING (key_hash)")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _cur AS WITH c AS MATERIALIZED (SELECT c.rowid AS _rid, "
                     f"{''.join(f'c.{ident(k)}, ' for k in [*key, *kept])}hash(c._record_hash) AS _hash, "
-                    f"c.{CHANGE_VERSION} AS _cv FROM {table} AS c SEMI JOIN _cur_ids USING ({CHANGE_VERSION})) "
+                    f"c.{CHANGE_VERSION} AS _cv FROM {table} AS c SEMI JOIN _cur_versions USING ({CHANGE_VERSION})) "
                     f"SELECT * FROM c SEMI JOIN _keys USING ({keys})")
-        con.execute("DROP TABLE _cur_ids")
+        con.execute("DROP TABLE _cur_versions")
     if has_history:
         # The touched keys' open history rows, before this apply adds any. A key's open row is the
         # one its live core row was read back from (same change version; a delete or a rename
@@ -601,8 +601,7 @@ def _key_directory(con: duckdb.DuckDBPyConnection, name: str, table: str, keys: 
     its versions: the recipe is the table's comment) or another key, or has gathered too many
     entries of replaced rows (:data:`DIRECTORY_SLACK`)."""
     directory = key_directory(name)
-    recipe = (f"键目录 / key directory of {table}: hash({keys}) of DuckDB {duckdb.__version__}, with the change "
-              "version of every row the builder wrote there (a replaced row's entry stays), for its lookups")
+    recipe = _RECIPE_TEXT.format(table=table, keys=keys, version=duckdb.__version__)
     if _directory_comment(con, name) == recipe:
         if not has_rows:
             return directory
@@ -627,8 +626,12 @@ def _directory_comment(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     return str(found[0][0]) if found and found[0][0] is not None else None
 
 
-#: A key directory's table comment: which table and key it lists, hashed by which DuckDB.
-_RECIPE = re.compile(r"键目录 / key directory of (.+?): hash\((.+)\) of DuckDB (\S+), with .*")
+#: A key directory's table comment: which table and key it lists, hashed by which DuckDB; and the
+#: same read back (table, key columns, DuckDB version).
+_RECIPE_TEXT = ("键目录 / key directory of {table}: hash({keys}) of DuckDB {version}, with the change version of "
+                "every row the builder wrote there (a replaced row's entry stays), for its lookups")
+_RECIPE = re.compile(re.escape(_RECIPE_TEXT).replace(r"\{table\}", "(.+?)").replace(r"\{keys\}", "(.+)")
+                     .replace(r"\{version\}", r"(\S+)"))
 
 
 def _keep_as_prior(con: duckdb.DuckDBPyConnection, prior: str, has_rows: bool) -> None:
