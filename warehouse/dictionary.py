@@ -18,7 +18,8 @@ from pathlib import Path
 from schemas import ENTITIES, LINEAGE_FIELDS
 from warehouse import identity
 from warehouse.marts import INDICATORS, MARTS
-from warehouse.versions import HISTORY_ENTITIES, KEY_DIRECTORY_DOC, KEY_DIRECTORY_PREFIX, KEY_DIRECTORY_TITLE
+from warehouse.versions import (HISTORY_ENTITIES, KEY_DIRECTORY_DOC, KEY_DIRECTORY_PREFIX, KEY_DIRECTORY_TITLE,
+                                PROJECT_HASH_DOC)
 
 __all__ = ["render_html", "render_markdown", "write_dictionary"]
 
@@ -120,6 +121,10 @@ def _built_sections() -> list[tuple[str, str, list[str], list[list[str]]]]:
                     zh, _, en = (doc or "").partition(" / ")
                     rows.append([column, dtype.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ (UTC)"), zh,
                                  en or zh, "none (无)", ""])
+                if title == KEY_DIRECTORY_TITLE and all(row[0] != "project_hash" for row in rows):
+                    # this build's directory (the organisations') has no project: the column shown all the same
+                    zh, _, en = PROJECT_HASH_DOC.partition(" / ")
+                    rows.append(["project_hash", "UBIGINT", zh, en, "none (无)", ""])
                 out.append((title, comment or "", ["column", "type", "中文", "English", "PII", "role"],
                             rows))
             return out

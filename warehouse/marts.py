@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ import duckdb
 import pyarrow as pa
 
 from warehouse.arrow_rows import table_from_rows
-from warehouse.versions import clean_up
+from warehouse.versions import clean_up, rows_of_projects
 
 __all__ = ["GROUPED_TABLES", "INDICATORS", "MARTS", "Groups", "Indicator", "Mart", "build_marts", "build_ref",
            "capture_changed_keys", "drop_changed_keys", "prior_columns"]
@@ -65,13 +66,17 @@ class Groups:
     files carry), ``_prior_<table>`` (those keys' rows before the build), ``_now_<table>`` (the
     rows the build wrote for them, and ``_del`` for those it deleted) and core.
     ``only``: per core table, the rows the mart reads for the groups in ``_groups`` (a SELECT,
-    as ``_only_<table>``); the mart's SQL runs over those instead of the whole table.
+    as ``_only_<table>``, or a function of the connection giving one: the way to a table's rows may
+    depend on what the warehouse holds); the mart's SQL runs over those instead of the whole table.
     """
 
     key: tuple[str, ...]
     columns: dict[str, tuple[str, ...]]
     touched: str
-    only: dict[str, str]
+    only: dict[str, str | Callable[[duckdb.DuckDBPyConnection], str]]
+    #: The ``only`` relations read more than once (by the mart and by a later ``only``): made temp
+    #: tables, computed once, instead of views computed at each read.
+    computed_once: frozenset[str] = frozenset()
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -543,16 +548,19 @@ MARTS: tuple[Mart, ...] = (
             """,
             # the groups' projects found by the three organisation columns alone, then read by row id:
             # the join read every column the mart needs of all 1M projects (1% changed: 58 -> 48 ms)
-            {"project": "SELECT * FROM core.project WHERE rowid IN (SELECT x.rowid FROM core.project AS x SEMI JOIN _groups AS g "
+            {"project": "SELECT _source, project_id, title, lead_org_id, lead_org_name, lead_org_uscc FROM core.project "
+                        "WHERE rowid IN (SELECT x.rowid FROM core.project AS x SEMI JOIN _groups AS g "
                         "ON coalesce(x.lead_org_uscc, x.lead_org_id, x.lead_org_name) IS NOT DISTINCT FROM g.lead_org_key)",
-             # the reports of those projects, and (NULL group only) the reports whose project is unknown
-             "project_report": "SELECT r.* FROM core.project_report AS r SEMI JOIN _only_project AS p "
-                               "ON p._source = r._source AND p.project_id = r.project_id "
+             # the reports of those projects (by the reports' key directory: their project hashes), and
+             # (NULL group only) the reports whose project is unknown
+             "project_report": lambda con: rows_of_projects(con, "project_report", "_only_project") + " "
                                "UNION ALL SELECT r.* FROM (SELECT * FROM core.project_report "
                                "WHERE EXISTS (SELECT 1 FROM _groups WHERE lead_org_key IS NULL)) AS r "
                                "ANTI JOIN (SELECT _source, project_id FROM core.project "
                                "WHERE EXISTS (SELECT 1 FROM _groups WHERE lead_org_key IS NULL)) AS p "
                                "ON p._source = r._source AND p.project_id = r.project_id"},
+            # the groups' projects are read three times (their hashes, their reports, the mart's join)
+            computed_once=frozenset({"project"}),
         ),
     ),
     Mart(
@@ -766,20 +774,23 @@ def _update_groups(con: duckdb.DuckDBPyConnection, mart: Mart, captured: set[str
             con.execute(f"INSERT INTO {table} SELECT * FROM ({mart.sql})")
             return n
         subs: dict[tuple[str, str], str] = {}
-        for name, sql in groups.only.items():
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {_ident('_only_' + name)} AS {sql}")
-            made.append("_only_" + name)
+        for name, only in groups.only.items():
+            sql = only(con) if callable(only) else only
+            kind = "TABLE" if name in groups.computed_once else "VIEW"
+            con.execute(f"CREATE OR REPLACE TEMP {kind} {_ident('_only_' + name)} AS {sql}")
+            made.append(f"{kind} {_ident('_only_' + name)}")
             subs[("core", name)] = _ident("_only_" + name)
         for view in (m for m in MARTS if m.view and ("marts", m.name) in mart.inputs):
             con.execute(f"CREATE OR REPLACE TEMP VIEW {_ident('_only_' + view.name)} AS {_substitute(view.sql, subs)}")
-            made.append("_only_" + view.name)
+            made.append(f"VIEW {_ident('_only_' + view.name)}")
             subs[("marts", view.name)] = _ident("_only_" + view.name)
         con.execute(f"DELETE FROM {table} AS m WHERE EXISTS (SELECT 1 FROM _groups AS g WHERE "
                     f"{_same(groups.key, 'm', 'g')})")
         con.execute(f"INSERT INTO {table} SELECT * FROM ({_substitute(mart.sql, subs)})")
         return n
     finally:
-        clean_up(con, *(f"DROP VIEW IF EXISTS {_ident(view)}" for view in reversed(made)), "DROP TABLE IF EXISTS _groups")
+        clean_up(con, *(f"DROP {relation.replace(' ', ' IF EXISTS ', 1)}" for relation in reversed(made)),
+                 "DROP TABLE IF EXISTS _groups")
 
 
 def _substitute(sql: str, subs: dict[tuple[str, str], str]) -> str:

@@ -368,3 +368,42 @@ def test_a_change_to_columns_a_mart_does_not_read_touches_none_of_its_groups(
     assert q(home, "SELECT * FROM marts.projects_by_district_industry ORDER BY ALL") == before
     build(home, catalog, full=True)
     assert q(home, "SELECT * FROM marts.projects_by_district_industry ORDER BY ALL") == before
+
+
+def test_a_projects_reports_are_found_through_the_reports_key_directory(programme: Path, tmp_path: Path) -> None:
+    """rows_of_projects (the timeliness mart's reports of the touched groups' projects): found by the
+    project hashes of the reports' key directory, the same rows a join of core on the strings gives;
+    a colliding hash brings in no other project's report, and a directory hashed by another DuckDB
+    is not used."""
+    import shutil
+
+    from warehouse.versions import _RECIPE_TEXT, _PROJECT_TEXT, directory_gaps, rows_of_projects
+
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(programme / "warehouse.duckdb", path)
+    path.chmod(0o644)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE TEMP TABLE wanted AS SELECT * FROM (VALUES ('municipal_db', 'P2'), ('municipal_db', 'P9')) "
+                    "AS t(_source, project_id)")
+
+        def found() -> tuple[str, list[str]]:
+            sql = rows_of_projects(con, "project_report", "wanted")
+            return sql, [r for (r,) in con.execute(f"SELECT report_id FROM ({sql}) ORDER BY 1").fetchall()]
+
+        sql, reports = found()
+        assert 'ops."keys_project_report"' in sql and reports == ["R3", "R4"]
+        assert directory_gaps(con, "project_report") == 0
+        # R1's entry made to collide with P2's hash: a candidate, dropped by the comparison of the strings
+        con.execute("UPDATE ops.keys_project_report SET project_hash = hash('municipal_db', 'P2') WHERE change_version = "
+                    "(SELECT change_version FROM core.project_report WHERE report_id = 'R1')")
+        assert found()[1] == ["R3", "R4"]
+        assert directory_gaps(con, "project_report") == 1  # and the directory check sees the wrong entry
+        # hashed by another DuckDB: its hashes are not this one's, so core is joined on the strings
+        recipe = _RECIPE_TEXT.format(table='core."project_report"', keys='"_source", "report_id"', version="0.0.0-other",
+                                     projects=_PROJECT_TEXT.format(hash='hash("_source", "project_id")'))
+        con.execute("COMMENT ON TABLE ops.keys_project_report IS '" + recipe.replace("'", "''") + "'")
+        sql, reports = found()
+        assert "keys_project_report" not in sql and reports == ["R3", "R4"]
+    finally:
+        con.close()
