@@ -763,7 +763,7 @@ def _update_groups(con: duckdb.DuckDBPyConnection, mart: Mart, captured: set[str
             con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident('_now_' + table)} AS SELECT {wanted}, false AS _del "
                         f"FROM core.{t} WHERE false")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _groups AS SELECT DISTINCT * FROM ({groups.touched})")
-    made: list[str] = []
+    made: list[tuple[str, str]] = []  # (TABLE or VIEW, name)
     try:
         n = int(con.execute("SELECT count(*) FROM _groups").fetchall()[0][0])
         table = f"marts.{_ident(mart.name)}"
@@ -780,18 +780,18 @@ def _update_groups(con: duckdb.DuckDBPyConnection, mart: Mart, captured: set[str
             sql = only(con) if callable(only) else only
             kind = "TABLE" if name in groups.computed_once else "VIEW"
             con.execute(f"CREATE OR REPLACE TEMP {kind} {_ident('_only_' + name)} AS {sql}")
-            made.append(f"{kind} {_ident('_only_' + name)}")
+            made.append((kind, "_only_" + name))
             subs[("core", name)] = _ident("_only_" + name)
         for view in (m for m in MARTS if m.view and ("marts", m.name) in mart.inputs):
             con.execute(f"CREATE OR REPLACE TEMP VIEW {_ident('_only_' + view.name)} AS {_substitute(view.sql, subs)}")
-            made.append(f"VIEW {_ident('_only_' + view.name)}")
+            made.append(("VIEW", "_only_" + view.name))
             subs[("marts", view.name)] = _ident("_only_" + view.name)
         con.execute(f"DELETE FROM {table} AS m WHERE EXISTS (SELECT 1 FROM _groups AS g WHERE "
                     f"{_same(groups.key, 'm', 'g')})")
         con.execute(f"INSERT INTO {table} SELECT * FROM ({_substitute(mart.sql, subs)})")
         return n
     finally:
-        clean_up(con, *(f"DROP {relation.replace(' ', ' IF EXISTS ', 1)}" for relation in reversed(made)),
+        clean_up(con, *(f"DROP {kind} IF EXISTS {_ident(name)}" for kind, name in reversed(made)),
                  "DROP TABLE IF EXISTS _groups")
 
 

@@ -609,10 +609,7 @@ def _recipe(con: duckdb.DuckDBPyConnection, name: str) -> tuple[str, str, str | 
     found = con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
                         "AND schema_name = 'ops' AND table_name = ?", [KEY_DIRECTORY_PREFIX + name]).fetchall()
     match = _RECIPE.fullmatch(str(found[0][0])) if found and found[0][0] is not None else None
-    if match is None:
-        return None
-    table, keys, projects, version = match.groups()
-    return table, keys, projects, version
+    return match.groups() if match is not None else None  # type: ignore[return-value]
 
 
 def directory_gaps(con: duckdb.DuckDBPyConnection, name: str) -> int | None:
