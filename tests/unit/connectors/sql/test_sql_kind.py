@@ -181,3 +181,30 @@ def test_a_numeric_column_sqlite_stored_as_integers_then_reals_still_reads_exact
     assert table.num_rows == 2501 and table.column(KEY).to_pylist()[-1] == "2501"
     assert table.column("amount").to_pylist()[-2:] == [Decimal("4010000.00"), Decimal("12915.95")]
     assert stream.stats()["backend"] == "sqlalchemy"  # started on ADBC, finished on the fallback
+
+
+@pytest.mark.parametrize(("url", "name", "expected"), [
+    ("postgresql+psycopg://u@h/db", 'Odd"Name', '"Odd""Name"'),
+    ("postgresql://u@h/db", "project_id", '"project_id"'),
+    ("sqlite:///x.db", 'Odd"Name', '"Odd""Name"'),
+    ("mysql+pymysql://u@h/db", 'Odd"Name', '`Odd"Name`'),
+    ("mariadb+pymysql://u@h/db", "a`b", "`a``b`"),
+])
+def test_names_are_quoted_exactly_in_each_dialect(url: str, name: str, expected: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from connectors.sql.stream import _quote
+
+    assert _quote(make_url(url), name) == expected
+
+
+def test_quoting_a_postgresql_name_loads_no_sqlalchemy_dialect() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from sqlalchemy.engine import make_url; from connectors.sql.stream import _quote; "
+            "q = _quote(make_url('postgresql+psycopg://u@h/db'), 'project_id'); "
+            "print(q, 'sqlalchemy.dialects.postgresql' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[4]).stdout.split()
+    assert out == ['"project_id"', "False"]
