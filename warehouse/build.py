@@ -96,7 +96,8 @@ _QFILES_SCHEMA = pa.schema([("path", pa.string()), ("entity", pa.string())])
 DEFAULT_BUILD_MEMORY = "512MB"
 
 #: Builder-owned ops tables; every other ``ops`` table is a copy of the catalog.
-_BUILDER_TABLES = ("build_state", "change_sequence", "builds", "quarantine", marts_module.MART_STATE)
+_BUILDER_TABLES = ("build_state", "change_sequence", "builds", "quarantine", marts_module.MART_STATE,
+                   *marts_module.TALLY_TABLES)
 
 
 def _builders(table: str) -> bool:
