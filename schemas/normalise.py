@@ -634,10 +634,21 @@ def _rows_of(offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return np.searchsorted(offsets, positions, side="right") - 1
 
 
+#: What makes a value unclean wherever it is, as UTF-8 (for ``_utf8.contains_any``): every space but
+#: ' ', a zero-width mark, two ' ' in a row; and ' ' at either end (``_utf8.ends_in``).
+_UNCLEAN_NEEDLES = [c.encode("utf-8") for c in _SPACE_CHARS + _ZERO_WIDTH_CHARS if c != " "] + [b"  "]
+_SPACE_TABLE = _bmp_table({0x20: 1})
+
+
 def _unclean_rows(arr: pa.Array) -> np.ndarray:
     """Rows :func:`clean_text` may change: any whitespace but a lone inner ' ', or a zero-width
-    mark (C2 rows are included whole: a cheap superset for U+0085 and U+00A0)."""
+    mark. In C exactly those (1M municipal titles: 0.05 s against 0.21-0.23 s in numpy passes); the
+    numpy passes take C2 rows whole (a cheap superset for U+0085 and U+00A0)."""
     offsets, values = _utf8_buffers(arr)
+    if _utf8 is not None:
+        inside = np.frombuffer(_utf8.contains_any(values, offsets, _UNCLEAN_NEEDLES), dtype=np.int64)
+        edges = np.frombuffer(_utf8.ends_in(values, offsets, _SPACE_TABLE), dtype=np.int64)
+        return np.union1d(inside, edges)
     found = [_UNCLEAN_CHARS.starts(values)]
     spaces = np.flatnonzero(values == 0x20)
     if len(spaces):

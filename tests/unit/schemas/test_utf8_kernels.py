@@ -175,3 +175,35 @@ def test_shapes_refuse_bad_input() -> None:
         utf8.shapes(b"ab", np.array([0, 2], np.int32), 99)
     with pytest.raises(ValueError, match="offsets point outside"):
         utf8.shapes(b"ab", np.array([0, 5], np.int32), utf8.ISO_DATE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=TRICKY + "  ", max_size=12), st.text(max_size=6)), max_size=25),
+       st.integers(min_value=0, max_value=5))
+def test_clean_text_both_ways_agrees_with_the_rule_on_slices(values: list[str | None], cut: int) -> None:
+    arr = pa.array(values, type=pa.string()).slice(min(cut, len(values)))
+    kept = values[min(cut, len(values)):]
+    for on in (True, False):
+        with kernels(on):
+            assert NORMALISERS["clean_text"](arr).values.to_pylist() == [
+                None if v is None else normalise.clean_text(v) for v in kept]
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["c", "numpy"])
+def test_clean_text_on_every_code_point_between_and_at_either_end(on: bool) -> None:
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    values = [c + "x" for c in chars] + ["x" + c for c in chars] + ["x" + c + "x" for c in chars] + chars
+    with kernels(on):
+        assert NORMALISERS["clean_text"](pa.array(values, pa.string())).values.to_pylist() == [
+            normalise.clean_text(v) for v in values]
+
+
+def test_c_finds_exactly_the_rows_clean_text_changes_numpy_a_superset() -> None:
+    # U+00B7 shares the lead byte C2 with U+00A0 and U+0085; '（' shares EF with U+FEFF
+    values = pa.array(["a  b", " a", "a ", "a\u3000b", "\u00b7", "x\u00a0", "a b", None, "", " ", "\ufeff", "（1）",
+                       "x\u200by", "\t"], pa.string())
+    changed = [i for i, v in enumerate(values.to_pylist()) if v is not None and normalise.clean_text(v) != v]
+    with kernels(True):
+        assert normalise._unclean_rows(values).tolist() == changed
+    with kernels(False):
+        assert normalise._unclean_rows(values).tolist() == sorted(changed + [4])
