@@ -106,22 +106,25 @@ DICTIONARY_MAX_DISTINCT = 0.5
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:
-    """The columns worth a Parquet dictionary: every one but the text columns whose values are
-    mostly distinct in the first rows (IDs, titles, record hashes).
+    """The columns worth a Parquet dictionary: every one but booleans and the columns whose values
+    are mostly distinct in the first rows (IDs, titles, record hashes, timestamps, amounts).
 
     Parquet builds a dictionary for such a column until its page is full and then falls back to
     plain pages, so the work is wasted and the file larger: 1M 杨浦 std rows were written in
     0.72 s into 31 MB this way, 0.79 s into 34 MB with dictionaries everywhere (DuckDB reads
-    both alike). Judged on a sample of the first batch (a ~1 ms count per column).
+    both alike). Not only text: 1M municipal projects' `updated_at` wrote in 0.068 CPU-s into
+    8.5 MB with a dictionary, 0.028 s into 6.7 MB without; their budgets 0.079 against 0.045 s at
+    the same size. A boolean is bit-packed without one (`_is_deleted`: 0.056 against 0.009 s).
+    Judged on a sample of the first batch (a ~1 ms count per column).
     """
     sample = table.slice(0, DICTIONARY_SAMPLE_ROWS)
     keep = []
     for field in table.schema:
+        if pa.types.is_boolean(field.type):
+            continue
         column = sample.column(field.name)
-        text = pa.types.is_string(field.type) or pa.types.is_large_string(field.type) \
-            or pa.types.is_binary(field.type)
         present = len(column) - column.null_count
-        if text and present >= 64 and pc.count_distinct(column).as_py() > DICTIONARY_MAX_DISTINCT * present:
+        if present >= 64 and pc.count_distinct(column).as_py() > DICTIONARY_MAX_DISTINCT * present:
             continue
         keep.append(field.name)
     return keep
