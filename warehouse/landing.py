@@ -140,9 +140,10 @@ class ParquetSink:
 
     def __init__(self, final_path: Path, schema: pa.Schema, *, use_dictionary: bool | str = True,
                  row_group_bytes: int | None = None) -> None:
-        """``use_dictionary=False`` for files of mostly distinct values (staged raw rows): Parquet's
-        dictionary pages then cost time to build and to decode and save no space. ``"auto"``
-        decides per text column from the first rows written (:func:`dictionary_columns`). Rows are
+        """``use_dictionary=False`` for files of mostly distinct values: Parquet's dictionary pages
+        then cost time to build and to decode and save no space. ``"auto"`` decides per column from
+        the first rows written (:func:`dictionary_columns`; the staged raw, std and quarantine
+        files). Rows are
         held until ``row_group_bytes`` (default ROW_GROUP_BYTES) or ROW_GROUP_ROWS of them gather."""
         if use_dictionary not in (True, False, "auto"):
             raise LandingError(f"{final_path}: use_dictionary must be True, False or 'auto', not {use_dictionary!r}")

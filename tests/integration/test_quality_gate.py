@@ -177,10 +177,13 @@ def test_mapping_and_gate_run_in_one_pass_and_repeated_keys_are_still_decided_ba
     assert clean["repeated_keys"]["copies_quarantined"] == 0
     assert set(clean["step_seconds"]) == {"standardise", "validate"}
 
-    # The staged raw rows are mostly distinct values: written without dictionary pages (cheaper both ways)
+    # The staged raw file has dictionary pages only where values repeat: titles are written plain,
+    # statuses (a handful of codes) with a dictionary (cheaper to write, smaller)
     raw_path = _staged_raw(settings, clean)
-    title = pq.ParquetFile(raw_path).metadata.row_group(0).column(pq.read_schema(raw_path).get_field_index("title"))
+    group = pq.ParquetFile(raw_path).metadata.row_group(0)
+    title, status = (group.column(pq.read_schema(raw_path).get_field_index(c)) for c in ("title", "status"))
     assert not any("DICTIONARY" in e for e in title.encodings), title.encodings
+    assert status.has_dictionary_page, status.encodings
 
     # The source sends project 1 a second time, at the end of the read, with other content.
     raw = pq.read_table(raw_path)
