@@ -266,7 +266,8 @@ def extract(settings: Settings, source: str, stream: str, *, full: bool = False,
         # digests (1M 杨浦 raw rows: 1.09 CPU-s into 25.7 MB against 1.47 s into 35.2 MB with none;
         # 1M S1 rows: 1.75 s into 57 MB against 1.91 s into 68 MB; with dictionaries everywhere S1's
         # took 1.2 s against 0.9 s with none, when its writer thread was the extract's bottleneck).
-        with PipelinedSink(ParquetSink(raw_path, raw_schema, use_dictionary="auto")) as sink:
+        # No text statistics either: the raw file is read whole (ParquetSink's text_statistics).
+        with PipelinedSink(ParquetSink(raw_path, raw_schema, use_dictionary="auto", text_statistics=False)) as sink:
             for page in reader.read(cursor):
                 pages += 1
                 n = page.table.num_rows

@@ -184,6 +184,9 @@ def test_mapping_and_gate_run_in_one_pass_and_repeated_keys_are_still_decided_ba
     title, status = (group.column(pq.read_schema(raw_path).get_field_index(c)) for c in ("title", "status"))
     assert not any("DICTIONARY" in e for e in title.encodings), title.encodings
     assert status.has_dictionary_page, status.encodings
+    # and statistics only for columns that are not text (the file is read whole)
+    row = group.column(pq.read_schema(raw_path).get_field_index("_row"))
+    assert row.is_stats_set and not title.is_stats_set and not status.is_stats_set
 
     # The source sends project 1 a second time, at the end of the read, with other content.
     raw = pq.read_table(raw_path)

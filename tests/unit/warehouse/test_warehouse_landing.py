@@ -227,6 +227,26 @@ def test_auto_dictionary_leaves_mostly_distinct_text_columns_plain(tmp_path: Pat
     assert auto.stat().st_size < always.stat().st_size
 
 
+def test_a_sink_without_text_statistics_keeps_them_for_every_other_column(tmp_path: Path) -> None:
+    from warehouse.landing import statistics_columns
+
+    assert statistics_columns(SCHEMA) == ["funding_amount", "headcount"]
+    rows = orgs(5_000)
+    plain, full = tmp_path / "plain.parquet", tmp_path / "full.parquet"
+    with ParquetSink(plain, SCHEMA, use_dictionary="auto", text_statistics=False) as sink:
+        sink.write(rows)
+    with ParquetSink(full, SCHEMA, use_dictionary="auto") as sink:
+        sink.write(rows)
+
+    def has_statistics(path: Path) -> dict[str, bool]:
+        group = pq.ParquetFile(path).metadata.row_group(0)
+        return {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
+
+    assert has_statistics(plain) == {"org_name": False, "uscc": False, "funding_amount": True, "headcount": True}
+    assert all(has_statistics(full).values())
+    assert pq.read_table(plain).equals(pq.read_table(full)) and pq.read_table(plain).equals(rows.cast(SCHEMA))
+
+
 def test_auto_dictionary_sink_fails_early_commits_empty_and_aborts_cleanly(tmp_path: Path) -> None:
     with pytest.raises(LandingError, match="use_dictionary"):
         ParquetSink(tmp_path / "x.parquet", SCHEMA, use_dictionary="sometimes")
