@@ -407,8 +407,11 @@ def _apply_rows(con: duckdb.DuckDBPyConnection, entity: Entity, schema: pa.Schem
     # by key (a streaming row_number() OVER () over an ORDER BY, insertion order preserved for the
     # statement so that no plan may reorder the sorted rows before they are counted).
     maybe_first = not has_rows and not has_tombs
+    # Counted by the keys' 64-bit hash where no distinct keys were kept: distinct hashes mean distinct
+    # keys, and a collision only sends the apply the general way (1M projects: 0.13-0.14 s against
+    # 0.17-0.24 for the DISTINCT of the key's strings).
     each_once = (f"SELECT (SELECT count(*) FROM _new) = (SELECT count(*) FROM _keys)" if distinct == "_keys" else
-                 f"SELECT count(*) = count(DISTINCT ({keys})) FROM _new")
+                 f"SELECT count(*) = count(DISTINCT hash({keys})) FROM _new")
     first_load = maybe_first and bool(_scalar(con, each_once))
     landing = first_load and file_rows is not None
     firsts = ", _at AS _run_at, NULL::TIMESTAMPTZ AS _next_at" if history else ""
